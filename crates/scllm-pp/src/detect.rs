@@ -1,0 +1,138 @@
+//! What does X hold? Raw counts, log-normalised values, or scaled values — the commonest mistake
+//! users make is feeding one where another is expected, so every command says which it saw.
+
+use scllm_io::{Matrix, Values};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueKind {
+    /// Non-negative integers.
+    Counts,
+    /// Non-negative, non-integer, small (log1p of normalised counts).
+    LogNormalized,
+    /// Non-negative, non-integer, large: normalised but not logged.
+    Normalized,
+    /// Contains negative values: z-scored / regressed.
+    Scaled,
+    /// No stored values at all.
+    Empty,
+}
+
+impl ValueKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ValueKind::Counts => "counts",
+            ValueKind::LogNormalized => "lognorm",
+            ValueKind::Normalized => "normalized",
+            ValueKind::Scaled => "scaled",
+            ValueKind::Empty => "empty",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ValueReport {
+    pub kind: ValueKind,
+    pub min: f64,
+    pub max: f64,
+    pub has_nan: bool,
+    /// For log-normalised data: the per-cell total of expm1(x), when it is the same in every cell.
+    pub target_sum: Option<f64>,
+    /// One sentence a user can read.
+    pub explanation: String,
+}
+
+/// Inspect every stored value (cheap: one pass) and a sample of rows for the log check.
+pub fn detect_values(m: &Matrix) -> ValueReport {
+    let v = m.values();
+    let (mut min, mut max, mut has_nan, mut all_int) = (f64::INFINITY, f64::NEG_INFINITY, false, true);
+    let mut scan = |x: f64| {
+        if x.is_nan() {
+            has_nan = true;
+            return;
+        }
+        min = min.min(x);
+        max = max.max(x);
+        if all_int && x.fract() != 0.0 {
+            all_int = false;
+        }
+    };
+    match v {
+        Values::F32(d) => d.iter().for_each(|&x| scan(x as f64)),
+        Values::F64(d) => d.iter().for_each(|&x| scan(x)),
+        Values::I32(_) | Values::I64(_) => {
+            for i in 0..v.len() {
+                scan(v.get_f64(i));
+            }
+        }
+    }
+    if v.is_empty() || min > max {
+        return ValueReport {
+            kind: ValueKind::Empty,
+            min: 0.0,
+            max: 0.0,
+            has_nan,
+            target_sum: None,
+            explanation: "X stores no values".into(),
+        };
+    }
+    let mut target_sum = None;
+    let kind = if min < 0.0 {
+        ValueKind::Scaled
+    } else if all_int {
+        ValueKind::Counts
+    } else if max <= 30.0 {
+        ValueKind::LogNormalized
+    } else {
+        ValueKind::Normalized
+    };
+    if kind == ValueKind::LogNormalized {
+        // log1p(x / total * target): expm1 restores a constant per-cell total
+        let csr = m.to_csr();
+        let sums: Vec<f64> = (0..csr.nrows.min(200))
+            .map(|i| csr.range(i).map(|k| csr.data.get_f64(k).exp_m1()).sum())
+            .filter(|&s| s > 0.0)
+            .collect();
+        if let (Some(lo), Some(hi)) = (
+            sums.iter().cloned().reduce(f64::min),
+            sums.iter().cloned().reduce(f64::max),
+        ) {
+            if (hi - lo) / hi < 1e-3 {
+                target_sum = Some((lo + hi) / 2.0);
+            }
+        }
+    }
+    let explanation = match kind {
+        ValueKind::Counts => format!("raw counts (non-negative integers, max {max})"),
+        ValueKind::LogNormalized => match target_sum {
+            Some(t) => format!("log-normalized: log1p of counts scaled to {t:.0} per cell (max {max:.3})"),
+            None => format!(
+                "log-transformed (non-integer, max {max:.3}); per-cell totals differ, so not plain log1p(normalize_total)"
+            ),
+        },
+        ValueKind::Normalized => format!("normalized but not log-transformed (non-integer, max {max:.1})"),
+        ValueKind::Scaled => format!("scaled (negative values, min {min:.3}, max {max:.3}); counts are not recoverable from X"),
+        ValueKind::Empty => unreachable!(),
+    };
+    ValueReport { kind, min, max, has_nan, target_sum, explanation }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dense(v: Vec<f32>) -> Matrix {
+        Matrix::Dense { nrows: 2, ncols: 2, data: Values::F32(v) }
+    }
+
+    #[test]
+    fn kinds_are_told_apart() {
+        assert_eq!(detect_values(&dense(vec![0., 3., 5., 1.])).kind, ValueKind::Counts);
+        assert_eq!(detect_values(&dense(vec![0., -0.3, 5., 1.])).kind, ValueKind::Scaled);
+        assert_eq!(detect_values(&dense(vec![0., 300.5, 5., 1.])).kind, ValueKind::Normalized);
+        // log1p of rows normalised to 10: [0, 10] and [5, 5]
+        let l = |x: f32| x.ln_1p();
+        let r = detect_values(&dense(vec![0., l(10.), l(5.), l(5.)]));
+        assert_eq!(r.kind, ValueKind::LogNormalized);
+        assert!((r.target_sum.unwrap() - 10.0).abs() < 1e-3, "{r:?}");
+    }
+}

@@ -1,0 +1,463 @@
+//! Highly variable genes, flavour by flavour as scanpy computes them.
+//!
+//! * `seurat`: dispersion of expm1(log data), log-dispersion z-scored within 20 equal-width bins of
+//!   log1p(mean) (pandas `cut` edges reproduced exactly).
+//! * `cell_ranger`: dispersion of the log data, normalised by median/MAD within mean-percentile bins.
+//! * `seurat_v3`: on counts; per batch, a loess fit (span 0.3, degree 2) of log10 variance on log10
+//!   mean, variance of values clipped at mean + sqrt(n)·fitted sd; genes ranked per batch, then by
+//!   median rank and number of batches. The loess is [`crate::loess`] (see its docs for how it
+//!   relates to netlib's interpolated surface used by scikit-misc).
+
+use scllm_io::{Column, Compressed, DataFrame};
+
+use crate::{PpError, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HvgFlavor {
+    Seurat,
+    CellRanger,
+    SeuratV3,
+}
+
+impl std::str::FromStr for HvgFlavor {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "seurat" => Ok(HvgFlavor::Seurat),
+            "cell_ranger" => Ok(HvgFlavor::CellRanger),
+            "seurat_v3" => Ok(HvgFlavor::SeuratV3),
+            o => Err(format!("unknown HVG flavor `{o}`: use seurat_v3 (counts), seurat or cell_ranger (log data)")),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct HvgOptions {
+    pub n_top_genes: usize,
+    pub flavor: HvgFlavor,
+    /// loess span for seurat_v3 (scanpy: 0.3)
+    pub span: f64,
+    /// mean bins for seurat (scanpy: 20)
+    pub n_bins: usize,
+}
+
+impl HvgOptions {
+    pub fn new(n_top_genes: usize, flavor: HvgFlavor) -> Self {
+        HvgOptions { n_top_genes, flavor, span: 0.3, n_bins: 20 }
+    }
+}
+
+/// Per-gene results, named as scanpy names the `var` columns.
+#[derive(Clone, Debug, Default)]
+pub struct HvgResult {
+    pub highly_variable: Vec<bool>,
+    pub means: Vec<f64>,
+    pub dispersions: Option<Vec<f64>>,
+    pub dispersions_norm: Option<Vec<f64>>,
+    pub variances: Option<Vec<f64>>,
+    pub variances_norm: Option<Vec<f64>>,
+    pub highly_variable_rank: Option<Vec<f64>>,
+    pub highly_variable_nbatches: Option<Vec<i64>>,
+}
+
+impl HvgResult {
+    /// Write the columns into `var` as scanpy does (`highly_variable`, `means`, ...).
+    pub fn write_var(&self, var: &mut DataFrame) {
+        var.set("highly_variable", Column::Bool(self.highly_variable.clone()));
+        var.set("means", Column::F64(self.means.clone()));
+        let f = |v: &Option<Vec<f64>>| v.clone().map(Column::F64);
+        if let Some(c) = f(&self.dispersions) {
+            var.set("dispersions", c);
+        }
+        if let Some(c) = f(&self.dispersions_norm) {
+            var.set("dispersions_norm", c);
+        }
+        if let Some(c) = f(&self.highly_variable_rank) {
+            var.set("highly_variable_rank", c);
+        }
+        if let Some(c) = f(&self.variances) {
+            var.set("variances", c);
+        }
+        if let Some(c) = f(&self.variances_norm) {
+            var.set("variances_norm", c);
+        }
+        if let Some(n) = &self.highly_variable_nbatches {
+            var.set("highly_variable_nbatches", Column::I64(n.clone()));
+        }
+    }
+    pub fn n_selected(&self) -> usize {
+        self.highly_variable.iter().filter(|&&b| b).count()
+    }
+}
+
+/// Column means and unbiased variances (ddof=1) over the rows in `rows` (all when `None`), summed
+/// in f64 with squares formed in the data's float32 precision — scanpy's numba kernel.
+pub fn mean_var(x: &Compressed, rows: Option<&[usize]>, transform: Option<fn(f32) -> f32>) -> (Vec<f64>, Vec<f64>) {
+    let mut s = vec![0.0f64; x.ncols];
+    let mut sq = vec![0.0f64; x.ncols];
+    let vals = crate::normalize::values_f32(x);
+    let mut visit = |i: usize| {
+        for k in x.range(i) {
+            let mut v = vals[k];
+            if let Some(t) = transform {
+                v = t(v);
+            }
+            let j = x.indices[k] as usize;
+            s[j] += v as f64;
+            sq[j] += (v * v) as f64;
+        }
+    };
+    let n = match rows {
+        Some(r) => {
+            r.iter().for_each(|&i| visit(i));
+            r.len()
+        }
+        None => {
+            (0..x.nrows).for_each(&mut visit);
+            x.nrows
+        }
+    } as f64;
+    let mut mean = vec![0.0; x.ncols];
+    let mut var = vec![0.0; x.ncols];
+    for j in 0..x.ncols {
+        mean[j] = s[j] / n;
+        var[j] = sq[j] / n - (s[j] / n) * (s[j] / n);
+        if n > 1.0 {
+            var[j] *= n / (n - 1.0);
+        }
+    }
+    (mean, var)
+}
+
+/// numpy's linear quantile of sorted f64 data (`q` in [0, 1]).
+fn quantile_sorted(s: &[f64], q: f64) -> f64 {
+    let n = s.len();
+    let v = (n as f64 - 1.0) * q;
+    if v >= n as f64 - 1.0 {
+        return s[n - 1];
+    }
+    let lo = v.floor().max(0.0) as usize;
+    let hi = (lo + 1).min(n - 1);
+    let g = v - lo as f64;
+    let d = s[hi] - s[lo];
+    if g >= 0.5 {
+        s[hi] - d * (1.0 - g)
+    } else {
+        s[lo] + d * g
+    }
+}
+
+fn median_of(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() || v.iter().any(|x| x.is_nan()) {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// pandas `cut(x, bins=n)` bin labels (right-closed, lowest edge lowered by 0.1% of the range).
+fn cut_equal_width(x: &[f64], n_bins: usize) -> Vec<Option<usize>> {
+    let mn = x.iter().cloned().fold(f64::INFINITY, f64::min);
+    let mx = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let mut edges: Vec<f64>;
+    if mn == mx {
+        // pandas widens a zero range by 0.1% on both sides
+        let (lo, hi) = if mn != 0.0 { (mn - mn.abs() * 0.001, mx + mx.abs() * 0.001) } else { (-0.001, 0.001) };
+        edges = linspace(lo, hi, n_bins + 1);
+    } else {
+        edges = linspace(mn, mx, n_bins + 1);
+        edges[0] -= (mx - mn) * 0.001;
+    }
+    cut_with_edges(x, &edges)
+}
+
+fn linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
+    let div = (num - 1) as f64;
+    let step = (stop - start) / div;
+    let mut y: Vec<f64> = (0..num).map(|i| i as f64 * step + start).collect();
+    y[num - 1] = stop;
+    y
+}
+
+/// Right-closed bins `(e[i], e[i+1]]`: label = searchsorted(edges, x, 'left') - 1.
+fn cut_with_edges(x: &[f64], edges: &[f64]) -> Vec<Option<usize>> {
+    x.iter()
+        .map(|&v| {
+            if v.is_nan() {
+                return None;
+            }
+            let id = edges.partition_point(|&e| e < v);
+            (id > 0 && id < edges.len()).then(|| id - 1)
+        })
+        .collect()
+}
+
+/// Normalised dispersions within bins: (d - avg_bin) / dev_bin.
+fn normalise_in_bins(disp: &[f64], bins: &[Option<usize>], n_bins: usize, flavor: HvgFlavor) -> Vec<f64> {
+    let mut groups: Vec<Vec<f64>> = vec![Vec::new(); n_bins];
+    let mut members: Vec<usize> = vec![0; n_bins];
+    for (d, b) in disp.iter().zip(bins) {
+        if let Some(b) = b {
+            members[*b] += 1;
+            if flavor == HvgFlavor::CellRanger || !d.is_nan() {
+                groups[*b].push(*d);
+            }
+        }
+    }
+    let stats: Vec<(f64, f64)> = groups
+        .iter()
+        .map(|g| match flavor {
+            HvgFlavor::Seurat => {
+                // pandas mean/std skip NaN; std has ddof=1 (NaN for one value)
+                let n = g.len() as f64;
+                if g.is_empty() {
+                    return (f64::NAN, f64::NAN);
+                }
+                let mean = g.iter().sum::<f64>() / n;
+                let std = if g.len() > 1 {
+                    (g.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0)).sqrt()
+                } else {
+                    f64::NAN
+                };
+                if std.is_nan() {
+                    // scanpy: a bin whose std is NaN gets avg 0 and dev = avg, so norm = d / avg
+                    (0.0, mean)
+                } else {
+                    (mean, std)
+                }
+            }
+            _ => {
+                // median (NaN skipped) and statsmodels' MAD (NaN propagates)
+                let finite: Vec<f64> = g.iter().cloned().filter(|v| !v.is_nan()).collect();
+                let med = median_of(finite);
+                let m = median_of(g.clone());
+                let mad = median_of(g.iter().map(|v| (v - m).abs() / 0.674_489_750_196_081_7).collect());
+                (med, mad)
+            }
+        })
+        .collect();
+    disp.iter()
+        .zip(bins)
+        .map(|(d, b)| match b {
+            Some(b) => (d - stats[*b].0) / stats[*b].1,
+            None => f64::NAN,
+        })
+        .collect()
+}
+
+/// Genes whose normalised dispersion reaches the n-th highest (ties included, as scanpy).
+fn top_by_norm(norm: &[f64], n_top: usize) -> Vec<bool> {
+    let mut v: Vec<f64> = norm.iter().cloned().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return vec![false; norm.len()];
+    }
+    v.sort_by(|a, b| b.total_cmp(a));
+    let n = n_top.min(v.len()).max(1);
+    let cut = v[n - 1];
+    norm.iter().map(|&x| !x.is_nan() && x >= cut).collect()
+}
+
+/// Highly variable genes of `x` (CSR float32, cells × genes). `batches`: one id per cell
+/// (seurat_v3 only), batches processed in ascending id order as numpy's `unique` would.
+pub fn highly_variable_genes(x: &Compressed, opts: &HvgOptions, batches: Option<&[u32]>) -> Result<HvgResult> {
+    if opts.n_top_genes == 0 {
+        return Err(PpError::Invalid("--hvg must be at least 1".into()));
+    }
+    match opts.flavor {
+        HvgFlavor::SeuratV3 => seurat_v3(x, opts, batches),
+        _ if batches.is_some() => Err(PpError::Invalid(
+            "a batch key is supported with the seurat_v3 flavor only (scanpy's batched seurat/cell_ranger merge rules are not implemented yet)".into(),
+        )),
+        HvgFlavor::Seurat | HvgFlavor::CellRanger => dispersion_based(x, opts),
+    }
+}
+
+fn dispersion_based(x: &Compressed, opts: &HvgOptions) -> Result<HvgResult> {
+    crate::check_nonnegative(x, "highly_variable_genes", "the seurat/cell_ranger flavors (log-normalised data)")?;
+    let seurat = opts.flavor == HvgFlavor::Seurat;
+    let expm1: Option<fn(f32) -> f32> = if seurat { Some(|v: f32| v.exp_m1()) } else { None };
+    let (mut mean, var) = mean_var(x, None, expm1);
+    for m in mean.iter_mut() {
+        if *m == 0.0 {
+            *m = 1e-12;
+        }
+    }
+    let mut disp: Vec<f64> = var.iter().zip(&mean).map(|(v, m)| v / m).collect();
+    if seurat {
+        for d in disp.iter_mut() {
+            *d = if *d == 0.0 { f64::NAN } else { d.ln() };
+        }
+        for m in mean.iter_mut() {
+            *m = m.ln_1p();
+        }
+    }
+    let (bins, n_bins) = if seurat {
+        (cut_equal_width(&mean, opts.n_bins), opts.n_bins)
+    } else {
+        let mut s = mean.clone();
+        s.sort_by(|a, b| a.total_cmp(b));
+        let mut edges = vec![f64::NEG_INFINITY];
+        for p in (10..=100).step_by(5) {
+            edges.push(quantile_sorted(&s, p as f64 / 100.0));
+        }
+        edges.push(f64::INFINITY);
+        if edges.windows(2).any(|w| w[0] == w[1]) {
+            return Err(PpError::Invalid(
+                "cell_ranger: the mean-percentile bin edges are not unique (too many genes share a mean); filter unexpressed genes first (--min-cells 1). scanpy fails here too.".into(),
+            ));
+        }
+        let n = edges.len() - 1;
+        (cut_with_edges(&mean, &edges), n)
+    };
+    let norm = normalise_in_bins(&disp, &bins, n_bins, opts.flavor);
+    Ok(HvgResult {
+        highly_variable: top_by_norm(&norm, opts.n_top_genes),
+        means: mean,
+        dispersions: Some(disp),
+        dispersions_norm: Some(norm),
+        ..Default::default()
+    })
+}
+
+fn seurat_v3(x: &Compressed, opts: &HvgOptions, batches: Option<&[u32]>) -> Result<HvgResult> {
+    crate::check_nonnegative(x, "highly_variable_genes", "the seurat_v3 flavor (raw counts)")?;
+    let ng = x.ncols;
+    let (means, variances) = mean_var(x, None, None);
+    let mut ids: Vec<u32> = batches.map(|b| b.to_vec()).unwrap_or_else(|| vec![0; x.nrows]);
+    if ids.len() != x.nrows {
+        return Err(PpError::Invalid(format!("{} batch labels for {} cells", ids.len(), x.nrows)));
+    }
+    let mut levels = ids.clone();
+    levels.sort_unstable();
+    levels.dedup();
+    let vals = crate::normalize::values_f32(x);
+    let mut norm_vars: Vec<Vec<f64>> = Vec::new();
+    for &b in &levels {
+        let rows: Vec<usize> = (0..x.nrows).filter(|&i| ids[i] == b).collect();
+        let (mean, var) = mean_var(x, Some(&rows), None);
+        let not_const: Vec<usize> = (0..ng).filter(|&j| var[j] > 0.0).collect();
+        if not_const.len() < 3 {
+            return Err(PpError::Invalid(format!(
+                "seurat_v3: batch {b} has {} genes with non-zero variance; too few to fit the mean-variance trend",
+                not_const.len()
+            )));
+        }
+        let lx: Vec<f64> = not_const.iter().map(|&j| mean[j].log10()).collect();
+        let ly: Vec<f64> = not_const.iter().map(|&j| var[j].log10()).collect();
+        let fitted = crate::loess::loess_fitted(&lx, &ly, opts.span, 2)
+            .map_err(|e| PpError::Invalid(format!("seurat_v3 loess fit failed: {e}")))?;
+        let mut est = vec![0.0f64; ng];
+        for (k, &j) in not_const.iter().enumerate() {
+            est[j] = fitted[k];
+        }
+        let reg_std: Vec<f64> = est.iter().map(|e| 10f64.powf(*e).sqrt()).collect();
+        let n = rows.len() as f64;
+        let vmax = n.sqrt();
+        let clip: Vec<f64> = (0..ng).map(|j| reg_std[j] * vmax + mean[j]).collect();
+        let mut sum = vec![0.0f64; ng];
+        let mut sq = vec![0.0f64; ng];
+        for &i in &rows {
+            for k in x.range(i) {
+                let j = x.indices[k] as usize;
+                let e = (vals[k] as f64).min(clip[j]);
+                sq[j] += e * e;
+                sum[j] += e;
+            }
+        }
+        let nv: Vec<f64> = (0..ng)
+            .map(|j| {
+                (1.0 / ((n - 1.0) * reg_std[j] * reg_std[j]))
+                    * (n * mean[j] * mean[j] + sq[j] - 2.0 * sum[j] * mean[j])
+            })
+            .collect();
+        norm_vars.push(nv);
+    }
+    ids.clear();
+    // rank within each batch: 0 = most variable (numpy argsort of -v; ties by index)
+    let n_top = opts.n_top_genes;
+    let mut ranks: Vec<Vec<f64>> = Vec::new();
+    for nv in &norm_vars {
+        let mut order: Vec<usize> = (0..ng).collect();
+        order.sort_by(|&a, &b| nv[b].total_cmp(&nv[a]).then(a.cmp(&b)));
+        let mut r = vec![0.0f64; ng];
+        for (pos, &j) in order.iter().enumerate() {
+            r[j] = pos as f64;
+        }
+        ranks.push(r);
+    }
+    let nb = ranks.len();
+    let mut nbatches = vec![0i64; ng];
+    let mut median_rank = vec![f64::NAN; ng];
+    for j in 0..ng {
+        let mut kept: Vec<f64> = Vec::with_capacity(nb);
+        for r in &ranks {
+            if r[j] < n_top as f64 {
+                kept.push(r[j]);
+            }
+        }
+        nbatches[j] = kept.len() as i64;
+        if !kept.is_empty() {
+            median_rank[j] = median_of(kept);
+        }
+    }
+    let variances_norm: Vec<f64> =
+        (0..ng).map(|j| norm_vars.iter().map(|v| v[j]).sum::<f64>() / nb as f64).collect();
+    // sort by (rank asc, nbatches desc), NaN ranks last; stable
+    let mut order: Vec<usize> = (0..ng).collect();
+    order.sort_by(|&a, &b| {
+        let (ra, rb) = (median_rank[a], median_rank[b]);
+        match (ra.is_nan(), rb.is_nan()) {
+            (false, false) => ra.total_cmp(&rb).then(nbatches[b].cmp(&nbatches[a])),
+            (true, false) => std::cmp::Ordering::Greater,
+            (false, true) => std::cmp::Ordering::Less,
+            (true, true) => nbatches[b].cmp(&nbatches[a]),
+        }
+    });
+    let mut hv = vec![false; ng];
+    for &j in order.iter().take(n_top.min(ng)) {
+        hv[j] = true;
+    }
+    Ok(HvgResult {
+        highly_variable: hv,
+        means,
+        variances: Some(variances),
+        variances_norm: Some(variances_norm),
+        highly_variable_rank: Some(median_rank),
+        highly_variable_nbatches: batches.map(|_| nbatches),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pandas_cut_edges() {
+        // pandas.cut([0, 1, 2, 10], 2) -> (-0.01, 5.0], (-0.01, 5.0], (-0.01, 5.0], (5.0, 10.0]
+        let b = cut_equal_width(&[0.0, 1.0, 2.0, 10.0], 2);
+        assert_eq!(b, vec![Some(0), Some(0), Some(0), Some(1)]);
+        // right-closed: 5.0 belongs to the first bin
+        assert_eq!(cut_equal_width(&[0.0, 5.0, 10.0], 2), vec![Some(0), Some(0), Some(1)]);
+    }
+
+    #[test]
+    fn numpy_linear_quantile() {
+        let s = [1.0, 2.0, 4.0, 8.0];
+        assert_eq!(quantile_sorted(&s, 0.5), 3.0);
+        assert_eq!(quantile_sorted(&s, 1.0), 8.0);
+        assert_eq!(quantile_sorted(&s, 0.0), 1.0);
+        assert!((quantile_sorted(&s, 0.9) - 6.8).abs() < 1e-12);
+    }
+
+    #[test]
+    fn top_genes_include_ties() {
+        let hv = top_by_norm(&[1.0, 3.0, f64::NAN, 3.0, 2.0], 1);
+        assert_eq!(hv, vec![false, true, false, true, false]);
+    }
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Development aid (never needed to build or test scllm): a Python environment with the reference
+# implementations, used by tools/*.py to regenerate the committed fixtures and by bench/ to run
+# the peers side by side. Creates .venv-ref/ and unpacks the scgpt wheel into ref/ (both ignored).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv --system-site-packages .venv-ref
+.venv-ref/bin/pip install -q numpy scipy anndata scanpy scikit-misc scikit-learn h5py
+if [ "${WITH_TORCH:-0}" = 1 ]; then
+  .venv-ref/bin/pip install -q torch
+fi
+d=$(mktemp -d)
+.venv-ref/bin/pip download -q --no-deps -d "$d" scgpt==0.2.4
+mkdir -p ref && (cd ref && unzip -qo "$d"/scgpt-0.2.4-*.whl)
+echo "reference environment ready: .venv-ref/bin/python, scgpt sources in ref/"
