@@ -111,7 +111,7 @@ pub fn bin_row(values: &[f32], n_bins: usize, mut uniform: impl FnMut() -> f64) 
 }
 
 /// FNV-1a over the cell's gene ids and value bits: a stable per-cell seed.
-fn cell_seed(seed: u64, idx: &[u32], vals: &[f32]) -> u32 {
+pub fn cell_seed(seed: u64, idx: &[u32], vals: &[f32]) -> u32 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
     let mut eat = |x: u32| {
         for b in x.to_le_bytes() {

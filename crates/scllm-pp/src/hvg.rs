@@ -324,62 +324,96 @@ fn dispersion_based(x: &Compressed, opts: &HvgOptions) -> Result<HvgResult> {
     })
 }
 
-fn seurat_v3(x: &Compressed, opts: &HvgOptions, batches: Option<&[u32]>) -> Result<HvgResult> {
-    crate::check_nonnegative(x, "highly_variable_genes", "the seurat_v3 flavor (raw counts)")?;
-    let ng = x.ncols;
-    let (means, variances) = mean_var(x, None, None);
-    let mut ids: Vec<u32> = batches.map(|b| b.to_vec()).unwrap_or_else(|| vec![0; x.nrows]);
-    if ids.len() != x.nrows {
-        return Err(PpError::Invalid(format!("{} batch labels for {} cells", ids.len(), x.nrows)));
+/// Per-batch state of seurat_v3: moments, then the loess trend and clip values.
+#[derive(Clone, Debug)]
+pub struct V3Batch {
+    pub n: f64,
+    pub sum: Vec<f64>,
+    pub sumsq: Vec<f64>,
+    /// Filled by [`V3Batch::fit`].
+    pub mean: Vec<f64>,
+    pub reg_std: Vec<f64>,
+    pub clip: Vec<f64>,
+    /// Clipped sums, accumulated after the fit.
+    pub csum: Vec<f64>,
+    pub csq: Vec<f64>,
+}
+
+impl V3Batch {
+    pub fn new(ng: usize) -> Self {
+        let z = vec![0.0; ng];
+        V3Batch { n: 0.0, sum: z.clone(), sumsq: z.clone(), mean: z.clone(), reg_std: z.clone(), clip: z.clone(), csum: z.clone(), csq: z }
     }
-    let mut levels = ids.clone();
-    levels.sort_unstable();
-    levels.dedup();
-    let vals = crate::normalize::values_f32(x);
-    let mut norm_vars: Vec<Vec<f64>> = Vec::new();
-    for &b in &levels {
-        let rows: Vec<usize> = (0..x.nrows).filter(|&i| ids[i] == b).collect();
-        let (mean, var) = mean_var(x, Some(&rows), None);
+    /// Add one cell's stored values (first pass).
+    #[inline]
+    pub fn add_moments(&mut self, idx: &[u32], vals: &[f32]) {
+        self.n += 1.0;
+        for (&j, &v) in idx.iter().zip(vals) {
+            self.sum[j as usize] += v as f64;
+            self.sumsq[j as usize] += (v * v) as f64;
+        }
+    }
+    /// Fit log10(variance) on log10(mean) by loess and derive the clip values.
+    pub fn fit(&mut self, span: f64, label: &str) -> Result<()> {
+        let ng = self.sum.len();
+        let n = self.n;
+        let mut var = vec![0.0; ng];
+        for j in 0..ng {
+            self.mean[j] = self.sum[j] / n;
+            var[j] = self.sumsq[j] / n - self.mean[j] * self.mean[j];
+            if n > 1.0 {
+                var[j] *= n / (n - 1.0);
+            }
+        }
         let not_const: Vec<usize> = (0..ng).filter(|&j| var[j] > 0.0).collect();
         if not_const.len() < 3 {
             return Err(PpError::Invalid(format!(
-                "seurat_v3: batch {b} has {} genes with non-zero variance; too few to fit the mean-variance trend",
+                "seurat_v3: batch {label} has {} genes with non-zero variance; too few to fit the mean-variance trend",
                 not_const.len()
             )));
         }
-        let lx: Vec<f64> = not_const.iter().map(|&j| mean[j].log10()).collect();
+        let lx: Vec<f64> = not_const.iter().map(|&j| self.mean[j].log10()).collect();
         let ly: Vec<f64> = not_const.iter().map(|&j| var[j].log10()).collect();
-        let fitted = crate::loess::loess_fitted(&lx, &ly, opts.span, 2)
-            .map_err(|e| PpError::Invalid(format!("seurat_v3 loess fit failed: {e}")))?;
+        let fitted = crate::loess::loess_fitted(&lx, &ly, span, 2)
+            .map_err(|e| PpError::Invalid(format!("seurat_v3 loess fit failed on batch {label}: {e}")))?;
         let mut est = vec![0.0f64; ng];
         for (k, &j) in not_const.iter().enumerate() {
             est[j] = fitted[k];
         }
-        let reg_std: Vec<f64> = est.iter().map(|e| 10f64.powf(*e).sqrt()).collect();
-        let n = rows.len() as f64;
         let vmax = n.sqrt();
-        let clip: Vec<f64> = (0..ng).map(|j| reg_std[j] * vmax + mean[j]).collect();
-        let mut sum = vec![0.0f64; ng];
-        let mut sq = vec![0.0f64; ng];
-        for &i in &rows {
-            for k in x.range(i) {
-                let j = x.indices[k] as usize;
-                let e = (vals[k] as f64).min(clip[j]);
-                sq[j] += e * e;
-                sum[j] += e;
-            }
+        for j in 0..ng {
+            self.reg_std[j] = 10f64.powf(est[j]).sqrt();
+            self.clip[j] = self.reg_std[j] * vmax + self.mean[j];
         }
-        let nv: Vec<f64> = (0..ng)
-            .map(|j| {
-                (1.0 / ((n - 1.0) * reg_std[j] * reg_std[j]))
-                    * (n * mean[j] * mean[j] + sq[j] - 2.0 * sum[j] * mean[j])
-            })
-            .collect();
-        norm_vars.push(nv);
+        Ok(())
     }
-    ids.clear();
+    /// Add one cell's values clipped at the fitted ceiling (second pass).
+    #[inline]
+    pub fn add_clipped(&mut self, idx: &[u32], vals: &[f32]) {
+        for (&j, &v) in idx.iter().zip(vals) {
+            let j = j as usize;
+            let e = (v as f64).min(self.clip[j]);
+            self.csq[j] += e * e;
+            self.csum[j] += e;
+        }
+    }
+    /// Normalised variance of every gene.
+    pub fn norm_var(&self) -> Vec<f64> {
+        let n = self.n;
+        (0..self.sum.len())
+            .map(|j| {
+                let (m, r) = (self.mean[j], self.reg_std[j]);
+                (1.0 / ((n - 1.0) * r * r)) * (n * m * m + self.csq[j] - 2.0 * self.csum[j] * m)
+            })
+            .collect()
+    }
+}
+
+/// Rank genes per batch, combine by median rank and number of batches, pick the top genes.
+pub fn v3_select(batches: &[V3Batch], means: Vec<f64>, variances: Vec<f64>, n_top: usize, batched: bool) -> HvgResult {
+    let ng = means.len();
+    let norm_vars: Vec<Vec<f64>> = batches.iter().map(|b| b.norm_var()).collect();
     // rank within each batch: 0 = most variable (numpy argsort of -v; ties by index)
-    let n_top = opts.n_top_genes;
     let mut ranks: Vec<Vec<f64>> = Vec::new();
     for nv in &norm_vars {
         let mut order: Vec<usize> = (0..ng).collect();
@@ -394,12 +428,7 @@ fn seurat_v3(x: &Compressed, opts: &HvgOptions, batches: Option<&[u32]>) -> Resu
     let mut nbatches = vec![0i64; ng];
     let mut median_rank = vec![f64::NAN; ng];
     for j in 0..ng {
-        let mut kept: Vec<f64> = Vec::with_capacity(nb);
-        for r in &ranks {
-            if r[j] < n_top as f64 {
-                kept.push(r[j]);
-            }
-        }
+        let kept: Vec<f64> = ranks.iter().map(|r| r[j]).filter(|&r| r < n_top as f64).collect();
         nbatches[j] = kept.len() as i64;
         if !kept.is_empty() {
             median_rank[j] = median_of(kept);
@@ -422,15 +451,43 @@ fn seurat_v3(x: &Compressed, opts: &HvgOptions, batches: Option<&[u32]>) -> Resu
     for &j in order.iter().take(n_top.min(ng)) {
         hv[j] = true;
     }
-    Ok(HvgResult {
+    HvgResult {
         highly_variable: hv,
         means,
         variances: Some(variances),
         variances_norm: Some(variances_norm),
         highly_variable_rank: Some(median_rank),
-        highly_variable_nbatches: batches.map(|_| nbatches),
+        highly_variable_nbatches: batched.then_some(nbatches),
         ..Default::default()
-    })
+    }
+}
+
+fn seurat_v3(x: &Compressed, opts: &HvgOptions, batches: Option<&[u32]>) -> Result<HvgResult> {
+    crate::check_nonnegative(x, "highly_variable_genes", "the seurat_v3 flavor (raw counts)")?;
+    let ng = x.ncols;
+    let (means, variances) = mean_var(x, None, None);
+    let ids: Vec<u32> = batches.map(|b| b.to_vec()).unwrap_or_else(|| vec![0; x.nrows]);
+    if ids.len() != x.nrows {
+        return Err(PpError::Invalid(format!("{} batch labels for {} cells", ids.len(), x.nrows)));
+    }
+    let mut levels = ids.clone();
+    levels.sort_unstable();
+    levels.dedup();
+    let vals = crate::normalize::values_f32(x);
+    let slot: std::collections::HashMap<u32, usize> = levels.iter().enumerate().map(|(i, &b)| (b, i)).collect();
+    let mut state: Vec<V3Batch> = levels.iter().map(|_| V3Batch::new(ng)).collect();
+    for i in 0..x.nrows {
+        let r = x.range(i);
+        state[slot[&ids[i]]].add_moments(&x.indices[r.clone()], &vals[r]);
+    }
+    for (b, st) in levels.iter().zip(state.iter_mut()) {
+        st.fit(opts.span, &b.to_string())?;
+    }
+    for i in 0..x.nrows {
+        let r = x.range(i);
+        state[slot[&ids[i]]].add_clipped(&x.indices[r.clone()], &vals[r]);
+    }
+    Ok(v3_select(&state, means, variances, opts.n_top_genes, batches.is_some()))
 }
 
 #[cfg(test)]

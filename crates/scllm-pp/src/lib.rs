@@ -12,6 +12,7 @@ pub mod hvg;
 pub mod loess;
 pub mod normalize;
 pub mod scale;
+pub mod stream;
 
 pub use binning::{bin_row, BinRng, Binned, Binner};
 pub use detect::{detect_values, ValueKind, ValueReport};

@@ -1,1 +1,25 @@
+//! From a cell's expression to model input: gene vocabularies and id matching ([`vocab`]),
+//! scGPT's tokenisation with `<cls>`/`<pad>`, expressed-genes-only or all genes, `max_len` with
+//! sampling ([`scgpt`]), and batches grouped by length so little is padded ([`batch`]).
 
+pub mod batch;
+pub mod scgpt;
+pub mod vocab;
+
+pub use batch::{length_grouped_batches, pad_batch, Batch};
+pub use scgpt::{TokenizedCell, Tokenizer, TokenizerConfig};
+pub use vocab::{match_genes, GeneMatch, GeneVocab};
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizeError {
+    #[error("{}: {message}", path.display())]
+    File { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Pp(#[from] scllm_pp::PpError),
+}
+
+pub type Result<T, E = TokenizeError> = std::result::Result<T, E>;

@@ -1,1 +1,67 @@
-fn main(){}
+//! The `scllm` command: argument parsing and printing only; the work lives in the crates.
+
+mod inspect;
+mod preprocess;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "scllm",
+    version,
+    about = "Single-cell foundation models (scGPT, Geneformer, scBERT, CellPLM) with honest baselines",
+    long_about = "scllm reads AnnData .h5ad (also 10x mtx folders and CSV), preprocesses exactly as scanpy and scGPT do, and runs single-cell foundation models on CPU or GPU.\n\nRun `scllm COMMAND --help` for each command's options and an example."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Describe a dataset: shape, what X holds (counts / log-normalized / scaled), columns, labels
+    Inspect(inspect::InspectArgs),
+    /// Filter, normalize, log1p, select highly variable genes, scale and bin (scanpy/scGPT layers)
+    Preprocess(preprocess::PreprocessArgs),
+}
+
+/// Bad input (exit 2) versus a failure of scllm itself (exit 1).
+fn exit_code(e: &anyhow::Error) -> i32 {
+    for cause in e.chain() {
+        if cause.downcast_ref::<scllm_io::IoError>().is_some()
+            || cause.downcast_ref::<scllm_pp::PpError>().is_some()
+            || cause.downcast_ref::<scllm_tokenize::TokenizeError>().is_some()
+            || cause.downcast_ref::<BadInput>().is_some()
+        {
+            return 2;
+        }
+    }
+    1
+}
+
+/// An input problem found by the command itself.
+#[derive(Debug)]
+pub struct BadInput(pub String);
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for BadInput {}
+
+pub fn bad(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(BadInput(msg.into()))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let res = match cli.command {
+        Command::Inspect(a) => inspect::run(a),
+        Command::Preprocess(a) => preprocess::run(a),
+    };
+    if let Err(e) = res {
+        let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+        eprintln!("error: {}", msg.join(": "));
+        std::process::exit(exit_code(&e));
+    }
+}

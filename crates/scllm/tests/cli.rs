@@ -1,0 +1,109 @@
+//! The `scllm` binary end to end: outputs, help text, and bad input (exit 2, clear message,
+//! no output file left behind).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn scllm(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_scllm")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn inspect_json_describes_the_dataset() {
+    let f = fixtures().join("data/kang2018_pbmc_400.h5ad");
+    let (code, out, err) = scllm(&["inspect", s(&f), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["n_obs"], 400);
+    assert_eq!(v["n_vars"], 1287);
+    assert_eq!(v["x"]["kind"], "counts");
+    assert_eq!(v["x"]["storage"], "csr");
+    let counts = v["labels"]["counts"].as_array().unwrap();
+    assert_eq!(counts[0], serde_json::json!(["CD4 T cells", 173]));
+    assert_eq!(counts.iter().map(|c| c[1].as_u64().unwrap()).sum::<u64>(), 400);
+    // the old-layout file: scaled X, log-normalized raw
+    let (code, out, _) = scllm(&["inspect", s(&fixtures().join("data/pbmc68k_reduced.h5ad")), "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["x"]["kind"], "scaled");
+    assert_eq!(v["raw"]["kind"], "lognorm");
+}
+
+#[test]
+fn preprocess_writes_the_layers_scanpy_and_scgpt_users_expect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("pp.h5ad");
+    let f = fixtures().join("data/kang2018_pbmc_400.h5ad");
+    let (code, stdout, err) = scllm(&[
+        "preprocess", s(&f), "-o", s(&out), "--min-genes", "10", "--normalize-total", "--log1p",
+        "--hvg", "200", "--hvg-flavor", "cell_ranger", "--bin", "51", "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["highly_variable"], 200);
+    let a = scllm_io::read_h5ad(&out).unwrap();
+    for l in ["X_normed", "X_log1p", "X_binned"] {
+        assert!(a.layer(l).is_some(), "layer {l}");
+    }
+    assert_eq!(a.x().unwrap(), &scllm_io::read_h5ad(&f).unwrap().x.unwrap(), "X keeps the counts");
+    assert_eq!(a.obsm_get("bin_edges").unwrap().shape(), (400, 51));
+    let hv = a.var.column("highly_variable").unwrap();
+    assert_eq!((0..a.n_vars()).filter(|&j| hv.get_f64(j) == Some(1.0)).count(), 200);
+    let bins = a.layer("X_binned").unwrap().to_dense_f64();
+    assert!(bins.iter().all(|&b| (0.0..=50.0).contains(&b)) && bins.contains(&50.0));
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    for cmd in ["inspect", "preprocess"] {
+        let (code, out, _) = scllm(&[cmd, "--help"]);
+        assert_eq!(code, 0);
+        assert!(out.contains("Example"), "{cmd} --help lacks an example");
+    }
+}
+
+fn bad(file: &str, extra: &[&str], expect: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out.h5ad");
+    let f = if file.starts_with('/') { PathBuf::from(file) } else { fixtures().join(file) };
+    let mut args = vec!["preprocess", s(&f), "-o", s(&out)];
+    args.extend_from_slice(extra);
+    let (code, _, err) = scllm(&args);
+    assert_eq!(code, 2, "{file}: expected exit 2, stderr: {err}");
+    for e in expect {
+        assert!(err.contains(e), "{file}: stderr lacks {e:?}: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "{file}: output left behind");
+}
+
+#[test]
+fn bad_input_fails_clearly_and_leaves_no_output() {
+    bad("/no/such/file.h5ad", &[], &["file.h5ad", "not found"]);
+    bad("bad/not_hdf5.h5ad", &[], &["not_hdf5.h5ad", "not an HDF5 file"]);
+    bad("bad/hdf5_not_anndata.h5ad", &[], &["hdf5_not_anndata.h5ad", "not AnnData"]);
+    bad("bad/no_x.h5ad", &[], &["no_x.h5ad", "`X`", "missing"]);
+    bad("bad/negative.h5ad", &["--normalize-total"], &["negative.h5ad", "negative values"]);
+    bad("bad/negative.h5ad", &["--hvg", "2"], &["negative value", "seurat_v3"]);
+    bad("bad/nan.h5ad", &["--log1p"], &["nan.h5ad", "NaN"]);
+    bad("bad/duplicate_genes.h5ad", &[], &["duplicate_genes.h5ad", "duplicate gene names", "CD3E", "--make-unique"]);
+    bad("data/kang2018_pbmc_400.h5ad", &["--label", "celltype"], &["obs['celltype']", "cell_type, donor"]);
+    bad("data/kang2018_pbmc_400.h5ad", &["--min-genes", "100000"], &["kang2018_pbmc_400.h5ad", "no cells left"]);
+    let vocab = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../resources/default_gene_vocab.json");
+    bad("bad/no_vocab_overlap.h5ad", &["--vocab", s(&vocab)], &["no_vocab_overlap.h5ad", "none of its 3 genes"]);
+    bad("data/kang2018_pbmc_400.h5ad", &["--hvg", "10", "--hvg-flavor", "seurat"], &["needs log-normalized data"]);
+    bad("data/kang2018_pbmc_400.h5ad", &["--compression", "zstd"], &["unknown compression"]);
+}
