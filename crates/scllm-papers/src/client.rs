@@ -147,13 +147,21 @@ impl PapersClient {
     }
 
     /// Starts a search; nothing is fetched until [`SearchResults::more`] or `load_until`.
-    pub fn search(&self, query: &str, backend: SearchBackend, page_size: usize) -> SearchResults<'_> {
+    pub fn search(
+        &self,
+        query: &str,
+        backend: SearchBackend,
+        page_size: usize,
+    ) -> SearchResults<'_> {
         let next = match backend {
             SearchBackend::EuropePmc => "*".to_string(),
             // BioRxivist's URL form: terms joined by '+', then " numresults:75", all escaped.
             SearchBackend::BiorxivHtml => format!(
                 "/search/{}",
-                encode_component(&format!("{} numresults:75", query.split_whitespace().collect::<Vec<_>>().join("+")))
+                encode_component(&format!(
+                    "{} numresults:75",
+                    query.split_whitespace().collect::<Vec<_>>().join("+")
+                ))
             ),
         };
         SearchResults {
@@ -179,7 +187,11 @@ impl PapersClient {
 
     /// Pages an interval endpoint by the count the server returns (30 or 100 per page have both
     /// been seen), until `total` is reached, a page comes back empty, or `limit` is met.
-    fn page_api(&self, path_for_cursor: impl Fn(u64) -> String, limit: Option<usize>) -> Result<Vec<Value>> {
+    fn page_api(
+        &self,
+        path_for_cursor: impl Fn(u64) -> String,
+        limit: Option<usize>,
+    ) -> Result<Vec<Value>> {
         let mut cursor = 0u64;
         let mut out = Vec::new();
         for _ in 0..MAX_PAGES {
@@ -216,7 +228,12 @@ impl PapersClient {
         limit: Option<usize>,
     ) -> Result<Vec<Paper>> {
         let query = category
-            .map(|c| format!("?category={}", encode_component(&c.trim().replace(' ', "_"))))
+            .map(|c| {
+                format!(
+                    "?category={}",
+                    encode_component(&c.trim().replace(' ', "_"))
+                )
+            })
             .unwrap_or_default();
         let rows = self.page_api(
             |cursor| format!("/details/{server}/{from}/{to}/{cursor}/json{query}"),
@@ -234,9 +251,13 @@ impl PapersClient {
         };
         let mut last_status = String::new();
         for s in servers {
-            let page = self.api_page(&format!("/details/{s}/{doi}/na/json"), &CachePolicy::Listing)?;
+            let page = self.api_page(
+                &format!("/details/{s}/{doi}/na/json"),
+                &CachePolicy::Listing,
+            )?;
             if !page.collection.is_empty() {
-                let mut papers: Vec<Paper> = page.collection.iter().map(paper_from_details).collect();
+                let mut papers: Vec<Paper> =
+                    page.collection.iter().map(paper_from_details).collect();
                 papers.sort_by_key(|p| p.version);
                 return Ok(papers);
             }
@@ -251,10 +272,13 @@ impl PapersClient {
     /// Latest version of a DOI with the `pubs` crosswalk filled in.
     pub fn paper(&self, doi: &str) -> Result<Paper> {
         let versions = self.details_by_doi(doi, None)?;
-        let mut latest = versions.last().cloned().ok_or_else(|| PapersError::UnknownDoi {
-            doi: doi.to_string(),
-            status: "empty collection".into(),
-        })?;
+        let mut latest = versions
+            .last()
+            .cloned()
+            .ok_or_else(|| PapersError::UnknownDoi {
+                doi: doi.to_string(),
+                status: "empty collection".into(),
+            })?;
         if latest.published_doi.is_none() || latest.published_journal.is_none() {
             let server = latest.server.clone().unwrap_or_else(|| "biorxiv".into());
             if let Some(publication) = self.pubs_by_doi(&latest.doi, &server)? {
@@ -268,13 +292,25 @@ impl PapersClient {
     /// The journal version of a preprint, if any ("no articles found" is `None`, not an error).
     pub fn pubs_by_doi(&self, doi: &str, server: &str) -> Result<Option<Publication>> {
         let doi = normalize_doi(doi)?;
-        let page = self.api_page(&format!("/pubs/{server}/{doi}/na/json"), &CachePolicy::Listing)?;
+        let page = self.api_page(
+            &format!("/pubs/{server}/{doi}/na/json"),
+            &CachePolicy::Listing,
+        )?;
         Ok(page.collection.iter().find_map(publication_from_pubs))
     }
 
     /// `pubs` over a date interval.
-    pub fn pubs_interval(&self, server: &str, from: &str, to: &str, limit: Option<usize>) -> Result<Vec<Publication>> {
-        let rows = self.page_api(|cursor| format!("/pubs/{server}/{from}/{to}/{cursor}"), limit)?;
+    pub fn pubs_interval(
+        &self,
+        server: &str,
+        from: &str,
+        to: &str,
+        limit: Option<usize>,
+    ) -> Result<Vec<Publication>> {
+        let rows = self.page_api(
+            |cursor| format!("/pubs/{server}/{from}/{to}/{cursor}"),
+            limit,
+        )?;
         Ok(rows.iter().filter_map(publication_from_pubs).collect())
     }
 
@@ -285,9 +321,12 @@ impl PapersClient {
             self.config().europepmc_url,
             encode_component(&format!("DOI:\"{doi}\" AND SRC:PPR"))
         );
-        let body = self
-            .http
-            .get(&url, "application/json", &CachePolicy::Listing, ENV_EUROPEPMC_URL)?;
+        let body = self.http.get(
+            &url,
+            "application/json",
+            &CachePolicy::Listing,
+            ENV_EUROPEPMC_URL,
+        )?;
         let page = parse_europepmc_search(&body.body)?;
         Ok(page
             .papers
@@ -309,7 +348,10 @@ impl PapersClient {
         if let Some(id) = paper.europepmc_id.clone() {
             let url = format!("{}/{}/fullTextXML", self.config().europepmc_url, id);
             let policy = cache_policy_for(paper, "europepmc.xml");
-            match self.http.get(&url, "application/xml", &policy, ENV_EUROPEPMC_URL) {
+            match self
+                .http
+                .get(&url, "application/xml", &policy, ENV_EUROPEPMC_URL)
+            {
                 Ok(body) => {
                     let text = crate::jats::parse_jats(&body.body, &format!("europepmc:{id}"))?;
                     return Ok(FullTextOutcome::Jats(text));
@@ -323,12 +365,17 @@ impl PapersClient {
         if let Some(link) = paper.jatsxml_url.clone() {
             let url = self.rebase_biorxiv(&link);
             let policy = cache_policy_for(paper, "source.xml");
-            match self.http.get(&url, "application/xml", &policy, ENV_BIORXIV_URL) {
+            match self
+                .http
+                .get(&url, "application/xml", &policy, ENV_BIORXIV_URL)
+            {
                 Ok(body) => {
                     let text = crate::jats::parse_jats(&body.body, "biorxiv:jatsxml")?;
                     return Ok(FullTextOutcome::Jats(text));
                 }
-                Err(PapersError::NotFound { .. }) => reasons.push("bioRxiv jatsxml link is 404".into()),
+                Err(PapersError::NotFound { .. }) => {
+                    reasons.push("bioRxiv jatsxml link is 404".into())
+                }
                 Err(e) => return Err(e),
             }
         } else {
@@ -342,7 +389,11 @@ impl PapersClient {
 
     /// `jatsxml` links point at www.biorxiv.org; follow the configured web base instead.
     fn rebase_biorxiv(&self, link: &str) -> String {
-        for default in ["https://www.biorxiv.org", "http://www.biorxiv.org", "https://biorxiv.org"] {
+        for default in [
+            "https://www.biorxiv.org",
+            "http://www.biorxiv.org",
+            "https://biorxiv.org",
+        ] {
             if let Some(rest) = link.strip_prefix(default) {
                 return format!("{}{}", self.config().biorxiv_url, rest);
             }
@@ -395,7 +446,10 @@ pub fn normalize_doi(input: &str) -> Result<String> {
 pub fn strip_version(s: &str) -> (&str, Option<u32>) {
     if let Some(i) = s.rfind('v') {
         let (head, tail) = (&s[..i], &s[i + 1..]);
-        if !tail.is_empty() && tail.bytes().all(|b| b.is_ascii_digit()) && head.ends_with(|c: char| c.is_ascii_digit()) {
+        if !tail.is_empty()
+            && tail.bytes().all(|b| b.is_ascii_digit())
+            && head.ends_with(|c: char| c.is_ascii_digit())
+        {
             return (head, tail.parse().ok());
         }
     }
@@ -423,9 +477,14 @@ pub fn parse_api_page(body: &str, what: &str) -> Result<ApiPage> {
         }
     };
     let lower = status.to_ascii_lowercase();
-    let empty_status = lower.contains("no posts found") || lower.contains("no articles found") || lower.contains("not found");
+    let empty_status = lower.contains("no posts found")
+        || lower.contains("no articles found")
+        || lower.contains("not found");
     if lower != "ok" && !empty_status && collection.is_empty() {
-        return Err(PapersError::decode(what, format!("api.biorxiv.org said \"{status}\"")));
+        return Err(PapersError::decode(
+            what,
+            format!("api.biorxiv.org said \"{status}\""),
+        ));
     }
     Ok(ApiPage {
         cursor: lenient_u64(message.get("cursor")),
@@ -455,13 +514,21 @@ pub fn paper_from_details(v: &Value) -> Paper {
         server: text(v, "server").map(|s| s.to_ascii_lowercase()),
         title: text(v, "title").map(|t| strip_tags(&t)).unwrap_or_default(),
         authors: text(v, "authors")
-            .map(|a| a.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+            .map(|a| {
+                a.split(';')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default(),
         corresponding_author: text(v, "author_corresponding"),
         date: text(v, "date"),
         category: text(v, "category"),
         article_type: text(v, "type"),
-        abstract_text: text(v, "abstract").map(|t| strip_tags(&t)).unwrap_or_default(),
+        abstract_text: text(v, "abstract")
+            .map(|t| strip_tags(&t))
+            .unwrap_or_default(),
         license: text(v, "license"),
         published_doi: text(v, "published"),
         published_journal: None,
@@ -493,7 +560,8 @@ pub struct EuropePmcPage {
 
 /// One Europe PMC `search` response (`resultType=core`).
 pub fn parse_europepmc_search(body: &str) -> Result<EuropePmcPage> {
-    let v: Value = serde_json::from_str(body).map_err(|e| PapersError::decode("Europe PMC search", e))?;
+    let v: Value =
+        serde_json::from_str(body).map_err(|e| PapersError::decode("Europe PMC search", e))?;
     let results = v
         .pointer("/resultList/result")
         .and_then(|r| r.as_array())
@@ -506,11 +574,21 @@ pub fn parse_europepmc_search(body: &str) -> Result<EuropePmcPage> {
             let authors = r
                 .pointer("/authorList/author")
                 .and_then(|a| a.as_array())
-                .map(|list| list.iter().filter_map(|a| text(a, "fullName")).collect::<Vec<_>>())
+                .map(|list| {
+                    list.iter()
+                        .filter_map(|a| text(a, "fullName"))
+                        .collect::<Vec<_>>()
+                })
                 .filter(|l| !l.is_empty())
                 .unwrap_or_else(|| {
                     text(r, "authorString")
-                        .map(|s| s.trim_end_matches('.').split(',').map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect())
+                        .map(|s| {
+                            s.trim_end_matches('.')
+                                .split(',')
+                                .map(|a| a.trim().to_string())
+                                .filter(|a| !a.is_empty())
+                                .collect()
+                        })
                         .unwrap_or_default()
                 });
             let publisher = r
@@ -523,13 +601,17 @@ pub fn parse_europepmc_search(body: &str) -> Result<EuropePmcPage> {
             };
             Some(Paper {
                 doi,
-                version: version_in_doi.or_else(|| text(r, "versionNumber").and_then(|s| s.parse().ok())),
+                version: version_in_doi
+                    .or_else(|| text(r, "versionNumber").and_then(|s| s.parse().ok())),
                 server: publisher.filter(|p| p == "biorxiv" || p == "medrxiv"),
                 title: text(r, "title").map(|t| strip_tags(&t)).unwrap_or_default(),
                 authors,
                 date: text(r, "firstPublicationDate"),
-                abstract_text: text(r, "abstractText").map(|t| strip_tags(&t)).unwrap_or_default(),
-                license: text(r, "license").map(|l| l.to_ascii_lowercase().replace([' ', '-'], "_")),
+                abstract_text: text(r, "abstractText")
+                    .map(|t| strip_tags(&t))
+                    .unwrap_or_default(),
+                license: text(r, "license")
+                    .map(|l| l.to_ascii_lowercase().replace([' ', '-'], "_")),
                 europepmc_id: match (text(r, "source"), text(r, "id")) {
                     (Some(s), Some(i)) => Some(format!("{s}/{i}")),
                     _ => None,
@@ -551,20 +633,35 @@ mod tests {
 
     #[test]
     fn dois_are_normalised() {
-        assert_eq!(normalize_doi("https://doi.org/10.1101/2023.10.19.563100").unwrap(), "10.1101/2023.10.19.563100");
         assert_eq!(
-            normalize_doi("https://www.biorxiv.org/content/10.1101/2022.12.08.519590v3.full").unwrap(),
+            normalize_doi("https://doi.org/10.1101/2023.10.19.563100").unwrap(),
+            "10.1101/2023.10.19.563100"
+        );
+        assert_eq!(
+            normalize_doi("https://www.biorxiv.org/content/10.1101/2022.12.08.519590v3.full")
+                .unwrap(),
             "10.1101/2022.12.08.519590"
         );
-        assert_eq!(normalize_doi("10.64898/2026.01.02.100001v2").unwrap(), "10.64898/2026.01.02.100001");
+        assert_eq!(
+            normalize_doi("10.64898/2026.01.02.100001v2").unwrap(),
+            "10.64898/2026.01.02.100001"
+        );
         assert!(normalize_doi("single cell").is_err());
     }
 
     #[test]
     fn no_posts_found_is_an_empty_page_and_other_statuses_are_errors() {
-        let p = parse_api_page(r#"{"messages":[{"status":"no posts found"}],"collection":[]}"#, "t").unwrap();
+        let p = parse_api_page(
+            r#"{"messages":[{"status":"no posts found"}],"collection":[]}"#,
+            "t",
+        )
+        .unwrap();
         assert!(p.collection.is_empty());
-        assert!(parse_api_page(r#"{"messages":[{"status":"invalid interval"}],"collection":[]}"#, "t").is_err());
+        assert!(parse_api_page(
+            r#"{"messages":[{"status":"invalid interval"}],"collection":[]}"#,
+            "t"
+        )
+        .is_err());
         let p = parse_api_page(r#"{"messages":[{"status":"ok","cursor":"30","count":30,"total":"67"}],"collection":[]}"#, "t").unwrap();
         assert_eq!((p.cursor, p.count, p.total), (Some(30), Some(30), Some(67)));
     }

@@ -31,7 +31,9 @@ pub enum PapersError {
     },
     #[error("{what}: cannot parse response: {message}")]
     Decode { what: String, message: String },
-    #[error("{doi}: not found on bioRxiv or medRxiv (api.biorxiv.org said \"{status}\"); check the DOI")]
+    #[error(
+        "{doi}: not found on bioRxiv or medRxiv (api.biorxiv.org said \"{status}\"); check the DOI"
+    )]
     UnknownDoi { doi: String, status: String },
     #[error("cache {path}: {source}; fix the permissions or pass --no-cache")]
     Cache {

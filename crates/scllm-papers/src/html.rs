@@ -76,7 +76,10 @@ fn parse_attrs(s: &str) -> Vec<(String, String)> {
         while i < chars.len() && !chars[i].is_whitespace() && chars[i] != '=' && chars[i] != '/' {
             i += 1;
         }
-        let key: String = chars[key_start..i].iter().collect::<String>().to_ascii_lowercase();
+        let key: String = chars[key_start..i]
+            .iter()
+            .collect::<String>()
+            .to_ascii_lowercase();
         if key.is_empty() {
             i += 1;
             continue;
@@ -170,7 +173,10 @@ mod tests {
         assert_eq!(page.papers[0].doi, "10.1101/2022.12.08.519590");
         assert_eq!(page.papers[0].version, Some(3));
         assert_eq!(page.papers[0].title, "A bold title");
-        assert_eq!(page.next_href.as_deref(), Some("/search/x%20numresults%3A75?page=1"));
+        assert_eq!(
+            page.next_href.as_deref(),
+            Some("/search/x%20numresults%3A75?page=1")
+        );
         assert!(parse_search_page("<p>no pager</p>").next_href.is_none());
     }
 }

@@ -374,7 +374,10 @@ pub fn challenge_marker(status: u16, cf_mitigated: Option<&str>, body: &str) -> 
         ("Just a moment...", "\"Just a moment...\" page"),
         ("cf-chl", "cf-chl challenge script"),
         ("challenge-platform", "challenge-platform script"),
-        ("Attention Required! | Cloudflare", "\"Attention Required\" block page"),
+        (
+            "Attention Required! | Cloudflare",
+            "\"Attention Required\" block page",
+        ),
     ];
     for (needle, what) in markers {
         if head.contains(needle) {

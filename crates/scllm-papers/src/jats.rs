@@ -36,7 +36,10 @@ pub fn parse_jats(xml: &str, source: &str) -> Result<FullText> {
     if root.tag_name().name() != "article" {
         return Err(PapersError::decode(
             format!("JATS from {source}"),
-            format!("root element is <{}>, not <article>", root.tag_name().name()),
+            format!(
+                "root element is <{}>, not <article>",
+                root.tag_name().name()
+            ),
         ));
     }
     let mut text = FullText {
@@ -61,7 +64,9 @@ pub fn parse_jats(xml: &str, source: &str) -> Result<FullText> {
             "fig" => text.figures.push(Caption {
                 id: node.attribute("id").unwrap_or_default().to_string(),
                 label: child_text(node, "label"),
-                caption: child(node, "caption").map(|c| inner_text(c, &[])).unwrap_or_default(),
+                caption: child(node, "caption")
+                    .map(|c| inner_text(c, &[]))
+                    .unwrap_or_default(),
             }),
             "table-wrap" => text.tables.push(parse_table(node)),
             "ref" => text.references.push(parse_reference(node)),
@@ -77,7 +82,9 @@ fn child<'a, 'i>(node: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
 }
 
 fn child_text(node: Node, name: &str) -> String {
-    child(node, name).map(|c| inner_text(c, &[])).unwrap_or_default()
+    child(node, name)
+        .map(|c| inner_text(c, &[]))
+        .unwrap_or_default()
 }
 
 /// Text of a subtree with whitespace squashed, skipping the named elements.
@@ -111,6 +118,8 @@ fn push_text(node: Node, skip: &[&str], out: &mut String) {
 
 fn collect_sections(node: Node, parent: &str, level: u32, out: &mut Vec<Section>, fallback: &str) {
     let title = child_text(node, "title");
+    // The <body> itself (or an untitled wrapper) names no section of its own for its children.
+    let container = level == 0 && title.is_empty();
     let heading = match (parent.is_empty(), title.is_empty()) {
         (true, true) => fallback.to_string(),
         (true, false) => title,
@@ -136,15 +145,22 @@ fn collect_sections(node: Node, parent: &str, level: u32, out: &mut Vec<Section>
             paragraphs,
         });
     }
-    for c in node.children().filter(|c| c.is_element() && c.tag_name().name() == "sec") {
-        collect_sections(c, &heading, level + 1, out, fallback);
+    for c in node
+        .children()
+        .filter(|c| c.is_element() && c.tag_name().name() == "sec")
+    {
+        let parent = if container { "" } else { heading.as_str() };
+        collect_sections(c, parent, level + 1, out, fallback);
     }
 }
 
 fn parse_table(node: Node) -> Table {
     let mut rows = Vec::new();
     let mut header_rows = 0;
-    for tr in node.descendants().filter(|d| d.is_element() && d.tag_name().name() == "tr") {
+    for tr in node
+        .descendants()
+        .filter(|d| d.is_element() && d.tag_name().name() == "tr")
+    {
         let in_head = tr
             .ancestors()
             .any(|a| a.is_element() && a.tag_name().name() == "thead");
@@ -165,7 +181,9 @@ fn parse_table(node: Node) -> Table {
     Table {
         id: node.attribute("id").unwrap_or_default().to_string(),
         label: child_text(node, "label"),
-        caption: child(node, "caption").map(|c| inner_text(c, &[])).unwrap_or_default(),
+        caption: child(node, "caption")
+            .map(|c| inner_text(c, &[]))
+            .unwrap_or_default(),
         header_rows,
         rows,
     }
@@ -244,7 +262,7 @@ mod tests {
     fn html_entities_do_not_break_parsing() {
         let xml = r#"<article><body><sec><title>Intro</title><p>T&nbsp;cells &amp; B&ndash;cells</p></sec></body></article>"#;
         let t = parse_jats(xml, "test").unwrap();
-        assert_eq!(t.sections[0].paragraphs[0], "T\u{a0}cells & B–cells");
+        assert_eq!(t.sections[0].paragraphs[0], "T cells & B–cells");
     }
 
     #[test]

@@ -142,5 +142,8 @@ pub struct Reference {
 pub enum FullTextOutcome {
     Jats(FullText),
     /// No JATS anywhere we may look: the PDF is the only full text.
-    PdfOnly { pdf_url: String, reason: String },
+    PdfOnly {
+        pdf_url: String,
+        reason: String,
+    },
 }

@@ -23,6 +23,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Filter, normalize, log1p, select highly variable genes, scale and bin (scanpy/scGPT layers)
     Preprocess(preprocess::PreprocessArgs),
+    /// Literature: bioRxiv / Europe PMC search, full text, and a knowledge graph of papers
+    Papers(scllm_papers::cli::PapersArgs),
 }
 
 /// Bad input (exit 2) versus a failure of scllm itself (exit 1).
@@ -32,6 +34,7 @@ fn exit_code(e: &anyhow::Error) -> i32 {
             || cause.downcast_ref::<scllm_pp::PpError>().is_some()
             || cause.downcast_ref::<scllm_tokenize::TokenizeError>().is_some()
             || cause.downcast_ref::<BadInput>().is_some()
+            || matches!(cause.downcast_ref::<scllm_papers::PapersError>(), Some(scllm_papers::PapersError::InvalidInput(_)))
         {
             return 2;
         }
@@ -58,6 +61,7 @@ fn main() {
     let res = match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Preprocess(a) => preprocess::run(a),
+        Command::Papers(a) => scllm_papers::cli::run(a),
     };
     if let Err(e) = res {
         let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();

@@ -68,7 +68,7 @@ fn preprocess_writes_the_layers_scanpy_and_scgpt_users_expect() {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    for cmd in ["inspect", "preprocess"] {
+    for cmd in ["inspect", "preprocess", "papers"] {
         let (code, out, _) = scllm(&[cmd, "--help"]);
         assert_eq!(code, 0);
         assert!(out.contains("Example"), "{cmd} --help lacks an example");
