@@ -21,6 +21,7 @@ run() { # label, command...
   local last; last=$(tail -n1 "$OUT/time")
   echo "$label: exit $rc, wall ${last%% *} s, peak RSS $(( ${last##* } / 1024 )) MiB"
   [ $rc -eq 0 ] || tail -n3 "$OUT/err" | sed 's/^/    /'
+  grep -h "^scanpy:" "$OUT/err" | sed 's/^/    /' || true
 }
 run "scllm " target/release/scllm preprocess "$IN" -o "$OUT/scllm.h5ad" --normalize-total 1e4 --log1p --hvg "$N" --hvg-flavor seurat_v3 $MODE --json
 run "scanpy" bash -c "ulimit -v ${SCANPY_MEM_LIMIT_KB:-20971520}; exec .venv-ref/bin/python bench/scanpy_preprocess.py '$IN' '$OUT/scanpy.h5ad' $N"

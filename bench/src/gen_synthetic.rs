@@ -24,12 +24,20 @@ fn main() {
         eprintln!("usage: gen-synthetic CELLS GENES NNZ_PER_CELL OUT.h5ad");
         std::process::exit(2);
     }
-    let (cells, genes, nnz): (usize, usize, usize) = (a[1].parse().unwrap(), a[2].parse().unwrap(), a[3].parse().unwrap());
+    let (cells, genes, nnz): (usize, usize, usize) = (
+        a[1].parse().unwrap(),
+        a[2].parse().unwrap(),
+        a[3].parse().unwrap(),
+    );
     let mut r = Mt64::new(42);
     let frac = nnz as f64 / genes as f64;
     // per-gene detection probability around `frac` and mean count
-    let detect: Vec<f64> = (0..genes).map(|_| (frac + 0.2 * normal(&mut r)).clamp(0.02, 0.999)).collect();
-    let mean: Vec<f64> = (0..genes).map(|_| (0.5 + 1.0 * normal(&mut r)).exp()).collect();
+    let detect: Vec<f64> = (0..genes)
+        .map(|_| (frac + 0.2 * normal(&mut r)).clamp(0.02, 0.999))
+        .collect();
+    let mean: Vec<f64> = (0..genes)
+        .map(|_| (0.5 + 1.0 * normal(&mut r)).exp())
+        .collect();
     let mut w = CsrStreamWriter::create(&a[4], genes, Compression::None).expect("create output");
     let block = 10_000;
     let mut done = 0;
@@ -52,14 +60,28 @@ fn main() {
             }
             indptr.push(indices.len() as u64);
         }
-        w.append(&Compressed { nrows: n, ncols: genes, indptr, indices, data: Values::F32(data) }).expect("append");
+        w.append(&Compressed {
+            nrows: n,
+            ncols: genes,
+            indptr,
+            indices,
+            data: Values::F32(data),
+        })
+        .expect("append");
         done += n;
         if done % 100_000 == 0 || done == cells {
             eprintln!("{done}/{cells} cells");
         }
     }
     let mut obs = DataFrame::new((0..cells).map(|i| format!("cell_{i:07}")).collect());
-    obs.set("batch", Column::categorical_from(&(0..cells).map(|i| Some(format!("b{}", i % 4))).collect::<Vec<_>>()));
+    obs.set(
+        "batch",
+        Column::categorical_from(
+            &(0..cells)
+                .map(|i| Some(format!("b{}", i % 4)))
+                .collect::<Vec<_>>(),
+        ),
+    );
     let var = DataFrame::new((0..genes).map(|j| format!("GENE{j:05}")).collect());
     let uns = vec![("x_kind".to_string(), UnsValue::Str("counts".into()))];
     w.finish(&obs, &var, &uns).expect("finish");

@@ -13,8 +13,14 @@ use crate::h5ad::{finish_temp, open_h5ad, temp_path, Compression, Writer};
 use crate::matrix::{Compressed, Values};
 
 enum Layout {
-    Csr { data: Dataset, indices: Dataset, indptr: Vec<u64> },
-    Dense { ds: Dataset },
+    Csr {
+        data: Dataset,
+        indices: Dataset,
+        indptr: Vec<u64>,
+    },
+    Dense {
+        ds: Dataset,
+    },
 }
 
 /// An `.h5ad` file opened for block-wise reading of X or of a layer.
@@ -35,7 +41,8 @@ fn read_slice(ds: &Dataset, start: usize, end: usize) -> hdf5::Result<Values> {
     Ok(match td {
         TypeDescriptor::Float(FloatSize::U4) => Values::F32(ds.read_slice_1d(s)?.to_vec()),
         TypeDescriptor::Float(_) => Values::F64(ds.read_slice_1d(s)?.to_vec()),
-        TypeDescriptor::Integer(IntSize::U8) | TypeDescriptor::Unsigned(IntSize::U4 | IntSize::U8) => {
+        TypeDescriptor::Integer(IntSize::U8)
+        | TypeDescriptor::Unsigned(IntSize::U4 | IntSize::U8) => {
             Values::I64(ds.read_slice_1d(s)?.to_vec())
         }
         _ => Values::I32(ds.read_slice_1d(s)?.to_vec()),
@@ -65,9 +72,18 @@ impl BackedAnnData {
         let (layout, nrows, ncols, dtype) = match kind {
             LocationType::Group => {
                 let g = root.group(element).at(path, element)?;
-                let enc = g.attr("encoding-type").ok().and_then(|a| a.read_scalar::<hdf5::types::VarLenUnicode>().ok());
-                let fmt = g.attr("h5sparse_format").ok().and_then(|a| a.read_scalar::<hdf5::types::VarLenUnicode>().ok());
-                let is_csr = enc.as_ref().map(|e| e.as_str() == "csr_matrix").unwrap_or(false)
+                let enc = g
+                    .attr("encoding-type")
+                    .ok()
+                    .and_then(|a| a.read_scalar::<hdf5::types::VarLenUnicode>().ok());
+                let fmt = g
+                    .attr("h5sparse_format")
+                    .ok()
+                    .and_then(|a| a.read_scalar::<hdf5::types::VarLenUnicode>().ok());
+                let is_csr = enc
+                    .as_ref()
+                    .map(|e| e.as_str() == "csr_matrix")
+                    .unwrap_or(false)
                     || fmt.as_ref().map(|e| e.as_str() == "csr").unwrap_or(false);
                 if !is_csr {
                     return Err(IoError::field(
@@ -83,9 +99,21 @@ impl BackedAnnData {
                     .at(path, &format!("{element}/shape"))?;
                 let data = g.dataset("data").at(path, element)?;
                 let indices = g.dataset("indices").at(path, element)?;
-                let indptr = g.dataset("indptr").and_then(|d| d.read_raw::<u64>()).at(path, element)?;
+                let indptr = g
+                    .dataset("indptr")
+                    .and_then(|d| d.read_raw::<u64>())
+                    .at(path, element)?;
                 let dtype = read_slice(&data, 0, 0).at(path, element)?.dtype();
-                (Layout::Csr { data, indices, indptr }, shape[0] as usize, shape[1] as usize, dtype)
+                (
+                    Layout::Csr {
+                        data,
+                        indices,
+                        indptr,
+                    },
+                    shape[0] as usize,
+                    shape[1] as usize,
+                    dtype,
+                )
             }
             LocationType::Dataset => {
                 let ds = root.dataset(element).at(path, element)?;
@@ -93,15 +121,30 @@ impl BackedAnnData {
                 if shape.len() != 2 {
                     return Err(IoError::field(path, element, "expected a 2-D matrix"));
                 }
-                let dtype = read_slice_dense(&ds, 0, 0, shape[1]).at(path, element)?.dtype();
+                let dtype = read_slice_dense(&ds, 0, 0, shape[1])
+                    .at(path, element)?
+                    .dtype();
                 (Layout::Dense { ds }, shape[0], shape[1], dtype)
             }
             _ => return Err(missing()),
         };
         if nrows != obs.nrows() {
-            return Err(IoError::field(path, element, format!("{nrows} rows but obs has {}", obs.nrows())));
+            return Err(IoError::field(
+                path,
+                element,
+                format!("{nrows} rows but obs has {}", obs.nrows()),
+            ));
         }
-        Ok(BackedAnnData { path: path.to_path_buf(), _file: file, obs, var, layout, nrows, ncols, dtype })
+        Ok(BackedAnnData {
+            path: path.to_path_buf(),
+            _file: file,
+            obs,
+            var,
+            layout,
+            nrows,
+            ncols,
+            dtype,
+        })
     }
 
     pub fn shape(&self) -> (usize, usize) {
@@ -123,25 +166,48 @@ impl BackedAnnData {
         let end = end.min(self.nrows);
         let field = |s: &str| format!("rows {start}..{end} of {s}");
         match &self.layout {
-            Layout::Csr { data, indices, indptr } => {
+            Layout::Csr {
+                data,
+                indices,
+                indptr,
+            } => {
                 let (a, b) = (indptr[start] as usize, indptr[end] as usize);
                 let vals = read_slice(data, a, b).at(&self.path, &field("data"))?;
-                let idx: Vec<u32> = indices.read_slice_1d::<u32, _>(a..b).at(&self.path, &field("indices"))?.to_vec();
+                let idx: Vec<u32> = indices
+                    .read_slice_1d::<u32, _>(a..b)
+                    .at(&self.path, &field("indices"))?
+                    .to_vec();
                 let ptr = indptr[start..=end].iter().map(|&p| p - a as u64).collect();
-                Ok(Compressed { nrows: end - start, ncols: self.ncols, indptr: ptr, indices: idx, data: vals })
+                Ok(Compressed {
+                    nrows: end - start,
+                    ncols: self.ncols,
+                    indptr: ptr,
+                    indices: idx,
+                    data: vals,
+                })
             }
             Layout::Dense { ds } => {
-                let vals = read_slice_dense(ds, start, end, self.ncols).at(&self.path, &field("X"))?;
-                let m = crate::Matrix::Dense { nrows: end - start, ncols: self.ncols, data: vals };
+                let vals =
+                    read_slice_dense(ds, start, end, self.ncols).at(&self.path, &field("X"))?;
+                let m = crate::Matrix::Dense {
+                    nrows: end - start,
+                    ncols: self.ncols,
+                    data: vals,
+                };
                 Ok(m.to_csr())
             }
         }
     }
 
     /// Iterate over the rows in blocks of `block_rows`.
-    pub fn blocks(&self, block_rows: usize) -> impl Iterator<Item = Result<(usize, Compressed)>> + '_ {
+    pub fn blocks(
+        &self,
+        block_rows: usize,
+    ) -> impl Iterator<Item = Result<(usize, Compressed)>> + '_ {
         let step = block_rows.max(1);
-        (0..self.nrows).step_by(step).map(move |s| self.rows(s, s + step).map(|b| (s, b)))
+        (0..self.nrows)
+            .step_by(step)
+            .map(move |s| self.rows(s, s + step).map(|b| (s, b)))
     }
 }
 
@@ -149,9 +215,13 @@ fn read_slice_dense(ds: &Dataset, start: usize, end: usize, ncols: usize) -> hdf
     let td = ds.dtype()?.to_descriptor()?;
     let s = (start..end, 0..ncols);
     Ok(match td {
-        TypeDescriptor::Float(FloatSize::U4) => Values::F32(ds.read_slice_2d(s)?.into_raw_vec_and_offset().0),
+        TypeDescriptor::Float(FloatSize::U4) => {
+            Values::F32(ds.read_slice_2d(s)?.into_raw_vec_and_offset().0)
+        }
         TypeDescriptor::Float(_) => Values::F64(ds.read_slice_2d(s)?.into_raw_vec_and_offset().0),
-        TypeDescriptor::Integer(IntSize::U8) => Values::I64(ds.read_slice_2d(s)?.into_raw_vec_and_offset().0),
+        TypeDescriptor::Integer(IntSize::U8) => {
+            Values::I64(ds.read_slice_2d(s)?.into_raw_vec_and_offset().0)
+        }
         _ => Values::I32(ds.read_slice_2d(s)?.into_raw_vec_and_offset().0),
     })
 }
@@ -173,12 +243,20 @@ impl CsrStreamWriter {
     pub fn create(path: impl AsRef<Path>, ncols: usize, compression: Compression) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let tmp = temp_path(&path);
-        let w = Writer { path: path.clone(), compression };
-        let file = File::create(&tmp).map_err(|e| IoError::file(&path, format!("cannot create: {e}")))?;
+        let w = Writer {
+            path: path.clone(),
+            compression,
+        };
+        let file =
+            File::create(&tmp).map_err(|e| IoError::file(&path, format!("cannot create: {e}")))?;
         let g = file.create_group("X").at(&path, "X")?;
         let chunk = 1 << 16;
         let mk = |name: &str, f32: bool| -> hdf5::Result<Dataset> {
-            let mut b = if f32 { g.new_dataset::<f32>() } else { g.new_dataset::<i32>() };
+            let mut b = if f32 {
+                g.new_dataset::<f32>()
+            } else {
+                g.new_dataset::<i32>()
+            };
             b = b.chunk(chunk);
             b = match compression {
                 Compression::Gzip(l) => b.deflate(l),
@@ -189,13 +267,25 @@ impl CsrStreamWriter {
         };
         let data = mk("data", true).at(&path, "X/data")?;
         let indices = mk("indices", false).at(&path, "X/indices")?;
-        Ok(CsrStreamWriter { path, tmp, w, file: Some(file), data, indices, indptr: vec![0], ncols })
+        Ok(CsrStreamWriter {
+            path,
+            tmp,
+            w,
+            file: Some(file),
+            data,
+            indices,
+            indptr: vec![0],
+            ncols,
+        })
     }
 
     /// Append rows (CSR, same number of columns).
     pub fn append(&mut self, block: &Compressed) -> Result<()> {
         if block.ncols != self.ncols {
-            return Err(IoError::file(&self.path, format!("block has {} columns, expected {}", block.ncols, self.ncols)));
+            return Err(IoError::file(
+                &self.path,
+                format!("block has {} columns, expected {}", block.ncols, self.ncols),
+            ));
         }
         let start = *self.indptr.last().unwrap() as usize;
         let end = start + block.nnz();
@@ -222,7 +312,12 @@ impl CsrStreamWriter {
     }
 
     /// Write indptr, shape, obs, var and uns; then move the file into place.
-    pub fn finish(mut self, obs: &DataFrame, var: &DataFrame, uns: &[(String, UnsValue)]) -> Result<()> {
+    pub fn finish(
+        mut self,
+        obs: &DataFrame,
+        var: &DataFrame,
+        uns: &[(String, UnsValue)],
+    ) -> Result<()> {
         let file = self.file.take().expect("finish called once");
         let res = (|| -> Result<()> {
             if obs.nrows() != self.rows_written() || var.nrows() != self.ncols {
@@ -241,7 +336,11 @@ impl CsrStreamWriter {
             let g = file.group("X").at(&self.path, "X")?;
             self.w.set_encoding(&g, "csr_matrix", "0.1.0")?;
             let shape = [self.rows_written() as i64, self.ncols as i64];
-            let a = g.new_attr::<i64>().shape(2).create("shape").at(&self.path, "X")?;
+            let a = g
+                .new_attr::<i64>()
+                .shape(2)
+                .create("shape")
+                .at(&self.path, "X")?;
             a.write_raw(&shape).at(&self.path, "X")?;
             if *self.indptr.last().unwrap() < i32::MAX as u64 {
                 let p: Vec<i32> = self.indptr.iter().map(|&x| x as i32).collect();
@@ -257,7 +356,8 @@ impl CsrStreamWriter {
                 self.w.set_encoding(&g, "dict", "0.1.0")?;
             }
             crate::h5ad::write_uns(&self.w, &file, uns)?;
-            file.close().map_err(|e| IoError::file(&self.path, format!("closing: {e}")))?;
+            file.close()
+                .map_err(|e| IoError::file(&self.path, format!("closing: {e}")))?;
             Ok(())
         })();
         finish_temp(&self.tmp, &self.path, res)

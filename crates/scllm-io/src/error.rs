@@ -16,31 +16,52 @@ pub enum IoError {
     NotAnnData { path: PathBuf, detail: String },
 
     #[error("{}: field `{field}`: {message}", path.display())]
-    Field { path: PathBuf, field: String, message: String },
+    Field {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
 
     #[error("{}: {message}", path.display())]
     File { path: PathBuf, message: String },
 
     #[error("{}: {source}", path.display())]
-    Os { path: PathBuf, source: std::io::Error },
+    Os {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn cwd() -> String {
-    std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_else(|_| "?".into())
+    std::env::current_dir()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "?".into())
 }
 
 impl IoError {
     pub fn field(path: &Path, field: impl Into<String>, message: impl Into<String>) -> Self {
-        IoError::Field { path: path.to_path_buf(), field: field.into(), message: message.into() }
+        IoError::Field {
+            path: path.to_path_buf(),
+            field: field.into(),
+            message: message.into(),
+        }
     }
     pub fn file(path: &Path, message: impl Into<String>) -> Self {
-        IoError::File { path: path.to_path_buf(), message: message.into() }
+        IoError::File {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
     }
     pub fn os(path: &Path, source: std::io::Error) -> Self {
         if source.kind() == std::io::ErrorKind::NotFound {
-            return IoError::NotFound { path: path.to_path_buf() };
+            return IoError::NotFound {
+                path: path.to_path_buf(),
+            };
         }
-        IoError::Os { path: path.to_path_buf(), source }
+        IoError::Os {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 

@@ -12,10 +12,23 @@ pub enum Column {
     I32(Vec<i32>),
     Bool(Vec<bool>),
     /// Codes index `categories`; -1 is missing (NaN in pandas).
-    Categorical { codes: Vec<i32>, categories: Box<Column>, ordered: bool },
-    NullableInt { values: Vec<i64>, mask: Vec<bool> },
-    NullableBool { values: Vec<bool>, mask: Vec<bool> },
-    NullableStr { values: Vec<String>, mask: Vec<bool> },
+    Categorical {
+        codes: Vec<i32>,
+        categories: Box<Column>,
+        ordered: bool,
+    },
+    NullableInt {
+        values: Vec<i64>,
+        mask: Vec<bool>,
+    },
+    NullableBool {
+        values: Vec<bool>,
+        mask: Vec<bool>,
+    },
+    NullableStr {
+        values: Vec<String>,
+        mask: Vec<bool>,
+    },
 }
 
 impl PartialEq for Column {
@@ -29,18 +42,47 @@ impl PartialEq for Column {
             (Column::I32(a), Column::I32(b)) => a == b,
             (Column::Bool(a), Column::Bool(b)) => a == b,
             (
-                Column::Categorical { codes: a, categories: ca, ordered: oa },
-                Column::Categorical { codes: b, categories: cb, ordered: ob },
+                Column::Categorical {
+                    codes: a,
+                    categories: ca,
+                    ordered: oa,
+                },
+                Column::Categorical {
+                    codes: b,
+                    categories: cb,
+                    ordered: ob,
+                },
             ) => a == b && ca == cb && oa == ob,
-            (Column::NullableInt { values: a, mask: ma }, Column::NullableInt { values: b, mask: mb }) => {
-                a == b && ma == mb
-            }
-            (Column::NullableBool { values: a, mask: ma }, Column::NullableBool { values: b, mask: mb }) => {
-                a == b && ma == mb
-            }
-            (Column::NullableStr { values: a, mask: ma }, Column::NullableStr { values: b, mask: mb }) => {
-                a == b && ma == mb
-            }
+            (
+                Column::NullableInt {
+                    values: a,
+                    mask: ma,
+                },
+                Column::NullableInt {
+                    values: b,
+                    mask: mb,
+                },
+            ) => a == b && ma == mb,
+            (
+                Column::NullableBool {
+                    values: a,
+                    mask: ma,
+                },
+                Column::NullableBool {
+                    values: b,
+                    mask: mb,
+                },
+            ) => a == b && ma == mb,
+            (
+                Column::NullableStr {
+                    values: a,
+                    mask: ma,
+                },
+                Column::NullableStr {
+                    values: b,
+                    mask: mb,
+                },
+            ) => a == b && ma == mb,
             _ => false,
         }
     }
@@ -88,7 +130,9 @@ impl Column {
             Column::I64(v) => Some(v[i].to_string()),
             Column::I32(v) => Some(v[i].to_string()),
             Column::Bool(v) => Some(if v[i] { "True" } else { "False" }.to_string()),
-            Column::Categorical { codes, categories, .. } => {
+            Column::Categorical {
+                codes, categories, ..
+            } => {
                 let c = codes[i];
                 if c < 0 {
                     None
@@ -132,20 +176,27 @@ impl Column {
             Column::I64(v) => Column::I64(g(v, idx)),
             Column::I32(v) => Column::I32(g(v, idx)),
             Column::Bool(v) => Column::Bool(g(v, idx)),
-            Column::Categorical { codes, categories, ordered } => Column::Categorical {
+            Column::Categorical {
+                codes,
+                categories,
+                ordered,
+            } => Column::Categorical {
                 codes: g(codes, idx),
                 categories: categories.clone(),
                 ordered: *ordered,
             },
-            Column::NullableInt { values, mask } => {
-                Column::NullableInt { values: g(values, idx), mask: g(mask, idx) }
-            }
-            Column::NullableBool { values, mask } => {
-                Column::NullableBool { values: g(values, idx), mask: g(mask, idx) }
-            }
-            Column::NullableStr { values, mask } => {
-                Column::NullableStr { values: g(values, idx), mask: g(mask, idx) }
-            }
+            Column::NullableInt { values, mask } => Column::NullableInt {
+                values: g(values, idx),
+                mask: g(mask, idx),
+            },
+            Column::NullableBool { values, mask } => Column::NullableBool {
+                values: g(values, idx),
+                mask: g(mask, idx),
+            },
+            Column::NullableStr { values, mask } => Column::NullableStr {
+                values: g(values, idx),
+                mask: g(mask, idx),
+            },
         }
     }
     /// A categorical column from optional labels (categories sorted, as pandas does).
@@ -160,7 +211,11 @@ impl Column {
                 None => -1,
             })
             .collect();
-        Column::Categorical { codes, categories: Box::new(Column::Str(cats)), ordered: false }
+        Column::Categorical {
+            codes,
+            categories: Box::new(Column::Str(cats)),
+            ordered: false,
+        }
     }
 }
 
@@ -183,7 +238,11 @@ pub struct DataFrame {
 
 impl DataFrame {
     pub fn new(index: Vec<String>) -> Self {
-        DataFrame { index_name: "_index".into(), index, columns: Vec::new() }
+        DataFrame {
+            index_name: "_index".into(),
+            index,
+            columns: Vec::new(),
+        }
     }
     pub fn nrows(&self) -> usize {
         self.index.len()
@@ -196,7 +255,11 @@ impl DataFrame {
     }
     /// Insert or replace a column.
     pub fn set(&mut self, name: &str, col: Column) {
-        debug_assert_eq!(col.len(), self.nrows(), "column {name} has the wrong length");
+        debug_assert_eq!(
+            col.len(),
+            self.nrows(),
+            "column {name} has the wrong length"
+        );
         if let Some(slot) = self.columns.iter_mut().find(|(n, _)| n == name) {
             slot.1 = col;
         } else {
@@ -211,7 +274,11 @@ impl DataFrame {
         DataFrame {
             index_name: self.index_name.clone(),
             index: idx.iter().map(|&i| self.index[i].clone()).collect(),
-            columns: self.columns.iter().map(|(n, c)| (n.clone(), c.select(idx))).collect(),
+            columns: self
+                .columns
+                .iter()
+                .map(|(n, c)| (n.clone(), c.select(idx)))
+                .collect(),
         }
     }
 }

@@ -41,7 +41,12 @@ pub struct AnnData {
 
 impl AnnData {
     pub fn new(x: Matrix, obs: DataFrame, var: DataFrame) -> Self {
-        AnnData { x: Some(x), obs, var, ..Default::default() }
+        AnnData {
+            x: Some(x),
+            obs,
+            var,
+            ..Default::default()
+        }
     }
     pub fn n_obs(&self) -> usize {
         self.obs.nrows()
@@ -50,7 +55,9 @@ impl AnnData {
         self.var.nrows()
     }
     fn path(&self) -> PathBuf {
-        self.source.clone().unwrap_or_else(|| PathBuf::from("<in memory>"))
+        self.source
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("<in memory>"))
     }
     /// X, or a clear error when the file has none.
     pub fn x(&self) -> Result<&Matrix> {
@@ -89,7 +96,7 @@ impl AnnData {
         self.obs.column(name).ok_or_else(|| {
             IoError::field(
                 &self.path(),
-                &format!("obs['{name}']"),
+                format!("obs['{name}']"),
                 format!(
                     "no such column. Columns present: {}",
                     if self.obs.columns.is_empty() {
@@ -108,11 +115,23 @@ impl AnnData {
             x: self.x.as_ref().map(|m| m.select_rows(idx)),
             obs: self.obs.select(idx),
             var: self.var.clone(),
-            obsm: self.obsm.iter().map(|(n, m)| (n.clone(), m.select_rows(idx))).collect(),
+            obsm: self
+                .obsm
+                .iter()
+                .map(|(n, m)| (n.clone(), m.select_rows(idx)))
+                .collect(),
             varm: self.varm.clone(),
-            obsp: self.obsp.iter().map(|(n, m)| (n.clone(), sel_sq(m))).collect(),
+            obsp: self
+                .obsp
+                .iter()
+                .map(|(n, m)| (n.clone(), sel_sq(m)))
+                .collect(),
             varp: self.varp.clone(),
-            layers: self.layers.iter().map(|(n, m)| (n.clone(), m.select_rows(idx))).collect(),
+            layers: self
+                .layers
+                .iter()
+                .map(|(n, m)| (n.clone(), m.select_rows(idx)))
+                .collect(),
             raw: self.raw.as_ref().map(|r| Raw {
                 x: r.x.select_rows(idx),
                 var: r.var.clone(),
@@ -131,10 +150,22 @@ impl AnnData {
             obs: self.obs.clone(),
             var: self.var.select(idx),
             obsm: self.obsm.clone(),
-            varm: self.varm.iter().map(|(n, m)| (n.clone(), m.select_rows(idx))).collect(),
+            varm: self
+                .varm
+                .iter()
+                .map(|(n, m)| (n.clone(), m.select_rows(idx)))
+                .collect(),
             obsp: self.obsp.clone(),
-            varp: self.varp.iter().map(|(n, m)| (n.clone(), sel_sq(m))).collect(),
-            layers: self.layers.iter().map(|(n, m)| (n.clone(), m.select_cols(idx))).collect(),
+            varp: self
+                .varp
+                .iter()
+                .map(|(n, m)| (n.clone(), sel_sq(m)))
+                .collect(),
+            layers: self
+                .layers
+                .iter()
+                .map(|(n, m)| (n.clone(), m.select_cols(idx)))
+                .collect(),
             raw: self.raw.clone(),
             uns: self.uns.clone(),
             skipped: self.skipped.clone(),
@@ -172,9 +203,13 @@ pub(crate) fn open_h5ad(path: &Path) -> Result<File> {
             Some("mtx") | Some("gz") => "For 10x output, name the folder holding matrix.mtx(.gz), features.tsv(.gz) and barcodes.tsv(.gz).",
             _ => "Check that the file was fully downloaded/copied and is an AnnData .h5ad.",
         };
-        return Err(IoError::NotHdf5 { path: path.to_path_buf(), hint: hint.into() });
+        return Err(IoError::NotHdf5 {
+            path: path.to_path_buf(),
+            hint: hint.into(),
+        });
     }
-    let file = File::open(path).map_err(|e| IoError::file(path, format!("HDF5 could not open it: {e}")))?;
+    let file = File::open(path)
+        .map_err(|e| IoError::file(path, format!("HDF5 could not open it: {e}")))?;
     let names = file.member_names().at(path, "/")?;
     let looks_like = names.iter().any(|n| n == "obs" || n == "var" || n == "X");
     if !looks_like {
@@ -182,7 +217,11 @@ pub(crate) fn open_h5ad(path: &Path) -> Result<File> {
             path: path.to_path_buf(),
             detail: format!(
                 "no `X`, `obs` or `var` at the root (it holds: {})",
-                if names.is_empty() { "nothing".into() } else { names.join(", ") }
+                if names.is_empty() {
+                    "nothing".into()
+                } else {
+                    names.join(", ")
+                }
             ),
         });
     }
@@ -197,7 +236,8 @@ fn has_hdf5_signature(path: &Path) -> Result<bool> {
     let mut off = 0u64;
     while off + 8 <= len {
         let mut buf = [0u8; 8];
-        f.seek(SeekFrom::Start(off)).map_err(|e| IoError::os(path, e))?;
+        f.seek(SeekFrom::Start(off))
+            .map_err(|e| IoError::os(path, e))?;
         f.read_exact(&mut buf).map_err(|e| IoError::os(path, e))?;
         if &buf == HDF5_SIGNATURE {
             return Ok(true);
@@ -241,7 +281,11 @@ fn read_bytes(c: &Container, is_attr: bool) -> hdf5::Result<(Vec<u8>, TypeDescri
 }
 
 fn fixed_str(bytes: &[u8]) -> String {
-    let end = bytes.iter().rposition(|&b| b != 0).map(|p| p + 1).unwrap_or(0);
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map(|p| p + 1)
+        .unwrap_or(0);
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
@@ -258,17 +302,27 @@ fn is_string_type(td: &TypeDescriptor) -> bool {
 fn read_strings_container(c: &Container, is_attr: bool) -> hdf5::Result<Vec<String>> {
     let td = c.dtype()?.to_descriptor()?;
     Ok(match td {
-        TypeDescriptor::VarLenUnicode => {
-            c.read_raw::<VarLenUnicode>()?.into_iter().map(|s| s.as_str().to_string()).collect()
-        }
-        TypeDescriptor::VarLenAscii => {
-            c.read_raw::<VarLenAscii>()?.into_iter().map(|s| s.as_str().to_string()).collect()
-        }
+        TypeDescriptor::VarLenUnicode => c
+            .read_raw::<VarLenUnicode>()?
+            .into_iter()
+            .map(|s| s.as_str().to_string())
+            .collect(),
+        TypeDescriptor::VarLenAscii => c
+            .read_raw::<VarLenAscii>()?
+            .into_iter()
+            .map(|s| s.as_str().to_string())
+            .collect(),
         TypeDescriptor::FixedAscii(n) | TypeDescriptor::FixedUnicode(n) => {
             let (buf, _, count) = read_bytes(c, is_attr)?;
-            (0..count).map(|i| fixed_str(&buf[i * n..(i + 1) * n])).collect()
+            (0..count)
+                .map(|i| fixed_str(&buf[i * n..(i + 1) * n]))
+                .collect()
         }
-        other => return Err(hdf5::Error::from(format!("expected strings, found {other}"))),
+        other => {
+            return Err(hdf5::Error::from(format!(
+                "expected strings, found {other}"
+            )))
+        }
     })
 }
 
@@ -278,8 +332,12 @@ fn attr_string(loc: &Location, name: &str) -> Option<String> {
 }
 
 fn attr_strings(loc: &Location, name: &str) -> Vec<String> {
-    let Ok(a) = loc.attr(name) else { return Vec::new() };
-    let Ok(td) = a.dtype().and_then(|d| d.to_descriptor()) else { return Vec::new() };
+    let Ok(a) = loc.attr(name) else {
+        return Vec::new();
+    };
+    let Ok(td) = a.dtype().and_then(|d| d.to_descriptor()) else {
+        return Vec::new();
+    };
     if !is_string_type(&td) {
         return Vec::new(); // anndata writes an empty float array for an empty column order
     }
@@ -301,14 +359,20 @@ fn read_values(ds: &Dataset) -> hdf5::Result<Values> {
     Ok(match td {
         TypeDescriptor::Float(FloatSize::U4) => Values::F32(ds.read_raw()?),
         TypeDescriptor::Float(_) => Values::F64(ds.read_raw()?),
-        TypeDescriptor::Integer(IntSize::U8) | TypeDescriptor::Unsigned(IntSize::U4 | IntSize::U8) => {
-            Values::I64(ds.read_raw()?)
-        }
+        TypeDescriptor::Integer(IntSize::U8)
+        | TypeDescriptor::Unsigned(IntSize::U4 | IntSize::U8) => Values::I64(ds.read_raw()?),
         TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => Values::I32(ds.read_raw()?),
-        TypeDescriptor::Boolean => {
-            Values::I32(ds.read_raw::<bool>()?.into_iter().map(|b| b as i32).collect())
+        TypeDescriptor::Boolean => Values::I32(
+            ds.read_raw::<bool>()?
+                .into_iter()
+                .map(|b| b as i32)
+                .collect(),
+        ),
+        other => {
+            return Err(hdf5::Error::from(format!(
+                "unsupported matrix element type {other}"
+            )))
         }
-        other => return Err(hdf5::Error::from(format!("unsupported matrix element type {other}"))),
     })
 }
 
@@ -344,16 +408,22 @@ impl Reader<'_> {
             Some(LocationType::Dataset) => {
                 let ds = parent.dataset(name).at(self.path, field)?;
                 let shape = ds.shape();
-                let td = ds.dtype().and_then(|d| d.to_descriptor()).at(self.path, field)?;
+                let td = ds
+                    .dtype()
+                    .and_then(|d| d.to_descriptor())
+                    .at(self.path, field)?;
                 if let TypeDescriptor::Compound(_) = td {
-                    self.skipped.push(format!("{field}: structured array where a matrix was expected"));
+                    self.skipped.push(format!(
+                        "{field}: structured array where a matrix was expected"
+                    ));
                     return Ok(None);
                 }
                 let (nrows, ncols) = match shape.len() {
                     2 => (shape[0], shape[1]),
                     1 => (shape[0], 1),
                     _ => {
-                        self.skipped.push(format!("{field}: {}-D array", shape.len()));
+                        self.skipped
+                            .push(format!("{field}: {}-D array", shape.len()));
                         return Ok(None);
                     }
                 };
@@ -400,7 +470,13 @@ impl Reader<'_> {
                         ),
                     ));
                 }
-                let c = Compressed { nrows, ncols, indptr, indices, data };
+                let c = Compressed {
+                    nrows,
+                    ncols,
+                    indptr,
+                    indices,
+                    data,
+                };
                 Ok(Some(if csr { Matrix::Csr(c) } else { Matrix::Csc(c) }))
             }
             _ => Ok(None),
@@ -428,10 +504,19 @@ impl Reader<'_> {
                 }
             }
             let data = match inner {
-                TypeDescriptor::Float(FloatSize::U4) => Values::F32(vals.iter().map(|&x| x as f32).collect()),
+                TypeDescriptor::Float(FloatSize::U4) => {
+                    Values::F32(vals.iter().map(|&x| x as f32).collect())
+                }
                 _ => Values::F64(vals),
             };
-            out.push((f.name.clone(), Matrix::Dense { nrows: n, ncols: k, data }));
+            out.push((
+                f.name.clone(),
+                Matrix::Dense {
+                    nrows: n,
+                    ncols: k,
+                    data,
+                },
+            ));
         }
         Ok(out)
     }
@@ -463,7 +548,8 @@ impl Reader<'_> {
             Some(LocationType::Dataset) => {
                 let ds = parent.dataset(name).at(self.path, field)?;
                 if ds.ndim() != 1 {
-                    self.skipped.push(format!("{field}: {}-D array in a data frame", ds.ndim()));
+                    self.skipped
+                        .push(format!("{field}: {}-D array in a data frame", ds.ndim()));
                     return Ok(None);
                 }
                 self.column_dataset(&ds, field).map(Some)
@@ -493,30 +579,50 @@ impl Reader<'_> {
                             .attr("ordered")
                             .and_then(|a| a.read_scalar::<bool>())
                             .unwrap_or(false);
-                        Column::Categorical { codes, categories: Box::new(categories), ordered }
+                        Column::Categorical {
+                            codes,
+                            categories: Box::new(categories),
+                            ordered,
+                        }
                     }
                     "nullable-integer" => {
                         let values = match sub(self, "values")? {
                             Column::I64(v) => v,
                             Column::I32(v) => v.into_iter().map(i64::from).collect(),
-                            _ => return Err(self.err(field, "nullable-integer with non-integer values")),
+                            _ => {
+                                return Err(
+                                    self.err(field, "nullable-integer with non-integer values")
+                                )
+                            }
                         };
-                        Column::NullableInt { values, mask: mask(self)? }
+                        Column::NullableInt {
+                            values,
+                            mask: mask(self)?,
+                        }
                     }
                     "nullable-boolean" => {
                         let Column::Bool(values) = sub(self, "values")? else {
                             return Err(self.err(field, "nullable-boolean with non-boolean values"));
                         };
-                        Column::NullableBool { values, mask: mask(self)? }
+                        Column::NullableBool {
+                            values,
+                            mask: mask(self)?,
+                        }
                     }
                     "nullable-string-array" => {
                         let Column::Str(values) = sub(self, "values")? else {
-                            return Err(self.err(field, "nullable-string-array with non-string values"));
+                            return Err(
+                                self.err(field, "nullable-string-array with non-string values")
+                            );
                         };
-                        Column::NullableStr { values, mask: mask(self)? }
+                        Column::NullableStr {
+                            values,
+                            mask: mask(self)?,
+                        }
                     }
                     other => {
-                        self.skipped.push(format!("{field}: data-frame column of encoding `{other}`"));
+                        self.skipped
+                            .push(format!("{field}: data-frame column of encoding `{other}`"));
                         return Ok(None);
                     }
                 }))
@@ -526,7 +632,10 @@ impl Reader<'_> {
     }
 
     fn column_dataset(&mut self, ds: &Dataset, field: &str) -> Result<Column> {
-        let td = ds.dtype().and_then(|d| d.to_descriptor()).at(self.path, field)?;
+        let td = ds
+            .dtype()
+            .and_then(|d| d.to_descriptor())
+            .at(self.path, field)?;
         let r = |res: hdf5::Result<Column>| res.at(self.path, field);
         match td {
             t if is_string_type(&t) => r(read_strings_container(ds, false).map(Column::Str)),
@@ -553,15 +662,18 @@ impl Reader<'_> {
             Some(LocationType::Group) => {
                 let g = root.group(name).at(self.path, name)?;
                 let index_name = attr_string(&g, "_index").unwrap_or_else(|| "_index".into());
-                let index = match self.column(&g, &index_name, &format!("{name}/{index_name}"))? {
-                    Some(c) => (0..c.len()).map(|i| c.get_str(i).unwrap_or_default()).collect(),
-                    None => {
-                        return Err(self.err(
+                let index =
+                    match self.column(&g, &index_name, &format!("{name}/{index_name}"))? {
+                        Some(c) => (0..c.len())
+                            .map(|i| c.get_str(i).unwrap_or_default())
+                            .collect(),
+                        None => return Err(self.err(
                             name,
-                            format!("data frame without its index `{index_name}`; the file is damaged"),
-                        ))
-                    }
-                };
+                            format!(
+                                "data frame without its index `{index_name}`; the file is damaged"
+                            ),
+                        )),
+                    };
                 let mut order = attr_strings(&g, "column-order");
                 if order.is_empty() {
                     // older writers: every member but the index (and 0.7's __categories)
@@ -573,20 +685,31 @@ impl Reader<'_> {
                         .collect();
                 }
                 let legacy_cats = g.group("__categories").ok();
-                let mut df = DataFrame { index_name, index, columns: Vec::new() };
+                let mut df = DataFrame {
+                    index_name,
+                    index,
+                    columns: Vec::new(),
+                };
                 for col in order {
                     let field = format!("{name}/{col}");
-                    let Some(mut c) = self.column(&g, &col, &field)? else { continue };
+                    let Some(mut c) = self.column(&g, &col, &field)? else {
+                        continue;
+                    };
                     if let Some(cg) = &legacy_cats {
                         if let Ok(ds) = cg.dataset(&col) {
-                            let cats = self.column_dataset(&ds, &format!("{name}/__categories/{col}"))?;
+                            let cats =
+                                self.column_dataset(&ds, &format!("{name}/__categories/{col}"))?;
                             c = codes_to_categorical(c, cats, self.path, &field)?;
                         }
                     }
                     if c.len() != df.index.len() {
                         return Err(self.err(
                             &field,
-                            format!("has {} entries but the index has {}", c.len(), df.index.len()),
+                            format!(
+                                "has {} entries but the index has {}",
+                                c.len(),
+                                df.index.len()
+                            ),
                         ));
                     }
                     df.columns.push((col, c));
@@ -602,34 +725,48 @@ impl Reader<'_> {
                 let mut df = DataFrame::new(Vec::new());
                 for f in &ct.fields {
                     let field = format!("{name}/{}", f.name);
-                    let cell = |i: usize| &buf[i * ct.size + f.offset..i * ct.size + f.offset + f.ty.size()];
+                    let cell = |i: usize| {
+                        &buf[i * ct.size + f.offset..i * ct.size + f.offset + f.ty.size()]
+                    };
                     let col = match &f.ty {
                         TypeDescriptor::FixedAscii(_) | TypeDescriptor::FixedUnicode(_) => {
                             Column::Str((0..n).map(|i| fixed_str(cell(i))).collect())
                         }
-                        TypeDescriptor::Boolean => Column::Bool((0..n).map(|i| cell(i)[0] != 0).collect()),
+                        TypeDescriptor::Boolean => {
+                            Column::Bool((0..n).map(|i| cell(i)[0] != 0).collect())
+                        }
                         TypeDescriptor::Float(FloatSize::U4) => {
                             Column::F32((0..n).map(|i| number_at(cell(i), &f.ty) as f32).collect())
                         }
-                        TypeDescriptor::Float(_) => Column::F64((0..n).map(|i| number_at(cell(i), &f.ty)).collect()),
-                        TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) | TypeDescriptor::Enum(_) => {
+                        TypeDescriptor::Float(_) => {
+                            Column::F64((0..n).map(|i| number_at(cell(i), &f.ty)).collect())
+                        }
+                        TypeDescriptor::Integer(_)
+                        | TypeDescriptor::Unsigned(_)
+                        | TypeDescriptor::Enum(_) => {
                             Column::I64((0..n).map(|i| number_at(cell(i), &f.ty) as i64).collect())
                         }
                         other => {
-                            self.skipped.push(format!("{field}: structured field of type {other}"));
+                            self.skipped
+                                .push(format!("{field}: structured field of type {other}"));
                             continue;
                         }
                     };
                     if f.name == "index" {
-                        df.index = (0..col.len()).map(|i| col.get_str(i).unwrap_or_default()).collect();
+                        df.index = (0..col.len())
+                            .map(|i| col.get_str(i).unwrap_or_default())
+                            .collect();
                         continue;
                     }
                     // anndata 0.6 kept categories in uns['<col>_categories']
                     let key = format!("{}_categories", f.name);
-                    let col = if let Some(pos) = old_categories.iter().position(|(k, _)| *k == key) {
+                    let col = if let Some(pos) = old_categories.iter().position(|(k, _)| *k == key)
+                    {
                         let (_, v) = old_categories.remove(pos);
                         match v {
-                            UnsValue::Array(cats) => codes_to_categorical(col, cats, self.path, &field)?,
+                            UnsValue::Array(cats) => {
+                                codes_to_categorical(col, cats, self.path, &field)?
+                            }
                             _ => col,
                         }
                     } else {
@@ -657,13 +794,18 @@ impl Reader<'_> {
                 Some(LocationType::Group) => {
                     let sub = g.group(&m).at(self.path, &field)?;
                     match encoding(&sub).as_deref() {
-                        None | Some("dict") => out.push((m, UnsValue::Dict(self.uns_group(&sub, &field)?))),
+                        None | Some("dict") => {
+                            out.push((m, UnsValue::Dict(self.uns_group(&sub, &field)?)))
+                        }
                         Some(other) => self.skipped.push(format!("{field}: {other}")),
                     }
                 }
                 Some(LocationType::Dataset) => {
                     let ds = g.dataset(&m).at(self.path, &field)?;
-                    let td = ds.dtype().and_then(|d| d.to_descriptor()).at(self.path, &field)?;
+                    let td = ds
+                        .dtype()
+                        .and_then(|d| d.to_descriptor())
+                        .at(self.path, &field)?;
                     if ds.is_scalar() {
                         let v = match td {
                             t if is_string_type(&t) => read_strings_container(&ds, false)
@@ -674,7 +816,8 @@ impl Reader<'_> {
                                 ds.read_scalar::<i64>().map(UnsValue::I64)
                             }
                             other => {
-                                self.skipped.push(format!("{field}: scalar of type {other}"));
+                                self.skipped
+                                    .push(format!("{field}: scalar of type {other}"));
                                 continue;
                             }
                         }
@@ -683,7 +826,8 @@ impl Reader<'_> {
                     } else if ds.ndim() == 1 && !matches!(td, TypeDescriptor::Compound(_)) {
                         out.push((m, UnsValue::Array(self.column_dataset(&ds, &field)?)));
                     } else {
-                        self.skipped.push(format!("{field}: {}-D array of {td}", ds.ndim()));
+                        self.skipped
+                            .push(format!("{field}: {}-D array of {td}", ds.ndim()));
                     }
                 }
                 _ => {}
@@ -700,7 +844,9 @@ fn number_at(b: &[u8], td: &TypeDescriptor) -> f64 {
         x
     };
     match td {
-        TypeDescriptor::Float(FloatSize::U4) => f32::from_le_bytes(b[..4].try_into().unwrap()) as f64,
+        TypeDescriptor::Float(FloatSize::U4) => {
+            f32::from_le_bytes(b[..4].try_into().unwrap()) as f64
+        }
         TypeDescriptor::Float(_) => f64::from_le_bytes(b[..8].try_into().unwrap()),
         TypeDescriptor::Integer(s) => match s {
             IntSize::U1 => b[0] as i8 as f64,
@@ -724,7 +870,12 @@ fn number_at(b: &[u8], td: &TypeDescriptor) -> f64 {
     }
 }
 
-fn codes_to_categorical(codes: Column, categories: Column, path: &Path, field: &str) -> Result<Column> {
+fn codes_to_categorical(
+    codes: Column,
+    categories: Column,
+    path: &Path,
+    field: &str,
+) -> Result<Column> {
     let codes: Vec<i32> = match codes {
         Column::I64(v) => v.into_iter().map(|x| x as i32).collect(),
         Column::I32(v) => v,
@@ -738,15 +889,26 @@ fn codes_to_categorical(codes: Column, categories: Column, path: &Path, field: &
     };
     let n = categories.len() as i32;
     if let Some(bad) = codes.iter().find(|&&c| c >= n || c < -1) {
-        return Err(IoError::field(path, field, format!("categorical code {bad} out of range (0..{n})")));
+        return Err(IoError::field(
+            path,
+            field,
+            format!("categorical code {bad} out of range (0..{n})"),
+        ));
     }
-    Ok(Column::Categorical { codes, categories: Box::new(categories), ordered: false })
+    Ok(Column::Categorical {
+        codes,
+        categories: Box::new(categories),
+        ordered: false,
+    })
 }
 
 /// Only `obs` and `var` (for backed access).
 pub(crate) fn read_frames(path: &Path, file: &File) -> Result<(DataFrame, DataFrame)> {
     let root: &Group = file;
-    let mut r = Reader { path, skipped: Vec::new() };
+    let mut r = Reader {
+        path,
+        skipped: Vec::new(),
+    };
     let mut uns = match kind_of(root, "uns") {
         Some(LocationType::Group) => r.uns_group(&root.group("uns").at(path, "uns")?, "uns")?,
         _ => Vec::new(),
@@ -765,7 +927,10 @@ pub fn read_h5ad(path: impl AsRef<Path>) -> Result<AnnData> {
     let path = path.as_ref();
     let file = open_h5ad(path)?;
     let root: &Group = &file;
-    let mut r = Reader { path, skipped: Vec::new() };
+    let mut r = Reader {
+        path,
+        skipped: Vec::new(),
+    };
 
     let mut uns = match kind_of(root, "uns") {
         Some(LocationType::Group) => r.uns_group(&root.group("uns").at(path, "uns")?, "uns")?,
@@ -780,7 +945,11 @@ pub fn read_h5ad(path: impl AsRef<Path>) -> Result<AnnData> {
             return Err(IoError::field(
                 path,
                 "X",
-                format!("shape {n}x{g} does not match obs ({}) x var ({})", obs.nrows(), var.nrows()),
+                format!(
+                    "shape {n}x{g} does not match obs ({}) x var ({})",
+                    obs.nrows(),
+                    var.nrows()
+                ),
             ));
         }
     }
@@ -793,15 +962,27 @@ pub fn read_h5ad(path: impl AsRef<Path>) -> Result<AnnData> {
     let raw = if let Some(LocationType::Group) = kind_of(root, "raw") {
         let g = root.group("raw").at(path, "raw")?;
         let mut none = Vec::new();
-        let rx = r.matrix(&g, "X", "raw/X")?.ok_or_else(|| IoError::field(path, "raw/X", "missing"))?;
+        let rx = r
+            .matrix(&g, "X", "raw/X")?
+            .ok_or_else(|| IoError::field(path, "raw/X", "missing"))?;
         let rvar = r.dataframe(&g, "var", &mut none)?;
         let rvarm = r.matrices(&g, "varm")?;
-        Some(Raw { x: rx, var: rvar, varm: rvarm })
+        Some(Raw {
+            x: rx,
+            var: rvar,
+            varm: rvarm,
+        })
     } else if kind_of(root, "raw.X").is_some() {
-        let rx = r.matrix(root, "raw.X", "raw.X")?.ok_or_else(|| IoError::field(path, "raw.X", "unreadable"))?;
+        let rx = r
+            .matrix(root, "raw.X", "raw.X")?
+            .ok_or_else(|| IoError::field(path, "raw.X", "unreadable"))?;
         let rvar = r.dataframe(root, "raw.var", &mut uns)?;
         let rvarm = r.matrices(root, "raw.varm")?;
-        Some(Raw { x: rx, var: rvar, varm: rvarm })
+        Some(Raw {
+            x: rx,
+            var: rvar,
+            varm: rvarm,
+        })
     } else {
         None
     };
@@ -811,7 +992,11 @@ pub fn read_h5ad(path: impl AsRef<Path>) -> Result<AnnData> {
             return Err(IoError::field(
                 path,
                 "raw/X",
-                format!("shape {n}x{g} does not match obs ({}) x raw.var ({})", obs.nrows(), raw.var.nrows()),
+                format!(
+                    "shape {n}x{g} does not match obs ({}) x raw.var ({})",
+                    obs.nrows(),
+                    raw.var.nrows()
+                ),
             ));
         }
     }
@@ -851,7 +1036,9 @@ impl FromStr for Compression {
             "none" => Ok(Compression::None),
             "gzip" => Ok(Compression::Gzip(4)),
             "lzf" => Ok(Compression::Lzf),
-            other => Err(format!("unknown compression `{other}`: use none, gzip or lzf")),
+            other => Err(format!(
+                "unknown compression `{other}`: use none, gzip or lzf"
+            )),
         }
     }
 }
@@ -869,7 +1056,8 @@ impl Writer {
     }
 
     pub(crate) fn set_attr_str(&self, loc: &Location, name: &str, value: &str) -> Result<()> {
-        let v = VarLenUnicode::from_str(value).map_err(|e| IoError::field(&self.path, name, e.to_string()))?;
+        let v = VarLenUnicode::from_str(value)
+            .map_err(|e| IoError::field(&self.path, name, e.to_string()))?;
         let a = self.e(name, loc.new_attr::<VarLenUnicode>().create(name))?;
         self.e(name, a.write_scalar(&v))
     }
@@ -892,16 +1080,41 @@ impl Writer {
     }
 
     /// A 1-D dataset of plain numbers or booleans.
-    pub(crate) fn array<T: hdf5::H5Type>(&self, g: &Group, name: &str, data: &[T], field: &str) -> Result<Dataset> {
-        let ds = self.e(field, self.builder::<T>(g, data.len()).shape(data.len()).create(name))?;
+    pub(crate) fn array<T: hdf5::H5Type>(
+        &self,
+        g: &Group,
+        name: &str,
+        data: &[T],
+        field: &str,
+    ) -> Result<Dataset> {
+        let ds = self.e(
+            field,
+            self.builder::<T>(g, data.len())
+                .shape(data.len())
+                .create(name),
+        )?;
         if !data.is_empty() {
             self.e(field, ds.write_raw(data))?;
         }
         Ok(ds)
     }
 
-    fn values(&self, g: &Group, name: &str, v: &Values, shape: &[usize], field: &str) -> Result<Dataset> {
-        fn go<T: hdf5::H5Type>(w: &Writer, g: &Group, name: &str, d: &[T], shape: &[usize], f: &str) -> Result<Dataset> {
+    fn values(
+        &self,
+        g: &Group,
+        name: &str,
+        v: &Values,
+        shape: &[usize],
+        field: &str,
+    ) -> Result<Dataset> {
+        fn go<T: hdf5::H5Type>(
+            w: &Writer,
+            g: &Group,
+            name: &str,
+            d: &[T],
+            shape: &[usize],
+            f: &str,
+        ) -> Result<Dataset> {
             let mut b = g.new_dataset::<T>();
             if !d.is_empty() && w.compression != Compression::None {
                 let chunk: Vec<usize> = if shape.len() == 2 {
@@ -936,7 +1149,11 @@ impl Writer {
             .iter()
             .map(|s| {
                 VarLenUnicode::from_str(s).map_err(|e| {
-                    IoError::field(&self.path, field, format!("string {s:?} cannot be stored: {e}"))
+                    IoError::field(
+                        &self.path,
+                        field,
+                        format!("string {s:?} cannot be stored: {e}"),
+                    )
                 })
             })
             .collect::<Result<_>>()?;
@@ -953,7 +1170,11 @@ impl Writer {
             }
             Matrix::Csr(c) | Matrix::Csc(c) => {
                 let sg = self.e(field, g.create_group(name))?;
-                let kind = if matches!(m, Matrix::Csr(_)) { "csr_matrix" } else { "csc_matrix" };
+                let kind = if matches!(m, Matrix::Csr(_)) {
+                    "csr_matrix"
+                } else {
+                    "csc_matrix"
+                };
                 self.set_encoding(&sg, kind, "0.1.0")?;
                 let shape = [c.nrows as i64, c.ncols as i64];
                 let a = self.e(field, sg.new_attr::<i64>().shape(2).create("shape"))?;
@@ -978,12 +1199,13 @@ impl Writer {
 
     fn column(&self, g: &Group, name: &str, c: &Column, field: &str) -> Result<()> {
         let plain = |ds: Dataset| self.set_encoding(&ds, "array", "0.2.0");
-        let nullable = |kind: &str, values: &dyn Fn(&Group) -> Result<()>, mask: &[bool]| -> Result<()> {
-            let sg = self.e(field, g.create_group(name))?;
-            self.set_encoding(&sg, kind, "0.1.0")?;
-            values(&sg)?;
-            plain(self.array(&sg, "mask", mask, field)?)
-        };
+        let nullable =
+            |kind: &str, values: &dyn Fn(&Group) -> Result<()>, mask: &[bool]| -> Result<()> {
+                let sg = self.e(field, g.create_group(name))?;
+                self.set_encoding(&sg, kind, "0.1.0")?;
+                values(&sg)?;
+                plain(self.array(&sg, "mask", mask, field)?)
+            };
         match c {
             Column::Str(v) => self.strings(g, name, v, field).map(|_| ()),
             Column::F64(v) => plain(self.array(g, name, v, field)?),
@@ -991,7 +1213,11 @@ impl Writer {
             Column::I64(v) => plain(self.array(g, name, v, field)?),
             Column::I32(v) => plain(self.array(g, name, v, field)?),
             Column::Bool(v) => plain(self.array(g, name, v, field)?),
-            Column::Categorical { codes, categories, ordered } => {
+            Column::Categorical {
+                codes,
+                categories,
+                ordered,
+            } => {
                 let sg = self.e(field, g.create_group(name))?;
                 self.set_encoding(&sg, "categorical", "0.2.0")?;
                 let a = self.e(field, sg.new_attr::<bool>().create("ordered"))?;
@@ -1029,7 +1255,11 @@ impl Writer {
     pub(crate) fn dataframe(&self, parent: &Group, name: &str, df: &DataFrame) -> Result<()> {
         let g = self.e(name, parent.create_group(name))?;
         self.set_encoding(&g, "dataframe", "0.2.0")?;
-        let index_name = if df.index_name.is_empty() { "_index" } else { df.index_name.as_str() };
+        let index_name = if df.index_name.is_empty() {
+            "_index"
+        } else {
+            df.index_name.as_str()
+        };
         self.set_attr_str(&g, "_index", index_name)?;
         if df.columns.is_empty() {
             let a = self.e(name, g.new_attr::<f64>().shape(0).create("column-order"))?;
@@ -1038,9 +1268,17 @@ impl Writer {
             let names: Vec<VarLenUnicode> = df
                 .columns
                 .iter()
-                .map(|(n, _)| VarLenUnicode::from_str(n).map_err(|e| IoError::field(&self.path, name, e.to_string())))
+                .map(|(n, _)| {
+                    VarLenUnicode::from_str(n)
+                        .map_err(|e| IoError::field(&self.path, name, e.to_string()))
+                })
                 .collect::<Result<_>>()?;
-            let a = self.e(name, g.new_attr::<VarLenUnicode>().shape(names.len()).create("column-order"))?;
+            let a = self.e(
+                name,
+                g.new_attr::<VarLenUnicode>()
+                    .shape(names.len())
+                    .create("column-order"),
+            )?;
             self.e(name, a.write_raw(&names))?;
         }
         self.strings(&g, index_name, &df.index, &format!("{name}/{index_name}"))?;
@@ -1050,7 +1288,12 @@ impl Writer {
         Ok(())
     }
 
-    fn dict_of_matrices(&self, parent: &Group, name: &str, items: &[(String, Matrix)]) -> Result<()> {
+    fn dict_of_matrices(
+        &self,
+        parent: &Group,
+        name: &str,
+        items: &[(String, Matrix)],
+    ) -> Result<()> {
         let g = self.e(name, parent.create_group(name))?;
         self.set_encoding(&g, "dict", "0.1.0")?;
         for (n, m) in items {
@@ -1059,14 +1302,21 @@ impl Writer {
         Ok(())
     }
 
-    fn uns(&self, parent: &Group, name: &str, items: &[(String, UnsValue)], field: &str) -> Result<()> {
+    fn uns(
+        &self,
+        parent: &Group,
+        name: &str,
+        items: &[(String, UnsValue)],
+        field: &str,
+    ) -> Result<()> {
         let g = self.e(field, parent.create_group(name))?;
         self.set_encoding(&g, "dict", "0.1.0")?;
         for (n, v) in items {
             let f = format!("{field}/{n}");
             match v {
                 UnsValue::Str(s) => {
-                    let s = VarLenUnicode::from_str(s).map_err(|e| IoError::field(&self.path, &f, e.to_string()))?;
+                    let s = VarLenUnicode::from_str(s)
+                        .map_err(|e| IoError::field(&self.path, &f, e.to_string()))?;
                     let ds = self.e(&f, g.new_dataset::<VarLenUnicode>().create(n.as_str()))?;
                     self.e(&f, ds.write_scalar(&s))?;
                     self.set_encoding(&ds, "string", "0.2.0")?;
@@ -1095,7 +1345,10 @@ impl Writer {
 /// A temporary path next to `path`, renamed over it only when writing succeeded, so a failed
 /// write never leaves a half-written file under the real name.
 pub(crate) fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
@@ -1114,13 +1367,20 @@ pub fn write_h5ad(adata: &AnnData, path: impl AsRef<Path>, compression: Compress
     let path = path.as_ref();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.is_dir() {
-            return Err(IoError::file(path, format!("output folder {} does not exist", dir.display())));
+            return Err(IoError::file(
+                path,
+                format!("output folder {} does not exist", dir.display()),
+            ));
         }
     }
     let tmp = temp_path(path);
-    let w = Writer { path: path.to_path_buf(), compression };
+    let w = Writer {
+        path: path.to_path_buf(),
+        compression,
+    };
     let res = (|| -> Result<()> {
-        let file = File::create(&tmp).map_err(|e| IoError::file(path, format!("cannot create: {e}")))?;
+        let file =
+            File::create(&tmp).map_err(|e| IoError::file(path, format!("cannot create: {e}")))?;
         w.root_attrs(&file)?;
         if let Some(x) = &adata.x {
             w.matrix(&file, "X", x, "X")?;
@@ -1140,7 +1400,8 @@ pub fn write_h5ad(adata: &AnnData, path: impl AsRef<Path>, compression: Compress
             w.dict_of_matrices(&g, "varm", &raw.varm)?;
         }
         w.uns(&file, "uns", &adata.uns, "uns")?;
-        file.close().map_err(|e| IoError::file(path, format!("closing: {e}")))?;
+        file.close()
+            .map_err(|e| IoError::file(path, format!("closing: {e}")))?;
         Ok(())
     })();
     finish_temp(&tmp, path, res)

@@ -13,4 +13,4 @@ pub use error::{IoError, Result};
 pub use frame::{Column, DataFrame, UnsValue};
 pub use h5ad::{read_h5ad, write_h5ad, AnnData, Compression, Raw};
 pub use matrix::{Compressed, Matrix, Values};
-pub use text::{read_10x_dir, read_csv, read_any};
+pub use text::{read_10x_dir, read_any, read_csv};

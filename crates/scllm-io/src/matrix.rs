@@ -172,7 +172,11 @@ impl Compressed {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Matrix {
     /// Row-major dense values.
-    Dense { nrows: usize, ncols: usize, data: Values },
+    Dense {
+        nrows: usize,
+        ncols: usize,
+        data: Values,
+    },
     Csr(Compressed),
     Csc(Compressed),
 }
@@ -206,7 +210,9 @@ impl Matrix {
     pub fn to_csr(&self) -> Compressed {
         match self {
             Matrix::Csr(c) => c.clone(),
-            Matrix::Csc(c) => c.transpose_storage(c.ncols, c.nrows).with_shape(c.nrows, c.ncols),
+            Matrix::Csc(c) => c
+                .transpose_storage(c.ncols, c.nrows)
+                .with_shape(c.nrows, c.ncols),
             Matrix::Dense { nrows, ncols, data } => {
                 let mut indptr = Vec::with_capacity(nrows + 1);
                 indptr.push(0u64);
@@ -222,7 +228,13 @@ impl Matrix {
                     }
                     indptr.push(indices.len() as u64);
                 }
-                Compressed { nrows: *nrows, ncols: *ncols, indptr, indices, data: data.gather(&keep) }
+                Compressed {
+                    nrows: *nrows,
+                    ncols: *ncols,
+                    indptr,
+                    indices,
+                    data: data.gather(&keep),
+                }
             }
         }
     }
@@ -233,7 +245,8 @@ impl Matrix {
             Matrix::Csc(c) => c.clone(),
             _ => {
                 let csr = self.to_csr();
-                csr.transpose_storage(csr.nrows, csr.ncols).with_shape(csr.nrows, csr.ncols)
+                csr.transpose_storage(csr.nrows, csr.ncols)
+                    .with_shape(csr.nrows, csr.ncols)
             }
         }
     }
@@ -268,11 +281,20 @@ impl Matrix {
     pub fn select_rows(&self, rows: &[usize]) -> Matrix {
         match self {
             Matrix::Dense { ncols, data, .. } => {
-                let idx: Vec<usize> = rows.iter().flat_map(|&r| (r * ncols)..((r + 1) * ncols)).collect();
-                Matrix::Dense { nrows: rows.len(), ncols: *ncols, data: data.gather(&idx) }
+                let idx: Vec<usize> = rows
+                    .iter()
+                    .flat_map(|&r| (r * ncols)..((r + 1) * ncols))
+                    .collect();
+                Matrix::Dense {
+                    nrows: rows.len(),
+                    ncols: *ncols,
+                    data: data.gather(&idx),
+                }
             }
             Matrix::Csr(c) => Matrix::Csr(c.select_major(rows, true)),
-            Matrix::Csc(_) => Matrix::Csc(Matrix::Csr(self.to_csr().select_major(rows, true)).to_csc()),
+            Matrix::Csc(_) => {
+                Matrix::Csc(Matrix::Csr(self.to_csr().select_major(rows, true)).to_csc())
+            }
         }
     }
 
@@ -280,13 +302,16 @@ impl Matrix {
     pub fn select_cols(&self, cols: &[usize]) -> Matrix {
         match self {
             Matrix::Dense { nrows, ncols, data } => {
-                let idx: Vec<usize> =
-                    (0..*nrows).flat_map(|r| cols.iter().map(move |&c| r * ncols + c)).collect();
-                Matrix::Dense { nrows: *nrows, ncols: cols.len(), data: data.gather(&idx) }
+                let idx: Vec<usize> = (0..*nrows)
+                    .flat_map(|r| cols.iter().map(move |&c| r * ncols + c))
+                    .collect();
+                Matrix::Dense {
+                    nrows: *nrows,
+                    ncols: cols.len(),
+                    data: data.gather(&idx),
+                }
             }
-            Matrix::Csc(c) => {
-                Matrix::Csc(c.select_major(cols, false))
-            }
+            Matrix::Csc(c) => Matrix::Csc(c.select_major(cols, false)),
             Matrix::Csr(c) => {
                 let mut new_pos = vec![u32::MAX; c.ncols];
                 for (p, &j) in cols.iter().enumerate() {
@@ -307,8 +332,11 @@ impl Matrix {
                     }
                     if !sorted {
                         // keep column indices ascending within the row, as scipy's canonical format
-                        let mut pairs: Vec<(u32, usize)> =
-                            indices[start..].iter().copied().zip(keep[start..].iter().copied()).collect();
+                        let mut pairs: Vec<(u32, usize)> = indices[start..]
+                            .iter()
+                            .copied()
+                            .zip(keep[start..].iter().copied())
+                            .collect();
                         pairs.sort_unstable();
                         for (o, (p, k)) in pairs.into_iter().enumerate() {
                             indices[start + o] = p;
@@ -349,9 +377,18 @@ impl Compressed {
             indptr.push(indices.len() as u64);
         }
         // The shape keeps the minor extent; the major extent becomes major.len().
-        let (nrows, ncols) =
-            if rows_major { (major.len(), self.ncols) } else { (self.nrows, major.len()) };
-        Compressed { nrows, ncols, indptr, indices, data }
+        let (nrows, ncols) = if rows_major {
+            (major.len(), self.ncols)
+        } else {
+            (self.nrows, major.len())
+        };
+        Compressed {
+            nrows,
+            ncols,
+            indptr,
+            indices,
+            data,
+        }
     }
 
     /// Row `i` of a CSR matrix as (column ids, values as f32).
@@ -388,7 +425,11 @@ mod tests {
         let csc = Matrix::Csc(m.to_csc());
         assert_eq!(csc.to_dense_f64(), dense);
         assert_eq!(Matrix::Csr(csc.to_csr()), m);
-        let d = Matrix::Dense { nrows: 3, ncols: 3, data: Values::F64(dense.clone()) };
+        let d = Matrix::Dense {
+            nrows: 3,
+            ncols: 3,
+            data: Values::F64(dense.clone()),
+        };
         assert_eq!(Matrix::Csr(d.to_csr()).to_dense_f64(), dense);
     }
 

@@ -53,15 +53,32 @@ pub fn make_unique(names: &mut [String]) {
 pub fn read_10x_dir(dir: impl AsRef<Path>) -> Result<AnnData> {
     let dir = dir.as_ref();
     if !dir.is_dir() {
-        return Err(IoError::os(dir, std::io::Error::from(std::io::ErrorKind::NotFound)));
+        return Err(IoError::os(
+            dir,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ));
     }
     let need = |names: &[&str], what: &str| {
         first_existing(dir, names).ok_or_else(|| {
-            IoError::file(dir, format!("no {what} in this 10x folder (looked for {})", names.join(", ")))
+            IoError::file(
+                dir,
+                format!(
+                    "no {what} in this 10x folder (looked for {})",
+                    names.join(", ")
+                ),
+            )
         })
     };
     let mtx = need(&["matrix.mtx.gz", "matrix.mtx"], "matrix")?;
-    let feats = need(&["features.tsv.gz", "features.tsv", "genes.tsv.gz", "genes.tsv"], "gene table")?;
+    let feats = need(
+        &[
+            "features.tsv.gz",
+            "features.tsv",
+            "genes.tsv.gz",
+            "genes.tsv",
+        ],
+        "gene table",
+    )?;
     let bcs = need(&["barcodes.tsv.gz", "barcodes.tsv"], "barcode list")?;
 
     let mut gene_ids = Vec::new();
@@ -95,7 +112,11 @@ pub fn read_10x_dir(dir: impl AsRef<Path>) -> Result<AnnData> {
         ));
     }
     // 10x stores genes × cells; build cells × genes CSR.
-    let x = triples_to_csr(n_cells, n_genes, triples.into_iter().map(|(g, c, v)| (c, g, v)));
+    let x = triples_to_csr(
+        n_cells,
+        n_genes,
+        triples.into_iter().map(|(g, c, v)| (c, g, v)),
+    );
     make_unique(&mut symbols);
     let mut var = DataFrame::new(symbols);
     var.set("gene_ids", Column::Str(gene_ids));
@@ -106,16 +127,26 @@ pub fn read_10x_dir(dir: impl AsRef<Path>) -> Result<AnnData> {
     Ok(ad)
 }
 
-fn read_mtx(path: &Path) -> Result<(usize, usize, Vec<(usize, usize, f32)>)> {
+/// (rows, columns, (row, column, value) entries), 0-based.
+type Triples = (usize, usize, Vec<(usize, usize, f32)>);
+
+fn read_mtx(path: &Path) -> Result<Triples> {
     let mut lines = open_text(path)?.lines();
     let bad = |msg: String| IoError::file(path, msg);
-    let header = lines.next().ok_or_else(|| bad("empty file".into()))?.map_err(|e| IoError::os(path, e))?;
+    let header = lines
+        .next()
+        .ok_or_else(|| bad("empty file".into()))?
+        .map_err(|e| IoError::os(path, e))?;
     let h = header.to_lowercase();
     if !h.starts_with("%%matrixmarket matrix coordinate") {
-        return Err(bad(format!("not a MatrixMarket coordinate file (header: {header:?})")));
+        return Err(bad(format!(
+            "not a MatrixMarket coordinate file (header: {header:?})"
+        )));
     }
     if h.contains("complex") || h.contains("pattern") {
-        return Err(bad("only integer/real MatrixMarket matrices are supported".into()));
+        return Err(bad(
+            "only integer/real MatrixMarket matrices are supported".into()
+        ));
     }
     let mut size: Option<(usize, usize, usize)> = None;
     let mut out = Vec::new();
@@ -126,7 +157,10 @@ fn read_mtx(path: &Path) -> Result<(usize, usize, Vec<(usize, usize, f32)>)> {
             continue;
         }
         let mut it = t.split_ascii_whitespace();
-        let mut next = || it.next().ok_or_else(|| bad(format!("line {}: too few fields", lineno + 2)));
+        let mut next = || {
+            it.next()
+                .ok_or_else(|| bad(format!("line {}: too few fields", lineno + 2)))
+        };
         if size.is_none() {
             let r: usize = next()?.parse().map_err(|_| bad("bad size line".into()))?;
             let c: usize = next()?.parse().map_err(|_| bad("bad size line".into()))?;
@@ -136,22 +170,38 @@ fn read_mtx(path: &Path) -> Result<(usize, usize, Vec<(usize, usize, f32)>)> {
             continue;
         }
         let (r, c, _) = size.unwrap();
-        let i: usize = next()?.parse().map_err(|_| bad(format!("line {}: bad row", lineno + 2)))?;
-        let j: usize = next()?.parse().map_err(|_| bad(format!("line {}: bad column", lineno + 2)))?;
-        let v: f32 = next()?.parse().map_err(|_| bad(format!("line {}: bad value", lineno + 2)))?;
+        let i: usize = next()?
+            .parse()
+            .map_err(|_| bad(format!("line {}: bad row", lineno + 2)))?;
+        let j: usize = next()?
+            .parse()
+            .map_err(|_| bad(format!("line {}: bad column", lineno + 2)))?;
+        let v: f32 = next()?
+            .parse()
+            .map_err(|_| bad(format!("line {}: bad value", lineno + 2)))?;
         if i == 0 || j == 0 || i > r || j > c {
-            return Err(bad(format!("line {}: entry ({i},{j}) outside {r}x{c}", lineno + 2)));
+            return Err(bad(format!(
+                "line {}: entry ({i},{j}) outside {r}x{c}",
+                lineno + 2
+            )));
         }
         out.push((i - 1, j - 1, v));
     }
     let (r, c, n) = size.ok_or_else(|| bad("no size line".into()))?;
     if out.len() != n {
-        return Err(bad(format!("header promises {n} entries, found {}", out.len())));
+        return Err(bad(format!(
+            "header promises {n} entries, found {}",
+            out.len()
+        )));
     }
     Ok((r, c, out))
 }
 
-fn triples_to_csr(nrows: usize, ncols: usize, t: impl Iterator<Item = (usize, usize, f32)>) -> Compressed {
+fn triples_to_csr(
+    nrows: usize,
+    ncols: usize,
+    t: impl Iterator<Item = (usize, usize, f32)>,
+) -> Compressed {
     let mut t: Vec<(usize, usize, f32)> = t.collect();
     t.sort_unstable_by_key(|&(i, j, _)| (i, j));
     let mut indptr = vec![0u64; nrows + 1];
@@ -175,7 +225,11 @@ fn triples_to_csr(nrows: usize, ncols: usize, t: impl Iterator<Item = (usize, us
 pub fn read_csv(path: impl AsRef<Path>) -> Result<AnnData> {
     let path = path.as_ref();
     let name = path.to_string_lossy().to_lowercase();
-    let sep = if name.ends_with(".tsv") || name.ends_with(".tsv.gz") || name.ends_with(".txt") || name.ends_with(".txt.gz") {
+    let sep = if name.ends_with(".tsv")
+        || name.ends_with(".tsv.gz")
+        || name.ends_with(".txt")
+        || name.ends_with(".txt.gz")
+    {
         '\t'
     } else {
         ','
@@ -185,9 +239,16 @@ pub fn read_csv(path: impl AsRef<Path>) -> Result<AnnData> {
         .next()
         .ok_or_else(|| IoError::file(path, "empty file"))?
         .map_err(|e| IoError::os(path, e))?;
-    let genes: Vec<String> = header.split(sep).skip(1).map(|s| s.trim().trim_matches('"').to_string()).collect();
+    let genes: Vec<String> = header
+        .split(sep)
+        .skip(1)
+        .map(|s| s.trim().trim_matches('"').to_string())
+        .collect();
     if genes.is_empty() {
-        return Err(IoError::file(path, "the header has no gene columns (expected: cell id, then one column per gene)"));
+        return Err(IoError::file(
+            path,
+            "the header has no gene columns (expected: cell id, then one column per gene)",
+        ));
     }
     let mut cells = Vec::new();
     let mut indptr = vec![0u64];
@@ -207,11 +268,19 @@ pub fn read_csv(path: impl AsRef<Path>) -> Result<AnnData> {
                 f32::NAN
             } else {
                 v.parse().map_err(|_| {
-                    IoError::field(path, format!("line {}", k + 2), format!("value {v:?} is not a number"))
+                    IoError::field(
+                        path,
+                        format!("line {}", k + 2),
+                        format!("value {v:?} is not a number"),
+                    )
                 })?
             };
             if j >= genes.len() {
-                return Err(IoError::field(path, format!("line {}", k + 2), "more values than header columns"));
+                return Err(IoError::field(
+                    path,
+                    format!("line {}", k + 2),
+                    "more values than header columns",
+                ));
             }
             if x != 0.0 {
                 indices.push(j as u32);
@@ -228,7 +297,13 @@ pub fn read_csv(path: impl AsRef<Path>) -> Result<AnnData> {
         }
         indptr.push(indices.len() as u64);
     }
-    let x = Compressed { nrows: cells.len(), ncols: genes.len(), indptr, indices, data: Values::F32(data) };
+    let x = Compressed {
+        nrows: cells.len(),
+        ncols: genes.len(),
+        indptr,
+        indices,
+        data: Values::F32(data),
+    };
     let mut ad = AnnData::new(Matrix::Csr(x), DataFrame::new(cells), DataFrame::new(genes));
     ad.source = Some(path.to_path_buf());
     Ok(ad)
@@ -240,7 +315,10 @@ pub fn read_any(path: impl AsRef<Path>) -> Result<AnnData> {
     let lower = path.to_string_lossy().to_lowercase();
     if path.is_dir() {
         read_10x_dir(path)
-    } else if [".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz"].iter().any(|e| lower.ends_with(e)) {
+    } else if [".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz"]
+        .iter()
+        .any(|e| lower.ends_with(e))
+    {
         read_csv(path)
     } else {
         read_h5ad(path)
@@ -253,7 +331,10 @@ mod tests {
 
     #[test]
     fn make_unique_matches_anndata() {
-        let mut v: Vec<String> = ["A", "B", "A", "A", "A-1"].iter().map(|s| s.to_string()).collect();
+        let mut v: Vec<String> = ["A", "B", "A", "A", "A-1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         make_unique(&mut v);
         // anndata: ['A', 'B', 'A-2', 'A-3', 'A-1'] — the existing A-1 is skipped
         assert_eq!(v, ["A", "B", "A-2", "A-3", "A-1"]);

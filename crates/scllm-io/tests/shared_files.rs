@@ -29,18 +29,34 @@ fn all_shared_files_read_and_round_trip() {
         .filter(|p| p.extension().is_some_and(|e| e == "h5ad"))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 8, "expected the 8 shared datasets, found {files:?}");
+    assert_eq!(
+        files.len(),
+        8,
+        "expected the 8 shared datasets, found {files:?}"
+    );
     let tmp = tempfile::tempdir().unwrap();
     for f in files {
         let a = read_h5ad(&f).unwrap_or_else(|e| panic!("{e}"));
         let x = a.x().unwrap();
         assert_eq!(x.shape(), (a.n_obs(), a.n_vars()), "{}", f.display());
         assert!(a.n_obs() > 0 && a.n_vars() > 0);
-        eprintln!("{}: {}x{} {} {} skipped={:?}", f.display(), a.n_obs(), a.n_vars(), x.kind(), x.values().dtype(), a.skipped);
+        eprintln!(
+            "{}: {}x{} {} {} skipped={:?}",
+            f.display(),
+            a.n_obs(),
+            a.n_vars(),
+            x.kind(),
+            x.values().dtype(),
+            a.skipped
+        );
         let out = tmp.path().join(f.file_name().unwrap());
         write_h5ad(&a, &out, Compression::None).unwrap();
         let b = read_h5ad(&out).unwrap();
-        assert!(strip(a.clone()) == strip(b), "round trip changed {}", f.display());
+        assert!(
+            strip(a.clone()) == strip(b),
+            "round trip changed {}",
+            f.display()
+        );
     }
 }
 
@@ -57,9 +73,14 @@ fn pbmc68k_reduced_old_layout_is_understood() {
     // categories came from uns['bulk_labels_categories']
     let labels = a.obs_column("bulk_labels").unwrap();
     assert_eq!(labels.kind(), "category");
-    let dendritic = (0..a.n_obs()).filter(|&i| labels.get_str(i).as_deref() == Some("Dendritic")).count();
+    let dendritic = (0..a.n_obs())
+        .filter(|&i| labels.get_str(i).as_deref() == Some("Dendritic"))
+        .count();
     assert_eq!(dendritic, 240);
-    assert!(a.uns_get("bulk_labels_categories").is_none(), "consumed by the conversion");
+    assert!(
+        a.uns_get("bulk_labels_categories").is_none(),
+        "consumed by the conversion"
+    );
     assert_eq!(a.obsm_get("X_pca").unwrap().shape(), (700, 50));
     assert_eq!(a.obsm_get("X_umap").unwrap().shape(), (700, 2));
     assert!(a.var.column("highly_variable").is_some());

@@ -56,7 +56,11 @@ fn quantile_edges(s: &[f32], n_edges: usize) -> Vec<f64> {
     let step = 1.0 / (n_edges - 1) as f64;
     (0..n_edges)
         .map(|i| {
-            let q = if i == n_edges - 1 { 1.0 } else { i as f64 * step };
+            let q = if i == n_edges - 1 {
+                1.0
+            } else {
+                i as f64 * step
+            };
             let v = (n as f64 - 1.0) * q;
             if v >= n as f64 - 1.0 {
                 return s[n - 1] as f64;
@@ -78,7 +82,9 @@ fn quantile_edges(s: &[f32], n_edges: usize) -> Vec<f64> {
 /// non-zero value, in order.
 pub fn bin_row(values: &[f32], n_bins: usize, mut uniform: impl FnMut() -> f64) -> Result<Binned> {
     if !(3..=256).contains(&n_bins) {
-        return Err(PpError::Invalid(format!("n_bins must be in 3..=256, got {n_bins}")));
+        return Err(PpError::Invalid(format!(
+            "n_bins must be in 3..=256, got {n_bins}"
+        )));
     }
     if let Some(&v) = values.iter().find(|v| **v < 0.0 || v.is_nan()) {
         return Err(PpError::Invalid(format!(
@@ -87,7 +93,10 @@ pub fn bin_row(values: &[f32], n_bins: usize, mut uniform: impl FnMut() -> f64) 
     }
     let nz: Vec<f32> = values.iter().cloned().filter(|&v| v != 0.0).collect();
     if nz.is_empty() {
-        return Ok(Binned { bins: vec![0; values.len()], edges: vec![0.0; n_bins] });
+        return Ok(Binned {
+            bins: vec![0; values.len()],
+            edges: vec![0.0; n_bins],
+        });
     }
     let mut sorted = nz.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
@@ -152,7 +161,8 @@ impl Binner {
                     .into_par_iter()
                     .map(|i| {
                         let r = x.range(i);
-                        let mut mt = Mt::new(cell_seed(seed, &x.indices[r.clone()], &vals[r.clone()]));
+                        let mut mt =
+                            Mt::new(cell_seed(seed, &x.indices[r.clone()], &vals[r.clone()]));
                         bin_row(&vals[r], n_bins, || numpy_double(&mut mt))
                     })
                     .collect()
@@ -196,7 +206,10 @@ mod tests {
         // np.random.seed(0); np.random.rand(3)
         let mut mt = Mt::new(0);
         let got: Vec<f64> = (0..3).map(|_| numpy_double(&mut mt)).collect();
-        assert_eq!(got, vec![0.5488135039273248, 0.7151893663724195, 0.6027633760716439]);
+        assert_eq!(
+            got,
+            vec![0.5488135039273248, 0.7151893663724195, 0.6027633760716439]
+        );
     }
 
     #[test]
@@ -216,7 +229,10 @@ mod tests {
         assert_eq!(b.bins[0], 0);
         assert_eq!(b.bins[2], 0);
         assert_eq!((b.bins[3], b.bins[1]), (1, 50));
-        let z = bin_row(&[0.0, 0.0], 51, || unreachable!("no draws for an empty cell")).unwrap();
+        let z = bin_row(&[0.0, 0.0], 51, || {
+            unreachable!("no draws for an empty cell")
+        })
+        .unwrap();
         assert_eq!(z.bins, vec![0, 0]);
         assert_eq!(z.edges, vec![0.0; 51]);
     }

@@ -44,7 +44,8 @@ pub struct ValueReport {
 /// Inspect every stored value (cheap: one pass) and a sample of rows for the log check.
 pub fn detect_values(m: &Matrix) -> ValueReport {
     let v = m.values();
-    let (mut min, mut max, mut has_nan, mut all_int) = (f64::INFINITY, f64::NEG_INFINITY, false, true);
+    let (mut min, mut max, mut has_nan, mut all_int) =
+        (f64::INFINITY, f64::NEG_INFINITY, false, true);
     let mut scan = |x: f64| {
         if x.is_nan() {
             has_nan = true;
@@ -113,7 +114,14 @@ pub fn detect_values(m: &Matrix) -> ValueReport {
         ValueKind::Scaled => format!("scaled (negative values, min {min:.3}, max {max:.3}); counts are not recoverable from X"),
         ValueKind::Empty => unreachable!(),
     };
-    ValueReport { kind, min, max, has_nan, target_sum, explanation }
+    ValueReport {
+        kind,
+        min,
+        max,
+        has_nan,
+        target_sum,
+        explanation,
+    }
 }
 
 #[cfg(test)]
@@ -121,14 +129,27 @@ mod tests {
     use super::*;
 
     fn dense(v: Vec<f32>) -> Matrix {
-        Matrix::Dense { nrows: 2, ncols: 2, data: Values::F32(v) }
+        Matrix::Dense {
+            nrows: 2,
+            ncols: 2,
+            data: Values::F32(v),
+        }
     }
 
     #[test]
     fn kinds_are_told_apart() {
-        assert_eq!(detect_values(&dense(vec![0., 3., 5., 1.])).kind, ValueKind::Counts);
-        assert_eq!(detect_values(&dense(vec![0., -0.3, 5., 1.])).kind, ValueKind::Scaled);
-        assert_eq!(detect_values(&dense(vec![0., 300.5, 5., 1.])).kind, ValueKind::Normalized);
+        assert_eq!(
+            detect_values(&dense(vec![0., 3., 5., 1.])).kind,
+            ValueKind::Counts
+        );
+        assert_eq!(
+            detect_values(&dense(vec![0., -0.3, 5., 1.])).kind,
+            ValueKind::Scaled
+        );
+        assert_eq!(
+            detect_values(&dense(vec![0., 300.5, 5., 1.])).kind,
+            ValueKind::Normalized
+        );
         // log1p of rows normalised to 10: [0, 10] and [5, 5]
         let l = |x: f32| x.ln_1p();
         let r = detect_values(&dense(vec![0., l(10.), l(5.), l(5.)]));

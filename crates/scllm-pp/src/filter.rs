@@ -50,7 +50,14 @@ fn col_stats(x: &Compressed) -> (Vec<f64>, Vec<i64>) {
     (s, n)
 }
 
-fn keep(counts: &[f64], n: &[i64], min_c: Option<f64>, max_c: Option<f64>, min_n: Option<usize>, max_n: Option<usize>) -> Vec<usize> {
+fn keep(
+    counts: &[f64],
+    n: &[i64],
+    min_c: Option<f64>,
+    max_c: Option<f64>,
+    min_n: Option<usize>,
+    max_n: Option<usize>,
+) -> Vec<usize> {
     (0..counts.len())
         .filter(|&i| {
             min_c.is_none_or(|m| counts[i] >= m)
@@ -63,9 +70,19 @@ fn keep(counts: &[f64], n: &[i64], min_c: Option<f64>, max_c: Option<f64>, min_n
 
 /// Keep cells passing every given threshold. Errors when none is left.
 pub fn filter_cells(adata: &AnnData, f: &CellFilter) -> Result<(AnnData, usize)> {
-    let x = adata.x().map_err(|e| PpError::Invalid(e.to_string()))?.to_csr();
+    let x = adata
+        .x()
+        .map_err(|e| PpError::Invalid(e.to_string()))?
+        .to_csr();
     let (counts, genes) = row_stats(&x);
-    let kept = keep(&counts, &genes, f.min_counts, f.max_counts, f.min_genes, f.max_genes);
+    let kept = keep(
+        &counts,
+        &genes,
+        f.min_counts,
+        f.max_counts,
+        f.min_genes,
+        f.max_genes,
+    );
     if kept.is_empty() {
         return Err(PpError::Invalid(format!(
             "no cells left after filtering ({} cells had {}–{} genes and {}–{} counts); lower --min-genes/--min-counts",
@@ -79,19 +96,35 @@ pub fn filter_cells(adata: &AnnData, f: &CellFilter) -> Result<(AnnData, usize)>
     let removed = x.nrows - kept.len();
     let mut out = adata.select_obs(&kept);
     if f.min_genes.is_some() || f.max_genes.is_some() {
-        out.obs.set("n_genes", Column::I64(kept.iter().map(|&i| genes[i]).collect()));
+        out.obs.set(
+            "n_genes",
+            Column::I64(kept.iter().map(|&i| genes[i]).collect()),
+        );
     }
     if f.min_counts.is_some() || f.max_counts.is_some() {
-        out.obs.set("n_counts", Column::F32(kept.iter().map(|&i| counts[i] as f32).collect()));
+        out.obs.set(
+            "n_counts",
+            Column::F32(kept.iter().map(|&i| counts[i] as f32).collect()),
+        );
     }
     Ok((out, removed))
 }
 
 /// Keep genes passing every given threshold. Errors when none is left.
 pub fn filter_genes(adata: &AnnData, f: &GeneFilter) -> Result<(AnnData, usize)> {
-    let x = adata.x().map_err(|e| PpError::Invalid(e.to_string()))?.to_csr();
+    let x = adata
+        .x()
+        .map_err(|e| PpError::Invalid(e.to_string()))?
+        .to_csr();
     let (counts, cells) = col_stats(&x);
-    let kept = keep(&counts, &cells, f.min_counts, f.max_counts, f.min_cells, f.max_cells);
+    let kept = keep(
+        &counts,
+        &cells,
+        f.min_counts,
+        f.max_counts,
+        f.min_cells,
+        f.max_cells,
+    );
     if kept.is_empty() {
         return Err(PpError::Invalid(format!(
             "no genes left after filtering {} genes; lower --min-cells/--min-gene-counts",
@@ -101,10 +134,16 @@ pub fn filter_genes(adata: &AnnData, f: &GeneFilter) -> Result<(AnnData, usize)>
     let removed = x.ncols - kept.len();
     let mut out = adata.select_vars(&kept);
     if f.min_cells.is_some() || f.max_cells.is_some() {
-        out.var.set("n_cells", Column::I64(kept.iter().map(|&j| cells[j]).collect()));
+        out.var.set(
+            "n_cells",
+            Column::I64(kept.iter().map(|&j| cells[j]).collect()),
+        );
     }
     if f.min_counts.is_some() || f.max_counts.is_some() {
-        out.var.set("n_counts", Column::F32(kept.iter().map(|&j| counts[j] as f32).collect()));
+        out.var.set(
+            "n_counts",
+            Column::F32(kept.iter().map(|&j| counts[j] as f32).collect()),
+        );
     }
     Ok((out, removed))
 }
@@ -131,11 +170,25 @@ mod tests {
 
     #[test]
     fn cells_and_genes_filter_like_scanpy() {
-        let (out, removed) = filter_cells(&ad(), &CellFilter { min_genes: Some(1), ..Default::default() }).unwrap();
+        let (out, removed) = filter_cells(
+            &ad(),
+            &CellFilter {
+                min_genes: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(removed, 1);
         assert_eq!(out.obs.index, vec!["a", "c"]);
         assert_eq!(out.obs.column("n_genes"), Some(&Column::I64(vec![2, 3])));
-        let (g, removed) = filter_genes(&ad(), &GeneFilter { min_cells: Some(2), ..Default::default() }).unwrap();
+        let (g, removed) = filter_genes(
+            &ad(),
+            &GeneFilter {
+                min_cells: Some(2),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(removed, 1);
         assert_eq!(g.var.index, vec!["g1", "g3"]);
         assert_eq!(g.x().unwrap().to_dense_f64(), vec![1., 3., 0., 0., 2., 4.]);
@@ -143,7 +196,14 @@ mod tests {
 
     #[test]
     fn filtering_everything_is_an_error() {
-        let e = filter_cells(&ad(), &CellFilter { min_counts: Some(100.0), ..Default::default() }).unwrap_err();
+        let e = filter_cells(
+            &ad(),
+            &CellFilter {
+                min_counts: Some(100.0),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("no cells left"), "{e}");
     }
 }

@@ -43,7 +43,12 @@ pub struct HvgOptions {
 
 impl HvgOptions {
     pub fn new(n_top_genes: usize, flavor: HvgFlavor) -> Self {
-        HvgOptions { n_top_genes, flavor, span: 0.3, n_bins: 20 }
+        HvgOptions {
+            n_top_genes,
+            flavor,
+            span: 0.3,
+            n_bins: 20,
+        }
     }
 }
 
@@ -63,7 +68,10 @@ pub struct HvgResult {
 impl HvgResult {
     /// Write the columns into `var` as scanpy does (`highly_variable`, `means`, ...).
     pub fn write_var(&self, var: &mut DataFrame) {
-        var.set("highly_variable", Column::Bool(self.highly_variable.clone()));
+        var.set(
+            "highly_variable",
+            Column::Bool(self.highly_variable.clone()),
+        );
         var.set("means", Column::F64(self.means.clone()));
         let f = |v: &Option<Vec<f64>>| v.clone().map(Column::F64);
         if let Some(c) = f(&self.dispersions) {
@@ -92,7 +100,11 @@ impl HvgResult {
 
 /// Column means and unbiased variances (ddof=1) over the rows in `rows` (all when `None`), summed
 /// in f64 with squares formed in the data's float32 precision — scanpy's numba kernel.
-pub fn mean_var(x: &Compressed, rows: Option<&[usize]>, transform: Option<fn(f32) -> f32>) -> (Vec<f64>, Vec<f64>) {
+pub fn mean_var(
+    x: &Compressed,
+    rows: Option<&[usize]>,
+    transform: Option<fn(f32) -> f32>,
+) -> (Vec<f64>, Vec<f64>) {
     let mut s = vec![0.0f64; x.ncols];
     let mut sq = vec![0.0f64; x.ncols];
     let vals = crate::normalize::values_f32(x);
@@ -167,7 +179,11 @@ fn cut_equal_width(x: &[f64], n_bins: usize) -> Vec<Option<usize>> {
     let mut edges: Vec<f64>;
     if mn == mx {
         // pandas widens a zero range by 0.1% on both sides
-        let (lo, hi) = if mn != 0.0 { (mn - mn.abs() * 0.001, mx + mx.abs() * 0.001) } else { (-0.001, 0.001) };
+        let (lo, hi) = if mn != 0.0 {
+            (mn - mn.abs() * 0.001, mx + mx.abs() * 0.001)
+        } else {
+            (-0.001, 0.001)
+        };
         edges = linspace(lo, hi, n_bins + 1);
     } else {
         edges = linspace(mn, mx, n_bins + 1);
@@ -198,7 +214,12 @@ fn cut_with_edges(x: &[f64], edges: &[f64]) -> Vec<Option<usize>> {
 }
 
 /// Normalised dispersions within bins: (d - avg_bin) / dev_bin.
-fn normalise_in_bins(disp: &[f64], bins: &[Option<usize>], n_bins: usize, flavor: HvgFlavor) -> Vec<f64> {
+fn normalise_in_bins(
+    disp: &[f64],
+    bins: &[Option<usize>],
+    n_bins: usize,
+    flavor: HvgFlavor,
+) -> Vec<f64> {
     let mut groups: Vec<Vec<f64>> = vec![Vec::new(); n_bins];
     let mut members: Vec<usize> = vec![0; n_bins];
     for (d, b) in disp.iter().zip(bins) {
@@ -236,7 +257,11 @@ fn normalise_in_bins(disp: &[f64], bins: &[Option<usize>], n_bins: usize, flavor
                 let finite: Vec<f64> = g.iter().cloned().filter(|v| !v.is_nan()).collect();
                 let med = median_of(finite);
                 let m = median_of(g.clone());
-                let mad = median_of(g.iter().map(|v| (v - m).abs() / 0.674_489_750_196_081_7).collect());
+                let mad = median_of(
+                    g.iter()
+                        .map(|v| (v - m).abs() / 0.674_489_750_196_081_7)
+                        .collect(),
+                );
                 (med, mad)
             }
         })
@@ -264,7 +289,11 @@ fn top_by_norm(norm: &[f64], n_top: usize) -> Vec<bool> {
 
 /// Highly variable genes of `x` (CSR float32, cells × genes). `batches`: one id per cell
 /// (seurat_v3 only), batches processed in ascending id order as numpy's `unique` would.
-pub fn highly_variable_genes(x: &Compressed, opts: &HvgOptions, batches: Option<&[u32]>) -> Result<HvgResult> {
+pub fn highly_variable_genes(
+    x: &Compressed,
+    opts: &HvgOptions,
+    batches: Option<&[u32]>,
+) -> Result<HvgResult> {
     if opts.n_top_genes == 0 {
         return Err(PpError::Invalid("--hvg must be at least 1".into()));
     }
@@ -278,9 +307,17 @@ pub fn highly_variable_genes(x: &Compressed, opts: &HvgOptions, batches: Option<
 }
 
 fn dispersion_based(x: &Compressed, opts: &HvgOptions) -> Result<HvgResult> {
-    crate::check_nonnegative(x, "highly_variable_genes", "the seurat/cell_ranger flavors (log-normalised data)")?;
+    crate::check_nonnegative(
+        x,
+        "highly_variable_genes",
+        "the seurat/cell_ranger flavors (log-normalised data)",
+    )?;
     let seurat = opts.flavor == HvgFlavor::Seurat;
-    let expm1: Option<fn(f32) -> f32> = if seurat { Some(|v: f32| v.exp_m1()) } else { None };
+    let expm1: Option<fn(f32) -> f32> = if seurat {
+        Some(|v: f32| v.exp_m1())
+    } else {
+        None
+    };
     let (mut mean, var) = mean_var(x, None, expm1);
     for m in mean.iter_mut() {
         if *m == 0.0 {
@@ -342,7 +379,16 @@ pub struct V3Batch {
 impl V3Batch {
     pub fn new(ng: usize) -> Self {
         let z = vec![0.0; ng];
-        V3Batch { n: 0.0, sum: z.clone(), sumsq: z.clone(), mean: z.clone(), reg_std: z.clone(), clip: z.clone(), csum: z.clone(), csq: z }
+        V3Batch {
+            n: 0.0,
+            sum: z.clone(),
+            sumsq: z.clone(),
+            mean: z.clone(),
+            reg_std: z.clone(),
+            clip: z.clone(),
+            csum: z.clone(),
+            csq: z,
+        }
     }
     /// Add one cell's stored values (first pass).
     #[inline]
@@ -354,6 +400,7 @@ impl V3Batch {
         }
     }
     /// Fit log10(variance) on log10(mean) by loess and derive the clip values.
+    #[allow(clippy::needless_range_loop)] // several per-gene arrays indexed together
     pub fn fit(&mut self, span: f64, label: &str) -> Result<()> {
         let ng = self.sum.len();
         let n = self.n;
@@ -374,8 +421,9 @@ impl V3Batch {
         }
         let lx: Vec<f64> = not_const.iter().map(|&j| self.mean[j].log10()).collect();
         let ly: Vec<f64> = not_const.iter().map(|&j| var[j].log10()).collect();
-        let fitted = crate::loess::loess_fitted(&lx, &ly, span, 2)
-            .map_err(|e| PpError::Invalid(format!("seurat_v3 loess fit failed on batch {label}: {e}")))?;
+        let fitted = crate::loess::loess_fitted(&lx, &ly, span, 2).map_err(|e| {
+            PpError::Invalid(format!("seurat_v3 loess fit failed on batch {label}: {e}"))
+        })?;
         let mut est = vec![0.0f64; ng];
         for (k, &j) in not_const.iter().enumerate() {
             est[j] = fitted[k];
@@ -410,7 +458,13 @@ impl V3Batch {
 }
 
 /// Rank genes per batch, combine by median rank and number of batches, pick the top genes.
-pub fn v3_select(batches: &[V3Batch], means: Vec<f64>, variances: Vec<f64>, n_top: usize, batched: bool) -> HvgResult {
+pub fn v3_select(
+    batches: &[V3Batch],
+    means: Vec<f64>,
+    variances: Vec<f64>,
+    n_top: usize,
+    batched: bool,
+) -> HvgResult {
     let ng = means.len();
     let norm_vars: Vec<Vec<f64>> = batches.iter().map(|b| b.norm_var()).collect();
     // rank within each batch: 0 = most variable (numpy argsort of -v; ties by index)
@@ -428,14 +482,19 @@ pub fn v3_select(batches: &[V3Batch], means: Vec<f64>, variances: Vec<f64>, n_to
     let mut nbatches = vec![0i64; ng];
     let mut median_rank = vec![f64::NAN; ng];
     for j in 0..ng {
-        let kept: Vec<f64> = ranks.iter().map(|r| r[j]).filter(|&r| r < n_top as f64).collect();
+        let kept: Vec<f64> = ranks
+            .iter()
+            .map(|r| r[j])
+            .filter(|&r| r < n_top as f64)
+            .collect();
         nbatches[j] = kept.len() as i64;
         if !kept.is_empty() {
             median_rank[j] = median_of(kept);
         }
     }
-    let variances_norm: Vec<f64> =
-        (0..ng).map(|j| norm_vars.iter().map(|v| v[j]).sum::<f64>() / nb as f64).collect();
+    let variances_norm: Vec<f64> = (0..ng)
+        .map(|j| norm_vars.iter().map(|v| v[j]).sum::<f64>() / nb as f64)
+        .collect();
     // sort by (rank asc, nbatches desc), NaN ranks last; stable
     let mut order: Vec<usize> = (0..ng).collect();
     order.sort_by(|&a, &b| {
@@ -463,18 +522,29 @@ pub fn v3_select(batches: &[V3Batch], means: Vec<f64>, variances: Vec<f64>, n_to
 }
 
 fn seurat_v3(x: &Compressed, opts: &HvgOptions, batches: Option<&[u32]>) -> Result<HvgResult> {
-    crate::check_nonnegative(x, "highly_variable_genes", "the seurat_v3 flavor (raw counts)")?;
+    crate::check_nonnegative(
+        x,
+        "highly_variable_genes",
+        "the seurat_v3 flavor (raw counts)",
+    )?;
     let ng = x.ncols;
     let (means, variances) = mean_var(x, None, None);
-    let ids: Vec<u32> = batches.map(|b| b.to_vec()).unwrap_or_else(|| vec![0; x.nrows]);
+    let ids: Vec<u32> = batches
+        .map(|b| b.to_vec())
+        .unwrap_or_else(|| vec![0; x.nrows]);
     if ids.len() != x.nrows {
-        return Err(PpError::Invalid(format!("{} batch labels for {} cells", ids.len(), x.nrows)));
+        return Err(PpError::Invalid(format!(
+            "{} batch labels for {} cells",
+            ids.len(),
+            x.nrows
+        )));
     }
     let mut levels = ids.clone();
     levels.sort_unstable();
     levels.dedup();
     let vals = crate::normalize::values_f32(x);
-    let slot: std::collections::HashMap<u32, usize> = levels.iter().enumerate().map(|(i, &b)| (b, i)).collect();
+    let slot: std::collections::HashMap<u32, usize> =
+        levels.iter().enumerate().map(|(i, &b)| (b, i)).collect();
     let mut state: Vec<V3Batch> = levels.iter().map(|_| V3Batch::new(ng)).collect();
     for i in 0..x.nrows {
         let r = x.range(i);
@@ -487,7 +557,13 @@ fn seurat_v3(x: &Compressed, opts: &HvgOptions, batches: Option<&[u32]>) -> Resu
         let r = x.range(i);
         state[slot[&ids[i]]].add_clipped(&x.indices[r.clone()], &vals[r]);
     }
-    Ok(v3_select(&state, means, variances, opts.n_top_genes, batches.is_some()))
+    Ok(v3_select(
+        &state,
+        means,
+        variances,
+        opts.n_top_genes,
+        batches.is_some(),
+    ))
 }
 
 #[cfg(test)]
@@ -500,7 +576,10 @@ mod tests {
         let b = cut_equal_width(&[0.0, 1.0, 2.0, 10.0], 2);
         assert_eq!(b, vec![Some(0), Some(0), Some(0), Some(1)]);
         // right-closed: 5.0 belongs to the first bin
-        assert_eq!(cut_equal_width(&[0.0, 5.0, 10.0], 2), vec![Some(0), Some(0), Some(1)]);
+        assert_eq!(
+            cut_equal_width(&[0.0, 5.0, 10.0], 2),
+            vec![Some(0), Some(0), Some(1)]
+        );
     }
 
     #[test]

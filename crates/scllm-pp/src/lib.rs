@@ -25,9 +25,19 @@ pub use scale::scale;
 #[derive(Debug, thiserror::Error)]
 pub enum PpError {
     #[error("{what}: found negative value {value} (cell {row}, gene {col}); {need} needs non-negative data. Is X already scaled? Use the counts layer (e.g. `--layer counts`) or `.raw`.")]
-    Negative { what: String, need: String, value: f32, row: usize, col: usize },
+    Negative {
+        what: String,
+        need: String,
+        value: f32,
+        row: usize,
+        col: usize,
+    },
     #[error("{what}: found NaN (cell {row}, gene {col}); remove or impute NaN values first.")]
-    NaN { what: String, row: usize, col: usize },
+    NaN {
+        what: String,
+        row: usize,
+        col: usize,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -40,7 +50,11 @@ pub fn check_nonnegative(x: &scllm_io::Compressed, what: &str, need: &str) -> Re
         for k in x.range(i) {
             let v = x.data.get_f64(k);
             if v.is_nan() {
-                return Err(PpError::NaN { what: what.into(), row: i, col: x.indices[k] as usize });
+                return Err(PpError::NaN {
+                    what: what.into(),
+                    row: i,
+                    col: x.indices[k] as usize,
+                });
             }
             if v < 0.0 {
                 return Err(PpError::Negative {

@@ -36,7 +36,9 @@ pub fn normalize_total(x: &Compressed, target_sum: Option<f64>) -> (Compressed, 
     let t32 = target as f32;
     let factors: Vec<f32> = counts.iter().map(|&c| c / t32).collect();
     let mut out = to_csr_f32(&Matrix::Csr(x.clone()));
-    let Values::F32(data) = &mut out.data else { unreachable!() };
+    let Values::F32(data) = &mut out.data else {
+        unreachable!()
+    };
     let indptr = &out.indptr;
     // per-row slices, processed in parallel
     let mut rows: Vec<&mut [f32]> = Vec::with_capacity(x.nrows);
@@ -47,13 +49,15 @@ pub fn normalize_total(x: &Compressed, target_sum: Option<f64>) -> (Compressed, 
         rows.push(a);
         rest = b;
     }
-    rows.into_par_iter().zip(factors.par_iter()).for_each(|(row, &f)| {
-        // division by zero is avoided by dividing zero-total cells by 1
-        let d = if f == 0.0 { 1.0 } else { f };
-        for v in row.iter_mut() {
-            *v /= d;
-        }
-    });
+    rows.into_par_iter()
+        .zip(factors.par_iter())
+        .for_each(|(row, &f)| {
+            // division by zero is avoided by dividing zero-total cells by 1
+            let d = if f == 0.0 { 1.0 } else { f };
+            for v in row.iter_mut() {
+                *v /= d;
+            }
+        });
     (out, factors, target)
 }
 
@@ -116,7 +120,16 @@ mod tests {
         assert_eq!(t, 1e4);
         assert_eq!(f, vec![4.0 / 1e4, 0.0, 8.0 / 1e4]);
         let d = values_f32(&n);
-        assert_eq!(d, &[1.0 / (4.0f32 / 1e4), 3.0 / (4.0f32 / 1e4), 2500.0, 2500.0, 5000.0]);
+        assert_eq!(
+            d,
+            &[
+                1.0 / (4.0f32 / 1e4),
+                3.0 / (4.0f32 / 1e4),
+                2500.0,
+                2500.0,
+                5000.0
+            ]
+        );
         assert_eq!(n.range(1).len(), 0);
         // default target: median of totals (4, 0, 8) = 4
         let (_, _, t) = normalize_total(&m(), None);

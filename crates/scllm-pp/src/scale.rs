@@ -5,9 +5,16 @@ use scllm_io::{Compressed, Matrix, Values};
 use crate::hvg::mean_var;
 
 /// Returns the scaled matrix (dense float32 when zero-centring, else CSR), the means and the stds.
-pub fn scale(x: &Compressed, zero_center: bool, max_value: Option<f64>) -> (Matrix, Vec<f64>, Vec<f64>) {
+pub fn scale(
+    x: &Compressed,
+    zero_center: bool,
+    max_value: Option<f64>,
+) -> (Matrix, Vec<f64>, Vec<f64>) {
     let (mean, var) = mean_var(x, None, None);
-    let std: Vec<f64> = var.iter().map(|v| if v.sqrt() == 0.0 { 1.0 } else { v.sqrt() }).collect();
+    let std: Vec<f64> = var
+        .iter()
+        .map(|v| if v.sqrt() == 0.0 { 1.0 } else { v.sqrt() })
+        .collect();
     let vals = crate::normalize::values_f32(x);
     let clip = |v: f32| -> f32 {
         match max_value {
@@ -33,10 +40,20 @@ pub fn scale(x: &Compressed, zero_center: bool, max_value: Option<f64>) -> (Matr
                 *r = clip((*r as f64 / std[j]) as f32);
             }
         }
-        (Matrix::Dense { nrows: n, ncols: g, data: Values::F32(out) }, mean, std)
+        (
+            Matrix::Dense {
+                nrows: n,
+                ncols: g,
+                data: Values::F32(out),
+            },
+            mean,
+            std,
+        )
     } else {
         let mut c = x.clone();
-        let d: Vec<f32> = (0..x.nnz()).map(|k| clip((vals[k] as f64 / std[x.indices[k] as usize]) as f32)).collect();
+        let d: Vec<f32> = (0..x.nnz())
+            .map(|k| clip((vals[k] as f64 / std[x.indices[k] as usize]) as f32))
+            .collect();
         c.data = Values::F32(d);
         (Matrix::Csr(c), mean, std)
     }

@@ -69,18 +69,22 @@ pub fn preprocess_stream(
     }
     let ids: Vec<u32> = o.batch.clone().unwrap_or_else(|| vec![0; n]);
     if ids.len() != n {
-        return Err(PpError::Invalid(format!("{} batch labels for {n} cells", ids.len())));
+        return Err(PpError::Invalid(format!(
+            "{} batch labels for {n} cells",
+            ids.len()
+        )));
     }
     let mut levels = ids.clone();
     levels.sort_unstable();
     levels.dedup();
-    let slot: std::collections::HashMap<u32, usize> = levels.iter().enumerate().map(|(i, &b)| (b, i)).collect();
+    let slot: std::collections::HashMap<u32, usize> =
+        levels.iter().enumerate().map(|(i, &b)| (b, i)).collect();
     let mut state: Vec<V3Batch> = levels.iter().map(|_| V3Batch::new(ng)).collect();
     let mut all = V3Batch::new(ng);
     let mut kept = vec![true; n];
 
     // pass 1: filters and moments (only needed for HVG)
-    if o.hvg.is_some() {
+    if let Some(h) = &o.hvg {
         for blk in src.blocks(o.block_cells) {
             let (start, b) = blk.map_err(io)?;
             let (b, vals) = f32_block(b);
@@ -103,7 +107,7 @@ pub fn preprocess_stream(
             progress(1, start + b.nrows);
         }
         for (b, st) in levels.iter().zip(state.iter_mut()) {
-            st.fit(o.hvg.as_ref().unwrap().span, &b.to_string())?;
+            st.fit(h.span, &b.to_string())?;
         }
     }
 
@@ -158,12 +162,21 @@ pub fn preprocess_stream(
         }
         let nb = indptr.len() - 1;
         nnz += data.len() as u64;
-        w.append(&Compressed { nrows: nb, ncols: ng, indptr, indices, data: Values::F32(data) }).map_err(io)?;
+        w.append(&Compressed {
+            nrows: nb,
+            ncols: ng,
+            indptr,
+            indices,
+            data: Values::F32(data),
+        })
+        .map_err(io)?;
         progress(2, start + b.nrows);
     }
     let keep_idx: Vec<usize> = (0..n).filter(|&c| kept[c]).collect();
     if keep_idx.is_empty() {
-        return Err(PpError::Invalid("no cells left after filtering; lower --min-genes/--min-counts".into()));
+        return Err(PpError::Invalid(
+            "no cells left after filtering; lower --min-genes/--min-counts".into(),
+        ));
     }
     let obs = src.obs.select(&keep_idx);
     let mut var: DataFrame = src.var.clone();
@@ -172,7 +185,8 @@ pub fn preprocess_stream(
         let nn = all.n;
         for j in 0..ng {
             means[j] = all.sum[j] / nn;
-            variances[j] = (all.sumsq[j] / nn - means[j] * means[j]) * if nn > 1.0 { nn / (nn - 1.0) } else { 1.0 };
+            variances[j] = (all.sumsq[j] / nn - means[j] * means[j])
+                * if nn > 1.0 { nn / (nn - 1.0) } else { 1.0 };
         }
         v3_select(&state, means, variances, h.n_top_genes, o.batch.is_some())
     });
@@ -187,7 +201,10 @@ pub fn preprocess_stream(
         steps.push("log1p".to_string());
     }
     if let Some(h) = &o.hvg {
-        steps.push(format!("highly_variable_genes(seurat_v3, {})", h.n_top_genes));
+        steps.push(format!(
+            "highly_variable_genes(seurat_v3, {})",
+            h.n_top_genes
+        ));
     }
     let uns = vec![(
         "scllm_preprocess".to_string(),
@@ -198,5 +215,11 @@ pub fn preprocess_stream(
     )];
     let rows = w.rows_written();
     w.finish(&obs, &var, &uns).map_err(io)?;
-    Ok(StreamSummary { cells_in: n, cells_out: rows, genes: ng, nnz_out: nnz, hvg })
+    Ok(StreamSummary {
+        cells_in: n,
+        cells_out: rows,
+        genes: ng,
+        nnz_out: nnz,
+        hvg,
+    })
 }

@@ -7,7 +7,9 @@ use scllm_pp::stream::{preprocess_stream, StreamOptions};
 use scllm_pp::*;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/data").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/data")
+        .join(name)
 }
 
 fn opts() -> StreamOptions {
@@ -29,13 +31,29 @@ fn streamed_normalize_log1p_equals_in_memory() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("s.h5ad");
     let mut passes = std::collections::BTreeSet::new();
-    let s = preprocess_stream(&BackedAnnData::open(&f, "X").unwrap(), &out, &opts(), |p, _| {
-        passes.insert(p);
-    })
+    let s = preprocess_stream(
+        &BackedAnnData::open(&f, "X").unwrap(),
+        &out,
+        &opts(),
+        |p, _| {
+            passes.insert(p);
+        },
+    )
     .unwrap();
-    assert_eq!(passes.into_iter().collect::<Vec<_>>(), vec![2], "one pass without HVG");
+    assert_eq!(
+        passes.into_iter().collect::<Vec<_>>(),
+        vec![2],
+        "one pass without HVG"
+    );
     let a = read_h5ad(&f).unwrap();
-    let (kept, _) = filter_cells(&a, &CellFilter { min_genes: Some(300), ..Default::default() }).unwrap();
+    let (kept, _) = filter_cells(
+        &a,
+        &CellFilter {
+            min_genes: Some(300),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(s.cells_out, kept.n_obs());
     assert!(s.cells_out < 400, "the filter removed some cells");
     let (n, _, _) = normalize_total(&to_csr_f32(kept.x().unwrap()), Some(1e4));
@@ -54,7 +72,12 @@ fn streamed_seurat_v3_equals_in_memory() {
         _ => unreachable!(),
     };
     let x = to_csr_f32(a.x().unwrap());
-    let mem = highly_variable_genes(&x, &HvgOptions::new(300, HvgFlavor::SeuratV3), Some(&donors)).unwrap();
+    let mem = highly_variable_genes(
+        &x,
+        &HvgOptions::new(300, HvgFlavor::SeuratV3),
+        Some(&donors),
+    )
+    .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("s.h5ad");
     let mut o = opts();
@@ -66,5 +89,7 @@ fn streamed_seurat_v3_equals_in_memory() {
     assert_eq!(h.highly_variable, mem.highly_variable);
     assert_eq!(h.variances_norm, mem.variances_norm);
     let got = read_h5ad(&out).unwrap();
-    assert!(matches!(got.var.column("highly_variable"), Some(Column::Bool(v)) if *v == mem.highly_variable));
+    assert!(
+        matches!(got.var.column("highly_variable"), Some(Column::Bool(v)) if *v == mem.highly_variable)
+    );
 }

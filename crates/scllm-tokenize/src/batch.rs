@@ -8,7 +8,10 @@ use crate::scgpt::TokenizedCell;
 pub fn length_grouped_batches(lengths: &[usize], batch_size: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]).then(a.cmp(&b)));
-    order.chunks(batch_size.max(1)).map(|c| c.to_vec()).collect()
+    order
+        .chunks(batch_size.max(1))
+        .map(|c| c.to_vec())
+        .collect()
 }
 
 /// A padded batch, row-major `[batch, seq_len]`.
@@ -47,7 +50,13 @@ pub fn pad_batch(cells: &[(usize, &TokenizedCell)], pad_id: u32, pad_value: f32)
             padding[r * seq_len + k] = false;
         }
     }
-    Batch { cells: cells.iter().map(|(i, _)| *i).collect(), seq_len, genes, values, padding }
+    Batch {
+        cells: cells.iter().map(|(i, _)| *i).collect(),
+        seq_len,
+        genes,
+        values,
+        padding,
+    }
 }
 
 #[cfg(test)]
@@ -59,14 +68,23 @@ mod tests {
         let lengths = [5, 100, 7, 98, 6, 99];
         let b = length_grouped_batches(&lengths, 3);
         assert_eq!(b, vec![vec![1, 5, 3], vec![2, 4, 0]]);
-        let padded: usize = b.iter().map(|g| g.iter().map(|&i| lengths[i]).max().unwrap() * g.len()).sum();
+        let padded: usize = b
+            .iter()
+            .map(|g| g.iter().map(|&i| lengths[i]).max().unwrap() * g.len())
+            .sum();
         assert_eq!(padded, 300 + 21, "vs 600 for input-order batches");
     }
 
     #[test]
     fn padding_marks_pad_positions() {
-        let a = TokenizedCell { genes: vec![9, 1, 2], values: vec![-2.0, 3.0, 4.0] };
-        let b = TokenizedCell { genes: vec![9], values: vec![-2.0] };
+        let a = TokenizedCell {
+            genes: vec![9, 1, 2],
+            values: vec![-2.0, 3.0, 4.0],
+        };
+        let b = TokenizedCell {
+            genes: vec![9],
+            values: vec![-2.0],
+        };
         let p = pad_batch(&[(4, &a), (7, &b)], 0, -2.0);
         assert_eq!(p.seq_len, 3);
         assert_eq!(p.genes, vec![9, 1, 2, 9, 0, 0]);

@@ -47,7 +47,11 @@ impl TokenizerConfig {
     }
     /// As the annotation tutorials: binned input, `<cls>` = 0.
     pub fn finetune(max_len: usize, seed: u64) -> Self {
-        TokenizerConfig { cls_value: 0.0, n_bins: None, ..Self::embedding(max_len, 51, seed) }
+        TokenizerConfig {
+            cls_value: 0.0,
+            n_bins: None,
+            ..Self::embedding(max_len, 51, seed)
+        }
     }
 }
 
@@ -76,9 +80,18 @@ pub struct Tokenizer {
 }
 
 impl Tokenizer {
-    pub fn new(cfg: TokenizerConfig, genes: &GeneMatch, vocab: &GeneVocab, cls_token: &str, pad_token: &str) -> Result<Self> {
+    pub fn new(
+        cfg: TokenizerConfig,
+        genes: &GeneMatch,
+        vocab: &GeneVocab,
+        cls_token: &str,
+        pad_token: &str,
+    ) -> Result<Self> {
         if cfg.max_len < 2 {
-            return Err(TokenizeError::Invalid(format!("max_len must be at least 2, got {}", cfg.max_len)));
+            return Err(TokenizeError::Invalid(format!(
+                "max_len must be at least 2, got {}",
+                cfg.max_len
+            )));
         }
         Ok(Tokenizer {
             gene_ids: genes.ids.clone(),
@@ -99,7 +112,11 @@ impl Tokenizer {
                 while k < indices.len() && (indices[k] as usize) < j {
                     k += 1;
                 }
-                let v = if k < indices.len() && indices[k] as usize == j { values[k] } else { 0.0 };
+                let v = if k < indices.len() && indices[k] as usize == j {
+                    values[k]
+                } else {
+                    0.0
+                };
                 if let Some(id) = id {
                     genes.push(*id);
                     cols.push(j as u32);
@@ -118,10 +135,15 @@ impl Tokenizer {
             }
         }
         if let Some(n_bins) = self.cfg.n_bins {
-            let b = Binner::new(n_bins, BinRng::per_cell(self.cfg.seed)).bin_values(&cols, &vals)?;
+            let b =
+                Binner::new(n_bins, BinRng::per_cell(self.cfg.seed)).bin_values(&cols, &vals)?;
             vals = b.bins.iter().map(|&x| x as f32).collect();
         }
-        let room = if self.cfg.append_cls { self.cfg.max_len - 1 } else { self.cfg.max_len };
+        let room = if self.cfg.append_cls {
+            self.cfg.max_len - 1
+        } else {
+            self.cfg.max_len
+        };
         if genes.len() > room {
             let keep: Vec<usize> = if self.cfg.sample {
                 let mut mt = Mt::new(cell_seed(self.cfg.seed ^ 0x5ca1_ab1e, &cols, &vals));
@@ -143,7 +165,10 @@ impl Tokenizer {
             genes.insert(0, self.cls_id);
             vals.insert(0, self.cfg.cls_value);
         }
-        Ok(TokenizedCell { genes, values: vals })
+        Ok(TokenizedCell {
+            genes,
+            values: vals,
+        })
     }
 }
 
@@ -153,7 +178,10 @@ mod tests {
 
     fn setup(cfg: TokenizerConfig) -> Tokenizer {
         let vocab = GeneVocab::from_tokens(
-            ["A", "B", "C", "D", "<pad>", "<cls>"].iter().map(|s| s.to_string()).collect(),
+            ["A", "B", "C", "D", "<pad>", "<cls>"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         );
         let m = GeneMatch {
             ids: vec![Some(0), None, Some(1), Some(2), Some(3)],
@@ -186,11 +214,15 @@ mod tests {
     #[test]
     fn embedding_bins_and_samples_deterministically() {
         let t = setup(TokenizerConfig::embedding(3, 51, 7));
-        let a = t.tokenize_row(&[0, 2, 3, 4], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        let a = t
+            .tokenize_row(&[0, 2, 3, 4], &[1.0, 2.0, 3.0, 4.0])
+            .unwrap();
         assert_eq!(a.len(), 3);
         assert_eq!((a.genes[0], a.values[0]), (5, -2.0));
         assert!(a.values[1..].iter().all(|&v| (1.0..=50.0).contains(&v)));
-        let b = t.tokenize_row(&[0, 2, 3, 4], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        let b = t
+            .tokenize_row(&[0, 2, 3, 4], &[1.0, 2.0, 3.0, 4.0])
+            .unwrap();
         assert_eq!(a, b, "same cell, same tokens");
         let mut seen = std::collections::HashSet::new();
         for &g in &a.genes[1..] {

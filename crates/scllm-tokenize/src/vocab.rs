@@ -30,14 +30,17 @@ impl GeneVocab {
                 e.to_string()
             },
         })?;
-        let mut v = Self::from_json_str(&text).map_err(|m| TokenizeError::File { path: path.to_path_buf(), message: m })?;
+        let mut v = Self::from_json_str(&text).map_err(|m| TokenizeError::File {
+            path: path.to_path_buf(),
+            message: m,
+        })?;
         v.source = Some(path.to_path_buf());
         Ok(v)
     }
 
     pub fn from_json_str(text: &str) -> std::result::Result<Self, String> {
-        let map: HashMap<String, i64> =
-            serde_json::from_str(text).map_err(|e| format!("not a {{\"token\": id}} JSON object: {e}"))?;
+        let map: HashMap<String, i64> = serde_json::from_str(text)
+            .map_err(|e| format!("not a {{\"token\": id}} JSON object: {e}"))?;
         let mut pairs: Vec<(i64, String)> = map.into_iter().map(|(k, v)| (v, k)).collect();
         pairs.sort();
         for (pos, (id, tok)) in pairs.iter().enumerate() {
@@ -48,12 +51,22 @@ impl GeneVocab {
                 ));
             }
         }
-        Ok(Self::from_tokens(pairs.into_iter().map(|(_, t)| t).collect()))
+        Ok(Self::from_tokens(
+            pairs.into_iter().map(|(_, t)| t).collect(),
+        ))
     }
 
     pub fn from_tokens(tokens: Vec<String>) -> Self {
-        let index = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
-        GeneVocab { tokens, index, source: None }
+        let index = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        GeneVocab {
+            tokens,
+            index,
+            source: None,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -103,8 +116,12 @@ impl GeneVocab {
         }
     }
     pub fn to_json(&self) -> String {
-        let m: serde_json::Map<String, serde_json::Value> =
-            self.tokens.iter().enumerate().map(|(i, t)| (t.clone(), serde_json::Value::from(i))).collect();
+        let m: serde_json::Map<String, serde_json::Value> = self
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), serde_json::Value::from(i)))
+            .collect();
         serde_json::to_string_pretty(&m).expect("serialisable")
     }
 }
@@ -114,7 +131,9 @@ static GENCODE_GZ: &[u8] = include_bytes!("../../../resources/GENCODEv44_Gene_id
 /// Ensembl gene id (version suffix ignored) → gene symbol, from the bundled GENCODE v44 table.
 pub fn gencode_id_to_name() -> HashMap<String, String> {
     let mut s = String::new();
-    flate2::read::GzDecoder::new(GENCODE_GZ).read_to_string(&mut s).expect("bundled GENCODE table is valid gzip");
+    flate2::read::GzDecoder::new(GENCODE_GZ)
+        .read_to_string(&mut s)
+        .expect("bundled GENCODE table is valid gzip");
     s.lines()
         .filter_map(|l| l.split_once(','))
         .map(|(id, name)| (strip_version(id).to_string(), name.trim().to_string()))
@@ -144,7 +163,9 @@ pub struct GeneMatch {
 impl GeneMatch {
     /// Columns of X whose genes are in the vocabulary, in column order.
     pub fn matched_columns(&self) -> Vec<usize> {
-        (0..self.ids.len()).filter(|&j| self.ids[j].is_some()).collect()
+        (0..self.ids.len())
+            .filter(|&j| self.ids[j].is_some())
+            .collect()
     }
     pub fn summary(&self) -> String {
         format!(
@@ -157,15 +178,25 @@ impl GeneMatch {
 /// Match genes to the vocabulary. `gene_col`: a `var` column holding symbols (default: the index).
 /// Ensembl ids (ENSG…) are translated to symbols through GENCODE first. Errors when nothing
 /// matches, and says how to fix it.
-pub fn match_genes(var: &DataFrame, vocab: &GeneVocab, gene_col: Option<&str>, file: &Path) -> Result<GeneMatch> {
+pub fn match_genes(
+    var: &DataFrame,
+    vocab: &GeneVocab,
+    gene_col: Option<&str>,
+    file: &Path,
+) -> Result<GeneMatch> {
     let (names, mut key): (Vec<String>, String) = match gene_col {
         None => (var.index.clone(), "var.index".into()),
         Some(c) => {
             let col = var.column(c).ok_or_else(|| TokenizeError::File {
                 path: file.to_path_buf(),
-                message: format!("var has no column `{c}` (columns: {})", var.column_names().join(", ")),
+                message: format!(
+                    "var has no column `{c}` (columns: {})",
+                    var.column_names().join(", ")
+                ),
             })?;
-            let v: Vec<String> = (0..col.len()).map(|i| col.get_str(i).unwrap_or_default()).collect();
+            let v: Vec<String> = (0..col.len())
+                .map(|i| col.get_str(i).unwrap_or_default())
+                .collect();
             (v, format!("var['{c}']"))
         }
     };
@@ -173,14 +204,26 @@ pub fn match_genes(var: &DataFrame, vocab: &GeneVocab, gene_col: Option<&str>, f
     let symbols: Vec<String> = if ensembl {
         let map = gencode_id_to_name();
         key.push_str(" via GENCODE v44 Ensembl→symbol");
-        names.iter().map(|n| map.get(strip_version(n)).cloned().unwrap_or_else(|| n.clone())).collect()
+        names
+            .iter()
+            .map(|n| {
+                map.get(strip_version(n))
+                    .cloned()
+                    .unwrap_or_else(|| n.clone())
+            })
+            .collect()
     } else {
         names.clone()
     };
     let ids: Vec<Option<u32>> = symbols.iter().map(|s| vocab.get(s)).collect();
     let n_matched = ids.iter().filter(|i| i.is_some()).count();
-    let unmatched_examples: Vec<String> =
-        names.iter().zip(&ids).filter(|(_, i)| i.is_none()).take(5).map(|(n, _)| n.clone()).collect();
+    let unmatched_examples: Vec<String> = names
+        .iter()
+        .zip(&ids)
+        .filter(|(_, i)| i.is_none())
+        .take(5)
+        .map(|(n, _)| n.clone())
+        .collect();
     if n_matched == 0 {
         let hint = match (gene_col, var.column("gene_symbol").is_some() || var.column("gene_name").is_some()) {
             (None, true) => " The var table has a symbol column: pass --gene-col gene_symbol (or gene_name).",
@@ -193,11 +236,21 @@ pub fn match_genes(var: &DataFrame, vocab: &GeneVocab, gene_col: Option<&str>, f
                 names.len(),
                 key,
                 unmatched_examples.join(", "),
-                vocab.source.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default()
+                vocab
+                    .source
+                    .as_ref()
+                    .map(|p| format!(" {}", p.display()))
+                    .unwrap_or_default()
             ),
         });
     }
-    Ok(GeneMatch { ids, n_matched, n_genes: names.len(), key, unmatched_examples })
+    Ok(GeneMatch {
+        ids,
+        n_matched,
+        n_genes: names.len(),
+        key,
+        unmatched_examples,
+    })
 }
 
 /// Labels of a categorical/string column, for printing and class lists.
@@ -217,7 +270,10 @@ mod tests {
         assert_eq!(v.specials(), vec![("<pad>", 2), ("<cls>", 3)]);
         let e = v.special("<eoc>").unwrap_err().to_string();
         assert!(e.contains("<eoc>") && e.contains("<pad>=2"), "{e}");
-        assert!(GeneVocab::from_json_str(r#"{"A": 0, "B": 2}"#).is_err(), "gaps are refused");
+        assert!(
+            GeneVocab::from_json_str(r#"{"A": 0, "B": 2}"#).is_err(),
+            "gaps are refused"
+        );
         let mut v2 = GeneVocab::from_json_str(r#"{"A": 0}"#).unwrap();
         v2.append_missing(&["<pad>", "<cls>", "<eoc>"]);
         assert_eq!(v2.get("<eoc>"), Some(3));
@@ -228,7 +284,11 @@ mod tests {
     #[test]
     fn ensembl_ids_match_through_gencode() {
         let v = GeneVocab::from_tokens(vec!["DDX11L1".into(), "WASH7P".into()]);
-        let var = DataFrame::new(vec!["ENSG00000223972.5".into(), "ENSG00000227232".into(), "ENSG_UNKNOWN".into()]);
+        let var = DataFrame::new(vec![
+            "ENSG00000223972.5".into(),
+            "ENSG00000227232".into(),
+            "ENSG_UNKNOWN".into(),
+        ]);
         let m = match_genes(&var, &v, None, Path::new("x.h5ad")).unwrap();
         assert_eq!(m.ids, vec![Some(0), Some(1), None]);
         assert!(m.key.contains("GENCODE"));
@@ -238,7 +298,12 @@ mod tests {
     fn no_overlap_is_a_clear_error() {
         let v = GeneVocab::from_tokens(vec!["CD3E".into()]);
         let var = DataFrame::new(vec!["foo".into(), "bar".into()]);
-        let e = match_genes(&var, &v, None, Path::new("q.h5ad")).unwrap_err().to_string();
-        assert!(e.contains("q.h5ad") && e.contains("none of its 2 genes"), "{e}");
+        let e = match_genes(&var, &v, None, Path::new("q.h5ad"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("q.h5ad") && e.contains("none of its 2 genes"),
+            "{e}"
+        );
     }
 }

@@ -6,7 +6,9 @@ use scllm_pp::detect_values;
 use serde_json::json;
 
 #[derive(Args, Debug)]
-#[command(after_help = "Example:\n  scllm inspect tests/fixtures/data/kang2018_pbmc_400.h5ad --label cell_type\n  scllm inspect data.h5ad --json | jq .x.kind")]
+#[command(
+    after_help = "Example:\n  scllm inspect tests/fixtures/data/kang2018_pbmc_400.h5ad --label cell_type\n  scllm inspect data.h5ad --json | jq .x.kind"
+)]
 pub struct InspectArgs {
     /// An .h5ad file, a 10x folder (matrix.mtx + features.tsv + barcodes.tsv) or a CSV table
     pub file: PathBuf,
@@ -21,7 +23,8 @@ pub struct InspectArgs {
 fn label_counts(col: &Column) -> Vec<(String, usize)> {
     let mut m: std::collections::BTreeMap<String, usize> = Default::default();
     for v in col.to_strings() {
-        *m.entry(v.unwrap_or_else(|| "NaN (unlabeled)".into())).or_default() += 1;
+        *m.entry(v.unwrap_or_else(|| "NaN (unlabeled)".into()))
+            .or_default() += 1;
     }
     let mut v: Vec<(String, usize)> = m.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -31,7 +34,8 @@ fn label_counts(col: &Column) -> Vec<(String, usize)> {
 fn columns_json(cols: &[(String, Column)]) -> serde_json::Value {
     cols.iter()
         .map(|(n, c)| {
-            let distinct: std::collections::HashSet<Option<String>> = c.to_strings().into_iter().collect();
+            let distinct: std::collections::HashSet<Option<String>> =
+                c.to_strings().into_iter().collect();
             json!({"name": n, "kind": c.kind(), "distinct": distinct.len()})
         })
         .collect()
@@ -105,26 +109,51 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         println!("  warning: X contains NaN values");
     }
     for l in s["layers"].as_array().unwrap() {
-        println!("  layer {}: {} {} ({})", l["name"].as_str().unwrap(), l["storage"].as_str().unwrap(), l["dtype"].as_str().unwrap(), l["kind"].as_str().unwrap());
+        println!(
+            "  layer {}: {} {} ({})",
+            l["name"].as_str().unwrap(),
+            l["storage"].as_str().unwrap(),
+            l["dtype"].as_str().unwrap(),
+            l["kind"].as_str().unwrap()
+        );
     }
     if let Some(r) = s["raw"].as_object() {
-        println!("  raw: {} genes ({})", r["n_vars"], r["kind"].as_str().unwrap_or(""));
+        println!(
+            "  raw: {} genes ({})",
+            r["n_vars"],
+            r["kind"].as_str().unwrap_or("")
+        );
     }
     for o in s["obsm"].as_array().unwrap() {
-        println!("  obsm {}: {}x{}", o["name"].as_str().unwrap(), o["shape"][0], o["shape"][1]);
+        println!(
+            "  obsm {}: {}x{}",
+            o["name"].as_str().unwrap(),
+            o["shape"][0],
+            o["shape"][1]
+        );
     }
     let cols = |k: &str| -> String {
         s[k].as_array()
             .unwrap()
             .iter()
-            .map(|c| format!("{} ({}, {} distinct)", c["name"].as_str().unwrap(), c["kind"].as_str().unwrap(), c["distinct"]))
+            .map(|c| {
+                format!(
+                    "{} ({}, {} distinct)",
+                    c["name"].as_str().unwrap(),
+                    c["kind"].as_str().unwrap(),
+                    c["distinct"]
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ")
     };
     println!("  obs: {}", cols("obs"));
     println!("  var: {}", cols("var"));
     if s["duplicate_gene_names"].as_u64().unwrap_or(0) > 0 {
-        println!("  warning: {} gene names occur more than once in var.index", s["duplicate_gene_names"]);
+        println!(
+            "  warning: {} gene names occur more than once in var.index",
+            s["duplicate_gene_names"]
+        );
     }
     if let Some(l) = s["labels"].as_object() {
         println!("  labels in obs['{}']:", l["column"].as_str().unwrap());

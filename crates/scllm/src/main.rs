@@ -32,9 +32,14 @@ fn exit_code(e: &anyhow::Error) -> i32 {
     for cause in e.chain() {
         if cause.downcast_ref::<scllm_io::IoError>().is_some()
             || cause.downcast_ref::<scllm_pp::PpError>().is_some()
-            || cause.downcast_ref::<scllm_tokenize::TokenizeError>().is_some()
+            || cause
+                .downcast_ref::<scllm_tokenize::TokenizeError>()
+                .is_some()
             || cause.downcast_ref::<BadInput>().is_some()
-            || matches!(cause.downcast_ref::<scllm_papers::PapersError>(), Some(scllm_papers::PapersError::InvalidInput(_)))
+            || matches!(
+                cause.downcast_ref::<scllm_papers::PapersError>(),
+                Some(scllm_papers::PapersError::InvalidInput(_))
+            )
         {
             return 2;
         }

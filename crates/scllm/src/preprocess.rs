@@ -5,19 +5,21 @@ use clap::Args;
 use scllm_io::{read_any, write_h5ad, Column, Compression, Matrix, UnsValue, Values};
 use scllm_pp::{
     binning::{BinRng, Binner},
-    detect_values, filter_cells, filter_genes, highly_variable_genes, log1p, normalize_total, scale, to_csr_f32,
-    CellFilter, GeneFilter, HvgFlavor, HvgOptions, ValueKind,
+    detect_values, filter_cells, filter_genes, highly_variable_genes, log1p, normalize_total,
+    scale, to_csr_f32, CellFilter, GeneFilter, HvgFlavor, HvgOptions, ValueKind,
 };
 use serde_json::json;
 
 use crate::bad;
 
 #[derive(Args, Debug)]
-#[command(after_help = "Layers are named as scanpy/scGPT users expect: X stays as read (after filtering); \
+#[command(
+    after_help = "Layers are named as scanpy/scGPT users expect: X stays as read (after filtering); \
 X_normed, X_log1p, X_scaled, X_binned (+ obsm['bin_edges']) and var['highly_variable'] are added.\n\n\
 Example (scGPT-style input on a raw-count file, HVGs per donor):\n  \
 scllm preprocess tests/fixtures/data/kang2018_pbmc_400.h5ad -o kang_pp.h5ad \\\n    \
---min-genes 10 --normalize-total 1e4 --log1p --hvg 300 --hvg-flavor seurat_v3 --batch-key donor --bin 51")]
+--min-genes 10 --normalize-total 1e4 --log1p --hvg 300 --hvg-flavor seurat_v3 --batch-key donor --bin 51"
+)]
 pub struct PreprocessArgs {
     /// Input: .h5ad, a 10x folder or a CSV table (cells as rows)
     pub input: PathBuf,
@@ -120,7 +122,10 @@ pub fn run(args: PreprocessArgs) -> anyhow::Result<()> {
     }
     if let Some(layer) = &args.layer {
         let m = if layer == "raw" {
-            let raw = a.raw.as_ref().ok_or_else(|| bad(format!("{src}: has no .raw to use as input")))?;
+            let raw = a
+                .raw
+                .as_ref()
+                .ok_or_else(|| bad(format!("{src}: has no .raw to use as input")))?;
             if raw.var.index != a.var.index {
                 a.var = raw.var.clone();
             }
@@ -129,7 +134,11 @@ pub fn run(args: PreprocessArgs) -> anyhow::Result<()> {
             a.layer(layer).cloned().ok_or_else(|| {
                 bad(format!(
                     "{src}: no layer `{layer}` (layers: {})",
-                    a.layers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+                    a.layers
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             })?
         };
@@ -158,30 +167,64 @@ pub fn run(args: PreprocessArgs) -> anyhow::Result<()> {
         note(args.json, format!("{src}: {}", m.summary()));
         let cols = m.matched_columns();
         a = a.select_vars(&cols);
-        a.var.set("id_in_vocab", Column::I64(cols.iter().map(|&j| m.ids[j].unwrap() as i64).collect()));
+        a.var.set(
+            "id_in_vocab",
+            Column::I64(cols.iter().map(|&j| m.ids[j].unwrap() as i64).collect()),
+        );
     }
     let report = detect_values(a.x()?);
-    note(args.json, format!("{src}: {} cells x {} genes; X holds {}", a.n_obs(), a.n_vars(), report.explanation));
+    note(
+        args.json,
+        format!(
+            "{src}: {} cells x {} genes; X holds {}",
+            a.n_obs(),
+            a.n_vars(),
+            report.explanation
+        ),
+    );
     if report.has_nan {
-        return Err(bad(format!("{src}: X contains NaN values; remove or impute them first")));
+        return Err(bad(format!(
+            "{src}: X contains NaN values; remove or impute them first"
+        )));
     }
 
     let (n0, g0) = (a.n_obs(), a.n_vars());
     if args.min_genes.is_some() || args.min_counts.is_some() {
-        let (f, removed) = filter_cells(&a, &CellFilter { min_genes: args.min_genes, min_counts: args.min_counts, ..Default::default() })
-            .map_err(|e| bad(format!("{src}: {e}")))?;
-        note(args.json, format!("filter_cells: removed {removed} cells, {} left", f.n_obs()));
+        let (f, removed) = filter_cells(
+            &a,
+            &CellFilter {
+                min_genes: args.min_genes,
+                min_counts: args.min_counts,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| bad(format!("{src}: {e}")))?;
+        note(
+            args.json,
+            format!("filter_cells: removed {removed} cells, {} left", f.n_obs()),
+        );
         a = f;
     }
     if args.min_cells.is_some() {
-        let (f, removed) = filter_genes(&a, &GeneFilter { min_cells: args.min_cells, ..Default::default() })
-            .map_err(|e| bad(format!("{src}: {e}")))?;
-        note(args.json, format!("filter_genes: removed {removed} genes, {} left", f.n_vars()));
+        let (f, removed) = filter_genes(
+            &a,
+            &GeneFilter {
+                min_cells: args.min_cells,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| bad(format!("{src}: {e}")))?;
+        note(
+            args.json,
+            format!("filter_genes: removed {removed} genes, {} left", f.n_vars()),
+        );
         a = f;
     }
 
-    let counts = to_csr_f32(a.x()?);
-    let mut last = counts.clone();
+    // Work on borrowed matrices (X or a layer by name) so each matrix exists once in memory.
+    let x_is_csr_f32 = matches!(a.x()?, Matrix::Csr(c) if matches!(c.data, Values::F32(_)));
+    let counts_owned: Option<scllm_io::Compressed> = if x_is_csr_f32 { None } else { Some(to_csr_f32(a.x()?)) };
+    let mut last: &str = "X";
     let mut steps: Vec<String> = Vec::new();
     let mut target_used = None;
     if let Some(t) = &args.normalize_total {
@@ -196,22 +239,26 @@ pub fn run(args: PreprocessArgs) -> anyhow::Result<()> {
         let target = if t == "median" {
             None
         } else {
-            Some(t.parse::<f64>().map_err(|_| bad(format!("--normalize-total: `{t}` is not a number or `median`")))?)
+            Some(t.parse::<f64>().map_err(|_| {
+                bad(format!(
+                    "--normalize-total: `{t}` is not a number or `median`"
+                ))
+            })?)
         };
-        let (n, _, used) = normalize_total(&counts, target);
+        let (n, _, used) = normalize_total(csr(&a, &counts_owned, "X"), target);
         target_used = Some(used);
-        a.set_layer("X_normed", Matrix::Csr(n.clone()));
-        last = n;
+        a.set_layer("X_normed", Matrix::Csr(n));
+        last = "X_normed";
         steps.push(format!("normalize_total({used})"));
     }
     if args.log1p {
-        scllm_pp::check_nonnegative(&last, "log1p", "log1p")?;
+        scllm_pp::check_nonnegative(csr(&a, &counts_owned, last), "log1p", "log1p")?;
         if report.kind == ValueKind::LogNormalized && args.normalize_total.is_none() {
             note(args.json, "note: X already looks log-normalized; applying log1p again (scGPT skips it when data_is_raw=False)".into());
         }
-        let l = log1p(&last);
-        a.set_layer("X_log1p", Matrix::Csr(l.clone()));
-        last = l;
+        let l = log1p(csr(&a, &counts_owned, last));
+        a.set_layer("X_log1p", Matrix::Csr(l));
+        last = "X_log1p";
         steps.push("log1p".into());
         a.set_uns("log1p", UnsValue::Dict(vec![]));
     }
@@ -226,23 +273,36 @@ pub fn run(args: PreprocessArgs) -> anyhow::Result<()> {
                 levels.sort();
                 levels.dedup();
                 if labels.iter().any(|l| l.is_none()) {
-                    return Err(bad(format!("{src}: obs['{k}'] has missing values; every cell needs a batch")));
+                    return Err(bad(format!(
+                        "{src}: obs['{k}'] has missing values; every cell needs a batch"
+                    )));
                 }
-                Some(labels.iter().map(|l| levels.binary_search(l.as_ref().unwrap()).unwrap() as u32).collect())
+                Some(
+                    labels
+                        .iter()
+                        .map(|l| levels.binary_search(l.as_ref().unwrap()).unwrap() as u32)
+                        .collect(),
+                )
             }
         };
         let input = match flavor {
             HvgFlavor::SeuratV3 => {
                 if report.kind != ValueKind::Counts {
-                    note(args.json, format!("warning: seurat_v3 expects raw counts, but X holds {}", report.kind.as_str()));
+                    note(
+                        args.json,
+                        format!(
+                            "warning: seurat_v3 expects raw counts, but X holds {}",
+                            report.kind.as_str()
+                        ),
+                    );
                 }
-                &counts
+                "X"
             }
             _ => {
                 if args.log1p {
-                    &last
+                    last
                 } else if report.kind == ValueKind::LogNormalized {
-                    &counts
+                    "X"
                 } else {
                     return Err(bad(format!(
                         "--hvg-flavor {}: needs log-normalized data; add --normalize-total --log1p (or use seurat_v3 on counts)",
@@ -251,40 +311,68 @@ pub fn run(args: PreprocessArgs) -> anyhow::Result<()> {
                 }
             }
         };
-        let r = highly_variable_genes(input, &HvgOptions::new(n_top, flavor), batches.as_deref())?;
+        let r = highly_variable_genes(csr(&a, &counts_owned, input), &HvgOptions::new(n_top, flavor), batches.as_deref())?;
         r.write_var(&mut a.var);
-        a.set_uns("hvg", UnsValue::Dict(vec![("flavor".into(), UnsValue::Str(args.hvg_flavor.clone()))]));
+        a.set_uns(
+            "hvg",
+            UnsValue::Dict(vec![(
+                "flavor".into(),
+                UnsValue::Str(args.hvg_flavor.clone()),
+            )]),
+        );
         hvg_summary = Some(r.n_selected());
-        steps.push(format!("highly_variable_genes({}, {n_top})", args.hvg_flavor));
+        steps.push(format!(
+            "highly_variable_genes({}, {n_top})",
+            args.hvg_flavor
+        ));
         if args.subset_hvg {
             let keep: Vec<usize> = (0..a.n_vars()).filter(|&j| r.highly_variable[j]).collect();
+            // counts_owned (a converted X) would need subsetting too; X itself is subset by select_vars
+            if counts_owned.is_some() {
+                return Err(bad("--subset-hvg needs X stored as CSR float32 (convert once with `scllm preprocess IN -o OUT`)"));
+            }
             a = a.select_vars(&keep);
-            let sel: Vec<usize> = keep.clone();
-            last = Matrix::Csr(last).select_cols(&sel).to_csr();
             steps.push("subset_hvg".into());
         }
     }
     if args.scale {
-        let (s, mean, std) = scale(&last, true, args.max_value);
+        let (s, mean, std) = scale(csr(&a, &counts_owned, last), true, args.max_value);
         a.set_layer("X_scaled", s);
         a.var.set("mean", Column::F64(mean));
         a.var.set("std", Column::F64(std));
         steps.push("scale".into());
     }
     if let Some(n_bins) = args.bin {
-        let rng = if args.numpy_rng { BinRng::numpy(args.seed) } else { BinRng::per_cell(args.seed as u64) };
-        let (b, edges) = Binner::new(n_bins, rng).bin_matrix(&last)?;
+        let rng = if args.numpy_rng {
+            BinRng::numpy(args.seed)
+        } else {
+            BinRng::per_cell(args.seed as u64)
+        };
+        let (b, edges) = Binner::new(n_bins, rng).bin_matrix(csr(&a, &counts_owned, last))?;
         a.set_layer("X_binned", Matrix::Csr(b));
-        a.set_obsm("bin_edges", Matrix::Dense { nrows: a.n_obs(), ncols: n_bins, data: Values::F64(edges) });
+        a.set_obsm(
+            "bin_edges",
+            Matrix::Dense {
+                nrows: a.n_obs(),
+                ncols: n_bins,
+                data: Values::F64(edges),
+            },
+        );
         steps.push(format!("binning({n_bins})"));
     }
     a.set_uns(
         "scllm_preprocess",
         UnsValue::Dict(vec![
             ("input".into(), UnsValue::Str(src.clone())),
-            ("input_kind".into(), UnsValue::Str(report.kind.as_str().into())),
+            (
+                "input_kind".into(),
+                UnsValue::Str(report.kind.as_str().into()),
+            ),
             ("steps".into(), UnsValue::Array(Column::Str(steps.clone()))),
-            ("version".into(), UnsValue::Str(env!("CARGO_PKG_VERSION").into())),
+            (
+                "version".into(),
+                UnsValue::Str(env!("CARGO_PKG_VERSION").into()),
+            ),
         ]),
     );
     write_h5ad(&a, &args.output, compression)?;
@@ -308,15 +396,46 @@ pub fn run(args: PreprocessArgs) -> anyhow::Result<()> {
             args.output.display(),
             a.n_obs(),
             a.n_vars(),
-            if steps.is_empty() { "none".to_string() } else { steps.join(" → ") },
-            summary["layers"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect::<Vec<_>>().join(", "),
+            if steps.is_empty() {
+                "none".to_string()
+            } else {
+                steps.join(" → ")
+            },
+            summary["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(", "),
             t0.elapsed().as_secs_f64()
         );
     }
     Ok(())
 }
 
-fn run_stream(args: &PreprocessArgs, compression: Compression, flavor: HvgFlavor, t0: Instant) -> anyhow::Result<()> {
+/// The CSR float32 matrix called `name` ("X" or a layer this command wrote).
+fn csr<'a>(a: &'a scllm_io::AnnData, converted_x: &'a Option<scllm_io::Compressed>, name: &str) -> &'a scllm_io::Compressed {
+    let m = if name == "X" {
+        if let Some(c) = converted_x {
+            return c;
+        }
+        a.x.as_ref()
+    } else {
+        a.layer(name)
+    };
+    match m {
+        Some(Matrix::Csr(c)) => c,
+        _ => unreachable!("internal: {name} is not a CSR matrix written by preprocess"),
+    }
+}
+
+fn run_stream(
+    args: &PreprocessArgs,
+    compression: Compression,
+    flavor: HvgFlavor,
+    t0: Instant,
+) -> anyhow::Result<()> {
     use indicatif::{ProgressBar, ProgressStyle};
     let unsupported: Vec<&str> = [
         (args.layer.is_some(), "--layer"),
@@ -332,36 +451,68 @@ fn run_stream(args: &PreprocessArgs, compression: Compression, flavor: HvgFlavor
     .map(|(_, n)| *n)
     .collect();
     if !unsupported.is_empty() {
-        return Err(bad(format!("--stream does not support {} (run without --stream)", unsupported.join(", "))));
+        return Err(bad(format!(
+            "--stream does not support {} (run without --stream)",
+            unsupported.join(", ")
+        )));
     }
     let src = scllm_io::BackedAnnData::open(&args.input, "X")?;
     let sname = args.input.display().to_string();
     if let Some(l) = &args.label {
         if src.obs.column(l).is_none() {
-            return Err(bad(format!("{sname}: obs has no column `{l}` (columns: {})", src.obs.column_names().join(", "))));
+            return Err(bad(format!(
+                "{sname}: obs has no column `{l}` (columns: {})",
+                src.obs.column_names().join(", ")
+            )));
         }
     }
     let target = match args.normalize_total.as_deref() {
         None => None,
-        Some("median") => return Err(bad("--stream needs a fixed --normalize-total target (e.g. 1e4), not the median")),
-        Some(t) => Some(t.parse::<f64>().map_err(|_| bad(format!("--normalize-total: `{t}` is not a number")))?),
+        Some("median") => {
+            return Err(bad(
+                "--stream needs a fixed --normalize-total target (e.g. 1e4), not the median",
+            ))
+        }
+        Some(t) => Some(
+            t.parse::<f64>()
+                .map_err(|_| bad(format!("--normalize-total: `{t}` is not a number")))?,
+        ),
     };
     let batch = match &args.batch_key {
         None => None,
         Some(k) => {
-            let col = src.obs.column(k).ok_or_else(|| bad(format!("{sname}: obs has no column `{k}`")))?;
+            let col = src
+                .obs
+                .column(k)
+                .ok_or_else(|| bad(format!("{sname}: obs has no column `{k}`")))?;
             let labels = col.to_strings();
             let mut levels: Vec<String> = labels.iter().flatten().cloned().collect();
             levels.sort();
             levels.dedup();
             if labels.iter().any(|l| l.is_none()) {
-                return Err(bad(format!("{sname}: obs['{k}'] has missing values; every cell needs a batch")));
+                return Err(bad(format!(
+                    "{sname}: obs['{k}'] has missing values; every cell needs a batch"
+                )));
             }
-            Some(labels.iter().map(|l| levels.binary_search(l.as_ref().unwrap()).unwrap() as u32).collect())
+            Some(
+                labels
+                    .iter()
+                    .map(|l| levels.binary_search(l.as_ref().unwrap()).unwrap() as u32)
+                    .collect(),
+            )
         }
     };
     let (n, g) = src.shape();
-    note(args.json, format!("{sname}: {n} cells x {g} genes ({} {}, {} stored), streaming in blocks of {}", "X", src.dtype(), src.stored(), args.block_cells));
+    note(
+        args.json,
+        format!(
+            "{sname}: {n} cells x {g} genes ({} {}, {} stored), streaming in blocks of {}",
+            "X",
+            src.dtype(),
+            src.stored(),
+            args.block_cells
+        ),
+    );
     let opts = scllm_pp::stream::StreamOptions {
         block_cells: args.block_cells,
         min_genes: args.min_genes,
@@ -372,9 +523,11 @@ fn run_stream(args: &PreprocessArgs, compression: Compression, flavor: HvgFlavor
         batch,
         compression,
     };
-    let style = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} cells {per_sec} ETA {eta}")
-        .expect("valid template")
-        .progress_chars("=> ");
+    let style = ProgressStyle::with_template(
+        "{prefix:>12} [{bar:30}] {pos}/{len} cells {per_sec} ETA {eta}",
+    )
+    .expect("valid template")
+    .progress_chars("=> ");
     let mut bar: Option<(usize, ProgressBar)> = None;
     let quiet = args.json;
     let summary = scllm_pp::stream::preprocess_stream(&src, &args.output, &opts, |pass, done| {

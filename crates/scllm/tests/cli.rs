@@ -9,7 +9,10 @@ fn fixtures() -> PathBuf {
 }
 
 fn scllm(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_scllm")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_scllm"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -33,9 +36,16 @@ fn inspect_json_describes_the_dataset() {
     assert_eq!(v["x"]["storage"], "csr");
     let counts = v["labels"]["counts"].as_array().unwrap();
     assert_eq!(counts[0], serde_json::json!(["CD4 T cells", 173]));
-    assert_eq!(counts.iter().map(|c| c[1].as_u64().unwrap()).sum::<u64>(), 400);
+    assert_eq!(
+        counts.iter().map(|c| c[1].as_u64().unwrap()).sum::<u64>(),
+        400
+    );
     // the old-layout file: scaled X, log-normalized raw
-    let (code, out, _) = scllm(&["inspect", s(&fixtures().join("data/pbmc68k_reduced.h5ad")), "--json"]);
+    let (code, out, _) = scllm(&[
+        "inspect",
+        s(&fixtures().join("data/pbmc68k_reduced.h5ad")),
+        "--json",
+    ]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["x"]["kind"], "scaled");
@@ -48,8 +58,21 @@ fn preprocess_writes_the_layers_scanpy_and_scgpt_users_expect() {
     let out = tmp.path().join("pp.h5ad");
     let f = fixtures().join("data/kang2018_pbmc_400.h5ad");
     let (code, stdout, err) = scllm(&[
-        "preprocess", s(&f), "-o", s(&out), "--min-genes", "10", "--normalize-total", "--log1p",
-        "--hvg", "200", "--hvg-flavor", "cell_ranger", "--bin", "51", "--json",
+        "preprocess",
+        s(&f),
+        "-o",
+        s(&out),
+        "--min-genes",
+        "10",
+        "--normalize-total",
+        "--log1p",
+        "--hvg",
+        "200",
+        "--hvg-flavor",
+        "cell_ranger",
+        "--bin",
+        "51",
+        "--json",
     ]);
     assert_eq!(code, 0, "{err}");
     let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -58,10 +81,19 @@ fn preprocess_writes_the_layers_scanpy_and_scgpt_users_expect() {
     for l in ["X_normed", "X_log1p", "X_binned"] {
         assert!(a.layer(l).is_some(), "layer {l}");
     }
-    assert_eq!(a.x().unwrap(), &scllm_io::read_h5ad(&f).unwrap().x.unwrap(), "X keeps the counts");
+    assert_eq!(
+        a.x().unwrap(),
+        &scllm_io::read_h5ad(&f).unwrap().x.unwrap(),
+        "X keeps the counts"
+    );
     assert_eq!(a.obsm_get("bin_edges").unwrap().shape(), (400, 51));
     let hv = a.var.column("highly_variable").unwrap();
-    assert_eq!((0..a.n_vars()).filter(|&j| hv.get_f64(j) == Some(1.0)).count(), 200);
+    assert_eq!(
+        (0..a.n_vars())
+            .filter(|&j| hv.get_f64(j) == Some(1.0))
+            .count(),
+        200
+    );
     let bins = a.layer("X_binned").unwrap().to_dense_f64();
     assert!(bins.iter().all(|&b| (0.0..=50.0).contains(&b)) && bins.contains(&50.0));
 }
@@ -78,7 +110,11 @@ fn every_command_has_help_with_an_example() {
 fn bad(file: &str, extra: &[&str], expect: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out.h5ad");
-    let f = if file.starts_with('/') { PathBuf::from(file) } else { fixtures().join(file) };
+    let f = if file.starts_with('/') {
+        PathBuf::from(file)
+    } else {
+        fixtures().join(file)
+    };
     let mut args = vec!["preprocess", s(&f), "-o", s(&out)];
     args.extend_from_slice(extra);
     let (code, _, err) = scllm(&args);
@@ -87,23 +123,73 @@ fn bad(file: &str, extra: &[&str], expect: &[&str]) {
         assert!(err.contains(e), "{file}: stderr lacks {e:?}: {err}");
     }
     assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "{file}: output left behind");
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "{file}: output left behind"
+    );
 }
 
 #[test]
 fn bad_input_fails_clearly_and_leaves_no_output() {
     bad("/no/such/file.h5ad", &[], &["file.h5ad", "not found"]);
-    bad("bad/not_hdf5.h5ad", &[], &["not_hdf5.h5ad", "not an HDF5 file"]);
-    bad("bad/hdf5_not_anndata.h5ad", &[], &["hdf5_not_anndata.h5ad", "not AnnData"]);
+    bad(
+        "bad/not_hdf5.h5ad",
+        &[],
+        &["not_hdf5.h5ad", "not an HDF5 file"],
+    );
+    bad(
+        "bad/hdf5_not_anndata.h5ad",
+        &[],
+        &["hdf5_not_anndata.h5ad", "not AnnData"],
+    );
     bad("bad/no_x.h5ad", &[], &["no_x.h5ad", "`X`", "missing"]);
-    bad("bad/negative.h5ad", &["--normalize-total"], &["negative.h5ad", "negative values"]);
-    bad("bad/negative.h5ad", &["--hvg", "2"], &["negative value", "seurat_v3"]);
+    bad(
+        "bad/negative.h5ad",
+        &["--normalize-total"],
+        &["negative.h5ad", "negative values"],
+    );
+    bad(
+        "bad/negative.h5ad",
+        &["--hvg", "2"],
+        &["negative value", "seurat_v3"],
+    );
     bad("bad/nan.h5ad", &["--log1p"], &["nan.h5ad", "NaN"]);
-    bad("bad/duplicate_genes.h5ad", &[], &["duplicate_genes.h5ad", "duplicate gene names", "CD3E", "--make-unique"]);
-    bad("data/kang2018_pbmc_400.h5ad", &["--label", "celltype"], &["obs['celltype']", "cell_type, donor"]);
-    bad("data/kang2018_pbmc_400.h5ad", &["--min-genes", "100000"], &["kang2018_pbmc_400.h5ad", "no cells left"]);
-    let vocab = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../resources/default_gene_vocab.json");
-    bad("bad/no_vocab_overlap.h5ad", &["--vocab", s(&vocab)], &["no_vocab_overlap.h5ad", "none of its 3 genes"]);
-    bad("data/kang2018_pbmc_400.h5ad", &["--hvg", "10", "--hvg-flavor", "seurat"], &["needs log-normalized data"]);
-    bad("data/kang2018_pbmc_400.h5ad", &["--compression", "zstd"], &["unknown compression"]);
+    bad(
+        "bad/duplicate_genes.h5ad",
+        &[],
+        &[
+            "duplicate_genes.h5ad",
+            "duplicate gene names",
+            "CD3E",
+            "--make-unique",
+        ],
+    );
+    bad(
+        "data/kang2018_pbmc_400.h5ad",
+        &["--label", "celltype"],
+        &["obs['celltype']", "cell_type, donor"],
+    );
+    bad(
+        "data/kang2018_pbmc_400.h5ad",
+        &["--min-genes", "100000"],
+        &["kang2018_pbmc_400.h5ad", "no cells left"],
+    );
+    let vocab =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../resources/default_gene_vocab.json");
+    bad(
+        "bad/no_vocab_overlap.h5ad",
+        &["--vocab", s(&vocab)],
+        &["no_vocab_overlap.h5ad", "none of its 3 genes"],
+    );
+    bad(
+        "data/kang2018_pbmc_400.h5ad",
+        &["--hvg", "10", "--hvg-flavor", "seurat"],
+        &["needs log-normalized data"],
+    );
+    bad(
+        "data/kang2018_pbmc_400.h5ad",
+        &["--compression", "zstd"],
+        &["unknown compression"],
+    );
 }
