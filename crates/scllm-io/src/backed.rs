@@ -39,13 +39,15 @@ fn read_slice(ds: &Dataset, start: usize, end: usize) -> hdf5::Result<Values> {
     let td = ds.dtype()?.to_descriptor()?;
     let s = start..end;
     Ok(match td {
-        TypeDescriptor::Float(FloatSize::U4) => Values::F32(ds.read_slice_1d(s)?.to_vec()),
-        TypeDescriptor::Float(_) => Values::F64(ds.read_slice_1d(s)?.to_vec()),
+        TypeDescriptor::Float(FloatSize::U4) => {
+            Values::F32(ds.read_slice_1d(s)?.into_raw_vec_and_offset().0)
+        }
+        TypeDescriptor::Float(_) => Values::F64(ds.read_slice_1d(s)?.into_raw_vec_and_offset().0),
         TypeDescriptor::Integer(IntSize::U8)
         | TypeDescriptor::Unsigned(IntSize::U4 | IntSize::U8) => {
-            Values::I64(ds.read_slice_1d(s)?.to_vec())
+            Values::I64(ds.read_slice_1d(s)?.into_raw_vec_and_offset().0)
         }
-        _ => Values::I32(ds.read_slice_1d(s)?.to_vec()),
+        _ => Values::I32(ds.read_slice_1d(s)?.into_raw_vec_and_offset().0),
     })
 }
 
@@ -176,7 +178,8 @@ impl BackedAnnData {
                 let idx: Vec<u32> = indices
                     .read_slice_1d::<u32, _>(a..b)
                     .at(&self.path, &field("indices"))?
-                    .to_vec();
+                    .into_raw_vec_and_offset()
+                    .0;
                 let ptr = indptr[start..=end].iter().map(|&p| p - a as u64).collect();
                 Ok(Compressed {
                     nrows: end - start,
@@ -289,14 +292,21 @@ impl CsrStreamWriter {
         }
         let start = *self.indptr.last().unwrap() as usize;
         let end = start + block.nnz();
-        let vals = block.data.to_f32();
-        let idx: Vec<i32> = block.indices.iter().map(|&j| j as i32).collect();
+        let converted;
+        let vals: &[f32] = match &block.data {
+            Values::F32(v) => v,
+            other => {
+                converted = other.to_f32();
+                &converted
+            }
+        };
         (|| -> hdf5::Result<()> {
             self.data.resize(end)?;
             self.indices.resize(end)?;
             if end > start {
-                self.data.write_slice(&vals, start..end)?;
-                self.indices.write_slice(&idx, start..end)?;
+                self.data.write_slice(vals, start..end)?;
+                // u32 column ids into the int32 dataset: HDF5 converts in place of a copy here
+                self.indices.write_slice(&block.indices, start..end)?;
             }
             Ok(())
         })()

@@ -662,18 +662,19 @@ impl Reader<'_> {
             Some(LocationType::Group) => {
                 let g = root.group(name).at(self.path, name)?;
                 let index_name = attr_string(&g, "_index").unwrap_or_else(|| "_index".into());
-                let index =
-                    match self.column(&g, &index_name, &format!("{name}/{index_name}"))? {
-                        Some(c) => (0..c.len())
-                            .map(|i| c.get_str(i).unwrap_or_default())
-                            .collect(),
-                        None => return Err(self.err(
+                let index = match self.column(&g, &index_name, &format!("{name}/{index_name}"))? {
+                    Some(c) => (0..c.len())
+                        .map(|i| c.get_str(i).unwrap_or_default())
+                        .collect(),
+                    None => {
+                        return Err(self.err(
                             name,
                             format!(
                                 "data frame without its index `{index_name}`; the file is damaged"
                             ),
-                        )),
-                    };
+                        ))
+                    }
+                };
                 let mut order = attr_strings(&g, "column-order");
                 if order.is_empty() {
                     // older writers: every member but the index (and 0.7's __categories)

@@ -42,12 +42,72 @@ fn keep_cell(idx_vals: &[f32], o: &StreamOptions) -> bool {
     o.min_genes.is_none_or(|m| genes >= m) && o.min_counts.is_none_or(|m| total >= m)
 }
 
-fn f32_block(b: Compressed) -> (Compressed, Vec<f32>) {
-    let vals = match &b.data {
-        Values::F32(v) => v.clone(),
-        other => other.to_f32(),
-    };
-    (b, vals)
+/// A raw pointer that may cross into rayon's threads (each thread touches its own rows).
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Per-gene tallies of small integer values (1..=HIST_MAX) plus an overflow list, enough to
+/// compute clipped sums exactly once the clip values are known.
+struct ClipHist {
+    counts: Vec<u32>,
+    overflow: Vec<(u32, f32)>,
+    overflowed: bool,
+}
+
+const HIST_MAX: usize = 64;
+const OVERFLOW_BUDGET: usize = 16 << 20; // 16 M entries = 128 MiB
+
+impl ClipHist {
+    fn new(ng: usize) -> Self {
+        ClipHist {
+            counts: vec![0; ng * HIST_MAX],
+            overflow: Vec::new(),
+            overflowed: false,
+        }
+    }
+    #[inline]
+    fn add(&mut self, idx: &[u32], vals: &[f32]) {
+        if self.overflowed {
+            return;
+        }
+        for (&j, &v) in idx.iter().zip(vals) {
+            let k = v as usize;
+            if k as f32 == v && (1..=HIST_MAX).contains(&k) {
+                self.counts[j as usize * HIST_MAX + k - 1] += 1;
+            } else {
+                self.overflow.push((j, v));
+            }
+        }
+        if self.overflow.len() > OVERFLOW_BUDGET {
+            self.overflowed = true;
+            self.overflow = Vec::new();
+        }
+    }
+    fn clipped_sums(&self, st: &mut V3Batch) {
+        for (j, (cs, cq)) in st.csum.iter_mut().zip(st.csq.iter_mut()).enumerate() {
+            let clip = st.clip[j];
+            for k in 0..HIST_MAX {
+                let c = self.counts[j * HIST_MAX + k];
+                if c > 0 {
+                    let e = ((k + 1) as f64).min(clip);
+                    *cs += c as f64 * e;
+                    *cq += c as f64 * e * e;
+                }
+            }
+        }
+        for &(j, v) in &self.overflow {
+            let e = (v as f64).min(st.clip[j as usize]);
+            st.csum[j as usize] += e;
+            st.csq[j as usize] += e * e;
+        }
+    }
 }
 
 /// Run the pipeline from `src` (its X) to a new `.h5ad` at `out` whose X is the transformed
@@ -82,13 +142,32 @@ pub fn preprocess_stream(
     let mut state: Vec<V3Batch> = levels.iter().map(|_| V3Batch::new(ng)).collect();
     let mut all = V3Batch::new(ng);
     let mut kept = vec![true; n];
+    // Clipped sums need the fitted trend, which needs every cell first. Integer counts are
+    // tallied per gene in a histogram during the single pass, so the clipped sums come from the
+    // histograms afterwards; values the histogram cannot hold go to an overflow list, and only if
+    // that list outgrows its budget is the input read a second time.
+    let mut hists: Vec<ClipHist> = levels.iter().map(|_| ClipHist::new(ng)).collect();
 
-    // pass 1: filters and moments (only needed for HVG)
-    if let Some(h) = &o.hvg {
-        for blk in src.blocks(o.block_cells) {
-            let (start, b) = blk.map_err(io)?;
-            let (b, vals) = f32_block(b);
-            for i in 0..b.nrows {
+    let mut w = CsrStreamWriter::create(out, ng, o.compression).map_err(io)?;
+    let mut nnz: u64 = 0;
+    let t32 = o.target_sum.map(|t| t as f32);
+    let mut out_idx: Vec<u32> = Vec::new();
+    let mut out_val: Vec<f32> = Vec::new();
+    for blk in src.blocks(o.block_cells) {
+        let (start, mut b) = blk.map_err(io)?;
+        let vals: Vec<f32> = match std::mem::replace(&mut b.data, Values::F32(Vec::new())) {
+            Values::F32(v) => v,
+            other => other.to_f32(),
+        };
+        let rows: Vec<usize> = (0..b.nrows)
+            .filter(|&i| {
+                let c = start + i;
+                kept[c] = keep_cell(&vals[b.range(i)], o);
+                kept[c]
+            })
+            .collect();
+        if o.hvg.is_some() {
+            for &i in &rows {
                 let r = b.range(i);
                 let (idx, v) = (&b.indices[r.clone()], &vals[r]);
                 if let Some(bad) = v.iter().find(|x| **x < 0.0 || x.is_nan()) {
@@ -97,49 +176,23 @@ pub fn preprocess_stream(
                         start + i
                     )));
                 }
-                let c = start + i;
-                kept[c] = keep_cell(v, o);
-                if kept[c] {
-                    state[slot[&ids[c]]].add_moments(idx, v);
-                    all.add_moments(idx, v);
-                }
+                let k = slot[&ids[start + i]];
+                state[k].add_moments(idx, v);
+                all.add_moments(idx, v);
+                hists[k].add(idx, v);
             }
-            progress(1, start + b.nrows);
         }
-        for (b, st) in levels.iter().zip(state.iter_mut()) {
-            st.fit(h.span, &b.to_string())?;
-        }
-    }
-
-    // pass 2: clipped sums, transform, write
-    let mut w = CsrStreamWriter::create(out, ng, o.compression).map_err(io)?;
-    let mut nnz: u64 = 0;
-    let t32 = o.target_sum.map(|t| t as f32);
-    for blk in src.blocks(o.block_cells) {
-        let (start, b) = blk.map_err(io)?;
-        let (b, vals) = f32_block(b);
-        let rows: Vec<usize> = (0..b.nrows)
-            .filter(|&i| {
-                let c = start + i;
-                if o.hvg.is_none() {
-                    kept[c] = keep_cell(&vals[b.range(i)], o);
-                }
-                kept[c]
-            })
+        // transform the kept rows in parallel, in place
+        let mut tv: Vec<f32> = vals;
+        let offsets: Vec<(usize, usize)> = rows
+            .iter()
+            .map(|&i| (b.range(i).start, b.range(i).end))
             .collect();
-        if o.hvg.is_some() {
-            for &i in &rows {
-                let r = b.range(i);
-                state[slot[&ids[start + i]]].add_clipped(&b.indices[r.clone()], &vals[r]);
-            }
-        }
-        // transform the kept rows in parallel
-        let done: Vec<(Vec<u32>, Vec<f32>)> = rows
-            .par_iter()
-            .map(|&i| {
-                let r = b.range(i);
-                let idx = b.indices[r.clone()].to_vec();
-                let mut v = vals[r].to_vec();
+        {
+            let ptr = SendPtr(tv.as_mut_ptr());
+            offsets.par_iter().for_each(|&(a, z)| {
+                // SAFETY: rows are disjoint ranges of `tv`
+                let v = unsafe { std::slice::from_raw_parts_mut(ptr.get().add(a), z - a) };
                 if let Some(t) = t32 {
                     let total = v.iter().map(|&x| x as f64).sum::<f64>() as f32;
                     let f = total / t;
@@ -149,28 +202,54 @@ pub fn preprocess_stream(
                 if o.log1p {
                     v.iter_mut().for_each(|x| *x = x.ln_1p());
                 }
-                (idx, v)
-            })
-            .collect();
-        let mut indptr = vec![0u64];
-        let mut indices = Vec::new();
-        let mut data = Vec::new();
-        for (idx, v) in done {
-            indices.extend(idx);
-            data.extend(v);
-            indptr.push(indices.len() as u64);
+            });
         }
-        let nb = indptr.len() - 1;
-        nnz += data.len() as u64;
-        w.append(&Compressed {
-            nrows: nb,
+        out_idx.clear();
+        out_val.clear();
+        let mut indptr = Vec::with_capacity(rows.len() + 1);
+        indptr.push(0u64);
+        for &(a, z) in &offsets {
+            out_idx.extend_from_slice(&b.indices[a..z]);
+            out_val.extend_from_slice(&tv[a..z]);
+            indptr.push(out_idx.len() as u64);
+        }
+        nnz += out_val.len() as u64;
+        let block = Compressed {
+            nrows: rows.len(),
             ncols: ng,
             indptr,
-            indices,
-            data: Values::F32(data),
-        })
-        .map_err(io)?;
-        progress(2, start + b.nrows);
+            indices: std::mem::take(&mut out_idx),
+            data: Values::F32(std::mem::take(&mut out_val)),
+        };
+        w.append(&block).map_err(io)?;
+        if let Values::F32(v) = block.data {
+            out_val = v;
+        }
+        out_idx = block.indices;
+        progress(1, start + b.nrows);
+    }
+    if let Some(h) = &o.hvg {
+        for (b, st) in levels.iter().zip(state.iter_mut()) {
+            st.fit(h.span, &b.to_string())?;
+        }
+        if hists.iter().all(|h| !h.overflowed) {
+            for (st, h) in state.iter_mut().zip(&hists) {
+                h.clipped_sums(st);
+            }
+        } else {
+            // second pass, statistics only
+            for blk in src.blocks(o.block_cells) {
+                let (start, b) = blk.map_err(io)?;
+                let vals = b.data.to_f32();
+                for i in 0..b.nrows {
+                    if kept[start + i] {
+                        let r = b.range(i);
+                        state[slot[&ids[start + i]]].add_clipped(&b.indices[r.clone()], &vals[r]);
+                    }
+                }
+                progress(2, start + b.nrows);
+            }
+        }
     }
     let keep_idx: Vec<usize> = (0..n).filter(|&c| kept[c]).collect();
     if keep_idx.is_empty() {

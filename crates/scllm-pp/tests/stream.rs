@@ -40,11 +40,7 @@ fn streamed_normalize_log1p_equals_in_memory() {
         },
     )
     .unwrap();
-    assert_eq!(
-        passes.into_iter().collect::<Vec<_>>(),
-        vec![2],
-        "one pass without HVG"
-    );
+    assert_eq!(passes.into_iter().collect::<Vec<_>>(), vec![1], "one pass");
     let a = read_h5ad(&f).unwrap();
     let (kept, _) = filter_cells(
         &a,
@@ -84,10 +80,27 @@ fn streamed_seurat_v3_equals_in_memory() {
     o.min_genes = None;
     o.hvg = Some(HvgOptions::new(300, HvgFlavor::SeuratV3));
     o.batch = Some(donors);
-    let s = preprocess_stream(&BackedAnnData::open(&f, "X").unwrap(), &out, &o, |_, _| {}).unwrap();
+    let mut passes = std::collections::BTreeSet::new();
+    let s = preprocess_stream(&BackedAnnData::open(&f, "X").unwrap(), &out, &o, |p, _| {
+        passes.insert(p);
+    })
+    .unwrap();
+    assert_eq!(
+        passes.into_iter().collect::<Vec<_>>(),
+        vec![1],
+        "counts fit the histograms: one pass"
+    );
     let h = s.hvg.unwrap();
     assert_eq!(h.highly_variable, mem.highly_variable);
-    assert_eq!(h.variances_norm, mem.variances_norm);
+    // clipped sums are added in another order (by value, from the histograms): rounding only
+    for (a, b) in h
+        .variances_norm
+        .unwrap()
+        .iter()
+        .zip(mem.variances_norm.unwrap().iter())
+    {
+        assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{a} vs {b}");
+    }
     let got = read_h5ad(&out).unwrap();
     assert!(
         matches!(got.var.column("highly_variable"), Some(Column::Bool(v)) if *v == mem.highly_variable)

@@ -15,7 +15,8 @@ use serde_json::json;
 use crate::bad;
 
 #[derive(Args, Debug)]
-#[command(after_help = "The reference's embed_data pipeline: genes matched to the model's vocabulary \
+#[command(
+    after_help = "The reference's embed_data pipeline: genes matched to the model's vocabulary \
 (symbols, or Ensembl ids via GENCODE), the expressed genes of each cell binned per cell \
 (so raw counts, normalized or log1p input give the same bins), <cls> first, at most --max-len \
 tokens (genes sampled, seeded per cell), the <cls> output L2-normalized into obsm. A cell's \
@@ -23,7 +24,8 @@ embedding does not depend on the other cells in its batch.\n\n\
 Example (the released whole-human model):\n  \
 scllm embed --model scGPT_human pbmc.h5ad -o pbmc_emb.h5ad --obsm-key X_scGPT --threads 8\n\
 Example (files larger than memory: obs, var and the embeddings, X not copied):\n  \
-scllm embed --model scGPT_human atlas.h5ad -o atlas_emb.h5ad --stream --json")]
+scllm embed --model scGPT_human atlas.h5ad -o atlas_emb.h5ad --stream --json"
+)]
 pub struct EmbedArgs {
     /// Input .h5ad (raw counts as scGPT expects; any non-negative expression works)
     pub input: PathBuf,
@@ -79,11 +81,13 @@ pub struct EmbedArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(after_help = "Reads a PyTorch .pt (never executing its pickle: any object other than \
+#[command(
+    after_help = "Reads a PyTorch .pt (never executing its pickle: any object other than \
 tensors is refused) or a safetensors file into the model described by args.json and vocab.json, \
 reports every key (loaded, skipped for a shape mismatch, missing, unexpected), and with -o saves \
 the weights as safetensors in the released layout (PyTorch names and shapes).\n\n\
-Example:\n  scllm convert --model scGPT_human -o scGPT_human/model.safetensors --strict")]
+Example:\n  scllm convert --model scGPT_human -o scGPT_human/model.safetensors --strict"
+)]
 pub struct ConvertArgs {
     /// Model folder: args.json, vocab.json and weights
     #[arg(long)]
@@ -122,33 +126,56 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         return Err(bad("--batch-size must be at least 1"));
     }
     if args.stream && args.layer.is_some() {
-        return Err(bad("--stream reads X; drop --layer or run without --stream"));
+        return Err(bad(
+            "--stream reads X; drop --layer or run without --stream",
+        ));
     }
     let dev = device(&args.device, args.threads)?;
-    let opts = LoadOptions { n_cls: 1, do_mvc: true, strict: args.strict, weights: args.weights.clone() };
+    let opts = LoadOptions {
+        n_cls: 1,
+        do_mvc: true,
+        strict: args.strict,
+        weights: args.weights.clone(),
+    };
     let model = ScGptModel::load(&args.model, &opts, &dev)?;
     if !args.json {
         eprint!("{}", model.report.to_text());
     }
     if let Some(p) = &args.load_report {
-        std::fs::write(p, serde_json::to_string_pretty(&model.report)?)
-            .map_err(|e| bad(format!("{}: cannot write the load report: {e}", p.display())))?;
+        std::fs::write(p, serde_json::to_string_pretty(&model.report)?).map_err(|e| {
+            bad(format!(
+                "{}: cannot write the load report: {e}",
+                p.display()
+            ))
+        })?;
     }
     let max_len = args.max_len.unwrap_or(model.config.max_seq_len);
     if max_len < 2 {
         return Err(bad("--max-len must be at least 2 (<cls> and one gene)"));
     }
-    let eopts = EmbedOptions { max_len, batch_size: args.batch_size, max_batch_tokens: args.batch_size * max_len, seed: args.seed };
+    let eopts = EmbedOptions {
+        max_len,
+        batch_size: args.batch_size,
+        max_batch_tokens: args.batch_size * max_len,
+        seed: args.seed,
+    };
     let d = model.config.embsize;
     let src = args.input.display().to_string();
 
-    let style = ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} cells {per_sec} ETA {eta}")
-        .expect("valid template")
-        .progress_chars("=> ");
+    let style = ProgressStyle::with_template(
+        "{prefix:>10} [{bar:30}] {pos}/{len} cells {per_sec} ETA {eta}",
+    )
+    .expect("valid template")
+    .progress_chars("=> ");
     let (n_cells, stats, n_matched, n_genes, emb, mut adata) = if args.stream {
         let backed = scllm_io::BackedAnnData::open(&args.input, "X")?;
         let (n, g) = backed.shape();
-        let genes = scllm_tokenize::match_genes(&backed.var, &model.vocab, args.gene_col.as_deref(), &args.input)?;
+        let genes = scllm_tokenize::match_genes(
+            &backed.var,
+            &model.vocab,
+            args.gene_col.as_deref(),
+            &args.input,
+        )?;
         let mut e = Embedder::new(&model, &genes, eopts)?;
         let bar = progress(args.json, n, &style);
         let mut emb = vec![0f32; n * d];
@@ -158,7 +185,12 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
             e.embed_block(&block, out, &mut |k| bar.inc(k as u64))?;
         }
         bar.finish();
-        let a = scllm_io::AnnData { x: None, obs: backed.obs.clone(), var: backed.var.clone(), ..Default::default() };
+        let a = scllm_io::AnnData {
+            x: None,
+            obs: backed.obs.clone(),
+            var: backed.var.clone(),
+            ..Default::default()
+        };
         (n, e.stats, genes.n_matched, g, emb, a)
     } else {
         let mut a = scllm_io::read_h5ad(&args.input)?;
@@ -166,12 +198,20 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
             None => a.x()?,
             Some(l) => a.layer(l).ok_or_else(|| {
                 let names: Vec<&str> = a.layers.iter().map(|(n, _)| n.as_str()).collect();
-                bad(format!("{src}: no layer `{l}` (layers: {})", names.join(", ")))
+                bad(format!(
+                    "{src}: no layer `{l}` (layers: {})",
+                    names.join(", ")
+                ))
             })?,
         };
         let x = scllm_pp::to_csr_f32(m);
         let (n, g) = (x.nrows, x.ncols);
-        let genes = scllm_tokenize::match_genes(&a.var, &model.vocab, args.gene_col.as_deref(), &args.input)?;
+        let genes = scllm_tokenize::match_genes(
+            &a.var,
+            &model.vocab,
+            args.gene_col.as_deref(),
+            &args.input,
+        )?;
         let mut e = Embedder::new(&model, &genes, eopts)?;
         let bar = progress(args.json, n, &style);
         let mut emb = vec![0f32; n * d];
@@ -181,7 +221,14 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         a.obsm.retain(|(k, _)| k != &args.obsm_key);
         (n, e.stats, genes.n_matched, g, emb, a)
     };
-    adata.set_obsm(&args.obsm_key, Matrix::Dense { nrows: n_cells, ncols: d, data: Values::F32(emb) });
+    adata.set_obsm(
+        &args.obsm_key,
+        Matrix::Dense {
+            nrows: n_cells,
+            ncols: d,
+            data: Values::F32(emb),
+        },
+    );
     scllm_io::write_h5ad(&adata, &args.output, scllm_io::Compression::None)?;
 
     let secs = t0.elapsed().as_secs_f64();
@@ -238,7 +285,12 @@ fn progress(quiet: bool, n: usize, style: &ProgressStyle) -> ProgressBar {
 
 pub fn run_convert(args: ConvertArgs) -> anyhow::Result<()> {
     let dev = scllm_models::device(DeviceKind::Cpu)?;
-    let opts = LoadOptions { n_cls: args.n_cls, do_mvc: true, strict: args.strict, weights: args.weights.clone() };
+    let opts = LoadOptions {
+        n_cls: args.n_cls,
+        do_mvc: true,
+        strict: args.strict,
+        weights: args.weights.clone(),
+    };
     let model = ScGptModel::load(&args.model, &opts, &dev)?;
     if let Some(o) = &args.output {
         scllm_models::save_safetensors(&model.model, o)?;
@@ -253,7 +305,11 @@ pub fn run_convert(args: ConvertArgs) -> anyhow::Result<()> {
     } else {
         eprint!("{}", model.report.to_text());
         if let Some(o) = &args.output {
-            eprintln!("wrote {} ({} tensors, safetensors, released layout)", o.display(), model.model.expected_keys().len());
+            eprintln!(
+                "wrote {} ({} tensors, safetensors, released layout)",
+                o.display(),
+                model.model.expected_keys().len()
+            );
         }
     }
     Ok(())

@@ -38,6 +38,9 @@ pub struct PreprocessArgs {
     /// Drop genes expressed in fewer cells (scanpy filter_genes min_cells)
     #[arg(long)]
     pub min_cells: Option<usize>,
+    /// Drop genes with fewer total counts (scanpy filter_genes min_counts)
+    #[arg(long)]
+    pub min_gene_counts: Option<f64>,
     /// Scale every cell to this total (scanpy normalize_total; 1e4 when given without a value,
     /// the median cell total when given as `median`) -> layer X_normed
     #[arg(long, num_args = 0..=1, default_missing_value = "1e4", value_name = "TARGET")]
@@ -205,11 +208,12 @@ pub fn run(args: PreprocessArgs) -> anyhow::Result<()> {
         );
         a = f;
     }
-    if args.min_cells.is_some() {
+    if args.min_cells.is_some() || args.min_gene_counts.is_some() {
         let (f, removed) = filter_genes(
             &a,
             &GeneFilter {
                 min_cells: args.min_cells,
+                min_counts: args.min_gene_counts,
                 ..Default::default()
             },
         )
@@ -223,7 +227,11 @@ pub fn run(args: PreprocessArgs) -> anyhow::Result<()> {
 
     // Work on borrowed matrices (X or a layer by name) so each matrix exists once in memory.
     let x_is_csr_f32 = matches!(a.x()?, Matrix::Csr(c) if matches!(c.data, Values::F32(_)));
-    let counts_owned: Option<scllm_io::Compressed> = if x_is_csr_f32 { None } else { Some(to_csr_f32(a.x()?)) };
+    let counts_owned: Option<scllm_io::Compressed> = if x_is_csr_f32 {
+        None
+    } else {
+        Some(to_csr_f32(a.x()?))
+    };
     let mut last: &str = "X";
     let mut steps: Vec<String> = Vec::new();
     let mut target_used = None;
@@ -311,7 +319,11 @@ pub fn run(args: PreprocessArgs) -> anyhow::Result<()> {
                 }
             }
         };
-        let r = highly_variable_genes(csr(&a, &counts_owned, input), &HvgOptions::new(n_top, flavor), batches.as_deref())?;
+        let r = highly_variable_genes(
+            csr(&a, &counts_owned, input),
+            &HvgOptions::new(n_top, flavor),
+            batches.as_deref(),
+        )?;
         r.write_var(&mut a.var);
         a.set_uns(
             "hvg",
@@ -415,7 +427,11 @@ pub fn run(args: PreprocessArgs) -> anyhow::Result<()> {
 }
 
 /// The CSR float32 matrix called `name` ("X" or a layer this command wrote).
-fn csr<'a>(a: &'a scllm_io::AnnData, converted_x: &'a Option<scllm_io::Compressed>, name: &str) -> &'a scllm_io::Compressed {
+fn csr<'a>(
+    a: &'a scllm_io::AnnData,
+    converted_x: &'a Option<scllm_io::Compressed>,
+    name: &str,
+) -> &'a scllm_io::Compressed {
     let m = if name == "X" {
         if let Some(c) = converted_x {
             return c;
@@ -440,6 +456,7 @@ fn run_stream(
     let unsupported: Vec<&str> = [
         (args.layer.is_some(), "--layer"),
         (args.min_cells.is_some(), "--min-cells"),
+        (args.min_gene_counts.is_some(), "--min-gene-counts"),
         (args.subset_hvg, "--subset-hvg"),
         (args.scale, "--scale"),
         (args.bin.is_some(), "--bin"),
