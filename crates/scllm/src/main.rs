@@ -1,5 +1,7 @@
 //! The `scllm` command: argument parsing and printing only; the work lives in the crates.
 
+mod baseline;
+mod evaluate;
 mod inspect;
 mod preprocess;
 
@@ -23,6 +25,10 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Filter, normalize, log1p, select highly variable genes, scale and bin (scanpy/scGPT layers)
     Preprocess(preprocess::PreprocessArgs),
+    /// Score predictions, an embedding or a clustering against true labels (scikit-learn's metrics)
+    Evaluate(evaluate::EvaluateArgs),
+    /// Classical annotators to beat: logreg (L1, CV'd C), knn (label transfer), correlation (SingleR-style)
+    Baseline(baseline::BaselineArgs),
     /// Literature: bioRxiv / Europe PMC search, full text, and a knowledge graph of papers
     Papers(scllm_papers::cli::PapersArgs),
 }
@@ -36,6 +42,7 @@ fn exit_code(e: &anyhow::Error) -> i32 {
                 .downcast_ref::<scllm_tokenize::TokenizeError>()
                 .is_some()
             || cause.downcast_ref::<BadInput>().is_some()
+            || cause.downcast_ref::<scllm_eval::EvalError>().is_some()
             || matches!(
                 cause.downcast_ref::<scllm_papers::PapersError>(),
                 Some(scllm_papers::PapersError::InvalidInput(_))
@@ -66,6 +73,8 @@ fn main() {
     let res = match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Preprocess(a) => preprocess::run(a),
+        Command::Evaluate(a) => evaluate::run(a),
+        Command::Baseline(a) => baseline::run(a),
         Command::Papers(a) => scllm_papers::cli::run(a),
     };
     if let Err(e) = res {

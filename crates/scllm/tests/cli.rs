@@ -100,7 +100,7 @@ fn preprocess_writes_the_layers_scanpy_and_scgpt_users_expect() {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    for cmd in ["inspect", "preprocess", "papers"] {
+    for cmd in ["inspect", "preprocess", "papers", "baseline", "evaluate"] {
         let (code, out, _) = scllm(&[cmd, "--help"]);
         assert_eq!(code, 0);
         assert!(out.contains("Example"), "{cmd} --help lacks an example");
@@ -191,5 +191,60 @@ fn bad_input_fails_clearly_and_leaves_no_output() {
         "data/kang2018_pbmc_400.h5ad",
         &["--compression", "zstd"],
         &["unknown compression"],
+    );
+}
+
+#[test]
+fn baseline_then_evaluate_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("pred.h5ad");
+    let e = fixtures().join("eval");
+    let (code, stdout, err) = scllm(&[
+        "baseline",
+        "knn",
+        s(&e.join("kang_query.h5ad")),
+        "--train",
+        s(&e.join("kang_ref.h5ad")),
+        "--label",
+        "cell_type",
+        "-o",
+        s(&out),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(v.is_object(), "{stdout}");
+    let (code, stdout, err) = scllm(&[
+        "evaluate",
+        s(&out),
+        "--truth",
+        "cell_type",
+        "--pred",
+        "predicted_cell_type",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let m: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let acc = m
+        .pointer("/classification/accuracy")
+        .and_then(|x| x.as_f64())
+        .unwrap_or_else(|| panic!("{m}"));
+    assert!(acc > 0.8, "kNN on the held-out donor: accuracy {acc}");
+    // a label column that does not exist: exit 2 and the columns there are
+    let (code, _, err) = scllm(&[
+        "baseline",
+        "logreg",
+        s(&e.join("kang_query.h5ad")),
+        "--train",
+        s(&e.join("kang_ref.h5ad")),
+        "--label",
+        "celltype",
+        "-o",
+        s(&tmp.path().join("x.h5ad")),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("celltype") && !tmp.path().join("x.h5ad").exists(),
+        "{err}"
     );
 }

@@ -1,0 +1,703 @@
+//! The file-level work behind `scllm evaluate` and `scllm baseline`: read columns, compute,
+//! write columns. Printing and argument parsing live in the `scllm` command.
+
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use scllm_io::{AnnData, Column, Compressed, Matrix, UnsValue};
+use scllm_pp::{highly_variable_genes, HvgFlavor, HvgOptions};
+use serde::Serialize;
+
+use crate::correlation::{CorrelationOptions, Reference};
+use crate::data::{align_genes, labeled_cells, log_normalized, name};
+use crate::knn::{kneighbors, vote, Vote};
+use crate::logreg::{cross_validate, fit, CvPoint, Design, SolverOptions};
+use crate::metrics::{
+    adjusted_rand_score, classification_report, normalized_mutual_info_score, silhouette_score,
+    ClassificationReport, Distance,
+};
+use crate::{encode_labels, invalid, Result, Rng};
+
+/// The label given to rejected cells, as `annotate` does.
+pub const UNKNOWN: &str = "Unknown";
+
+fn bar(len: u64, msg: &str, show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len);
+    b.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})")
+            .unwrap()
+            .progress_chars("=> "),
+    );
+    b.set_message(msg.to_string());
+    b
+}
+
+// ---------------------------------------------------------------------------------------------
+// evaluate
+
+#[derive(Clone, Debug)]
+pub struct EvaluateOptions {
+    pub truth: String,
+    pub pred: Option<String>,
+    /// obsm key of an embedding to compute silhouette scores on (labels: `truth`).
+    pub embedding: Option<String>,
+    pub distances: Vec<Distance>,
+    /// obs column of a clustering to compare with `truth` (ARI, NMI).
+    pub cluster: Option<String>,
+    /// Silhouette is O(n²): above this many labeled cells, a seeded random subset is used.
+    pub silhouette_max_cells: usize,
+    pub seed: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SilhouetteResult {
+    pub embedding: String,
+    pub metric: Distance,
+    pub score: f64,
+    pub n_cells: usize,
+    /// True when a random subset of `n_cells` cells was scored.
+    pub subsampled: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EvaluationReport {
+    pub file: String,
+    pub truth: String,
+    pub n_cells: usize,
+    /// Cells with a truth label; the others (NaN) are left out of every metric.
+    pub n_scored: usize,
+    pub n_unlabeled_skipped: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pred: Option<String>,
+    /// Scored cells whose prediction is missing (NaN); they count as the label `nan`.
+    pub n_missing_pred: usize,
+    /// Scored cells predicted `Unknown`, and accuracy on the others.
+    pub n_unknown: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy_on_accepted: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classification: Option<ClassificationReport>,
+    pub silhouette: Vec<SilhouetteResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ari: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nmi: Option<f64>,
+}
+
+/// All metrics `opts` asks for, on the cells of `a` that have a truth label.
+pub fn evaluate(a: &AnnData, opts: &EvaluateOptions) -> Result<EvaluationReport> {
+    let src = name(a);
+    if opts.pred.is_none() && opts.embedding.is_none() && opts.cluster.is_none() {
+        return Err(invalid(format!(
+            "{src}: nothing to evaluate: give --pred COLUMN (classification), --embedding OBSM_KEY (silhouette) and/or --cluster COLUMN (ARI/NMI)"
+        )));
+    }
+    let truth_all = a.obs_column(&opts.truth)?.to_strings();
+    let pred_all = match &opts.pred {
+        Some(p) => Some(a.obs_column(p)?.to_strings()),
+        None => None,
+    };
+    let cl_all = match &opts.cluster {
+        Some(c) => Some(a.obs_column(c)?.to_strings()),
+        None => None,
+    };
+    let idx: Vec<usize> = (0..truth_all.len())
+        .filter(|&i| truth_all[i].is_some())
+        .collect();
+    if idx.is_empty() {
+        return Err(invalid(format!(
+            "{src}: field `obs['{}']`: every value is missing (NaN); choose the column holding the true labels",
+            opts.truth
+        )));
+    }
+    let truth: Vec<&str> = idx
+        .iter()
+        .map(|&i| truth_all[i].as_deref().unwrap())
+        .collect();
+    let mut rep = EvaluationReport {
+        file: src.clone(),
+        truth: opts.truth.clone(),
+        n_cells: a.n_obs(),
+        n_scored: idx.len(),
+        n_unlabeled_skipped: a.n_obs() - idx.len(),
+        pred: opts.pred.clone(),
+        n_missing_pred: 0,
+        n_unknown: 0,
+        accuracy_on_accepted: None,
+        classification: None,
+        silhouette: vec![],
+        cluster: opts.cluster.clone(),
+        ari: None,
+        nmi: None,
+    };
+    if let Some(pa) = &pred_all {
+        let pred: Vec<&str> = idx
+            .iter()
+            .map(|&i| pa[i].as_deref().unwrap_or("nan"))
+            .collect();
+        rep.n_missing_pred = idx.iter().filter(|&&i| pa[i].is_none()).count();
+        rep.n_unknown = pred.iter().filter(|p| **p == UNKNOWN).count();
+        let acc: Vec<usize> = (0..pred.len()).filter(|&k| pred[k] != UNKNOWN).collect();
+        if rep.n_unknown > 0 && !acc.is_empty() {
+            rep.accuracy_on_accepted = Some(
+                acc.iter().filter(|&&k| pred[k] == truth[k]).count() as f64 / acc.len() as f64,
+            );
+        }
+        rep.classification = Some(classification_report(&truth, &pred)?);
+    }
+    if let Some(ca) = &cl_all {
+        let cl: Vec<&str> = idx
+            .iter()
+            .map(|&i| ca[i].as_deref().unwrap_or("nan"))
+            .collect();
+        rep.ari = Some(adjusted_rand_score(&truth, &cl)?);
+        rep.nmi = Some(normalized_mutual_info_score(&truth, &cl)?);
+    }
+    if let Some(key) = &opts.embedding {
+        let m = a.obsm_get(key).ok_or_else(|| {
+            invalid(format!(
+                "{src}: field `obsm['{key}']`: no such embedding (obsm keys: {}); pass an existing --embedding",
+                if a.obsm.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    a.obsm.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+                }
+            ))
+        })?;
+        let (n, d) = m.shape();
+        if n != a.n_obs() {
+            return Err(invalid(format!(
+                "{src}: field `obsm['{key}']`: has {n} rows for {} cells",
+                a.n_obs()
+            )));
+        }
+        let mut sel = idx.clone();
+        let subsampled = sel.len() > opts.silhouette_max_cells;
+        if subsampled {
+            let mut rng = Rng::new(opts.seed);
+            rng.shuffle(&mut sel);
+            sel.truncate(opts.silhouette_max_cells);
+            sel.sort_unstable();
+        }
+        let dense = m.select_rows(&sel).to_dense_f64();
+        if dense.iter().any(|v| !v.is_finite()) {
+            return Err(invalid(format!(
+                "{src}: field `obsm['{key}']`: contains NaN or infinite values"
+            )));
+        }
+        let labels: Vec<&str> = sel
+            .iter()
+            .map(|&i| truth_all[i].as_deref().unwrap())
+            .collect();
+        for &metric in &opts.distances {
+            let s = silhouette_score(&dense, d, &labels, metric).map_err(|e| {
+                invalid(format!(
+                    "{src}: obsm['{key}'] with obs['{}']: {e}",
+                    opts.truth
+                ))
+            })?;
+            rep.silhouette.push(SilhouetteResult {
+                embedding: key.clone(),
+                metric,
+                score: s,
+                n_cells: sel.len(),
+                subsampled,
+            });
+        }
+    }
+    Ok(rep)
+}
+
+// ---------------------------------------------------------------------------------------------
+// baselines
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    Logreg,
+    Knn,
+    Correlation,
+}
+
+impl Method {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Method::Logreg => "logreg",
+            Method::Knn => "knn",
+            Method::Correlation => "correlation",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BaselineOptions {
+    pub method: Method,
+    pub label: String,
+    /// Use this layer (or `raw`) of both files instead of X.
+    pub layer: Option<String>,
+    /// Highly variable genes selected on the reference (0: all genes); logreg and knn-on-PCA.
+    pub n_hvg: usize,
+    pub hvg_flavor: HvgFlavor,
+    pub unknown_below: Option<f64>,
+    /// logreg: a fixed C (skips cross-validation).
+    pub c: Option<f64>,
+    pub c_grid: Vec<f64>,
+    pub folds: usize,
+    pub solver: SolverOptions,
+    /// knn
+    pub k: usize,
+    pub use_rep: Option<String>,
+    pub n_pcs: usize,
+    pub vote: Vote,
+    pub metric: Distance,
+    /// correlation
+    pub correlation: CorrelationOptions,
+    pub seed: u64,
+    pub progress: bool,
+}
+
+impl BaselineOptions {
+    pub fn new(method: Method, label: &str) -> Self {
+        BaselineOptions {
+            method,
+            label: label.to_string(),
+            layer: None,
+            n_hvg: 2000,
+            hvg_flavor: HvgFlavor::Seurat,
+            unknown_below: None,
+            c: None,
+            c_grid: vec![0.01, 0.1, 1.0, 10.0, 100.0],
+            folds: 5,
+            solver: SolverOptions::default(),
+            k: 15,
+            use_rep: None,
+            n_pcs: 50,
+            vote: Vote::Majority,
+            metric: Distance::Cosine,
+            correlation: CorrelationOptions::default(),
+            seed: 0,
+            progress: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BaselineSummary {
+    pub method: &'static str,
+    pub reference: String,
+    pub query: String,
+    pub label: String,
+    pub n_train: usize,
+    pub n_reference_unlabeled: usize,
+    pub n_query: usize,
+    pub classes: Vec<String>,
+    pub n_genes: usize,
+    /// Genes of the feature set found in the query.
+    pub n_genes_in_query: usize,
+    pub params: serde_json::Value,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cv: Vec<CvPoint>,
+    pub n_unknown: usize,
+    pub train_seconds: f64,
+    pub predict_seconds: f64,
+    pub notes: Vec<String>,
+    /// When the query has the label column too: metrics on its labeled cells.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<ClassificationReport>,
+}
+
+fn select_hvg(x: &Compressed, genes: &[String], n: usize, flavor: HvgFlavor) -> Result<Vec<usize>> {
+    if n == 0 || n >= genes.len() {
+        return Ok((0..genes.len()).collect());
+    }
+    let r = highly_variable_genes(x, &HvgOptions::new(n, flavor), None)?;
+    Ok((0..genes.len()).filter(|&j| r.highly_variable[j]).collect())
+}
+
+fn check_overlap(
+    refname: &str,
+    qname: &str,
+    n: usize,
+    found: usize,
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    if found == 0 {
+        return Err(invalid(format!(
+            "{qname}: field `var.index`: shares none of the {n} reference genes of {refname}; both files must name genes the same way (symbols or Ensembl ids)"
+        )));
+    }
+    if found < n {
+        notes.push(format!(
+            "{qname}: {found} of {n} reference genes found; the missing {} are treated as zero",
+            n - found
+        ));
+    }
+    Ok(())
+}
+
+/// Train `opts.method` on the labeled cells of `reference` and annotate `query` in place:
+/// `obs['predicted_cell_type']`, `obs['prediction_confidence']`, `uns['scllm_baseline']`.
+pub fn run_baseline(
+    reference: &AnnData,
+    query: &mut AnnData,
+    opts: &BaselineOptions,
+) -> Result<BaselineSummary> {
+    let rname = name(reference);
+    let qname = name(query);
+    let (lab_idx, lab) = labeled_cells(reference, &opts.label)?;
+    let (classes, codes) = encode_labels(&lab);
+    if classes.len() < 2 {
+        return Err(invalid(format!(
+            "{rname}: field `obs['{}']`: {} distinct label(s) among {} labeled cells; a classifier needs at least 2",
+            opts.label,
+            classes.len(),
+            lab.len()
+        )));
+    }
+    if let Some(p) = opts.unknown_below {
+        if !(0.0..=1.0).contains(&p) && opts.method != Method::Correlation {
+            return Err(invalid(format!(
+                "--unknown-below {p}: must be between 0 and 1"
+            )));
+        }
+    }
+    let mut notes = Vec::new();
+    let t0 = Instant::now();
+    let mut params = serde_json::Map::new();
+    let mut uns: Vec<(String, UnsValue)> = vec![
+        ("method".into(), UnsValue::Str(opts.method.as_str().into())),
+        ("label".into(), UnsValue::Str(opts.label.clone())),
+        ("reference".into(), UnsValue::Str(rname.clone())),
+    ];
+    let mut cv = Vec::new();
+    let n_genes;
+    let n_found;
+    let (pred, conf, train_s, t1);
+    // the obsm route of knn needs no expression at all
+    if let (Method::Knn, Some(key)) = (opts.method, opts.use_rep.as_ref()) {
+        let get = |a: &AnnData, an: &str| -> Result<Vec<f32>> {
+            let m = a.obsm_get(key).ok_or_else(|| {
+                invalid(format!(
+                    "{an}: field `obsm['{key}']`: no such embedding (obsm keys: {}); compute it for both files or drop --use-rep to use PCA of the expression",
+                    if a.obsm.is_empty() { "(none)".to_string() } else { a.obsm.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ") }
+                ))
+            })?;
+            Ok(m.to_dense_f64().into_iter().map(|v| v as f32).collect())
+        };
+        let r_all = get(reference, &rname)?;
+        let q = get(query, &qname)?;
+        let dr = reference.obsm_get(key).unwrap().shape().1;
+        let dq = query.obsm_get(key).unwrap().shape().1;
+        if dr != dq {
+            return Err(invalid(format!(
+                "{qname}: field `obsm['{key}']`: has {dq} dimensions but the reference's has {dr}; embed both files with the same model"
+            )));
+        }
+        let r: Vec<f32> = lab_idx
+            .iter()
+            .flat_map(|&i| r_all[i * dr..(i + 1) * dr].iter().cloned())
+            .collect();
+        n_genes = 0;
+        n_found = 0;
+        params.insert("use_rep".into(), key.clone().into());
+        params.insert("dims".into(), dr.into());
+        uns.push(("use_rep".into(), UnsValue::Str(key.clone())));
+        train_s = t0.elapsed().as_secs_f64();
+        t1 = Instant::now();
+        let (p, c) = knn_predict(&r, &q, dr, &codes, classes.len(), opts);
+        pred = p;
+        conf = c;
+    } else {
+        let rl = log_normalized(reference, opts.layer.as_deref())?;
+        let ql = log_normalized(query, opts.layer.as_deref())?;
+        notes.push(rl.note.clone());
+        notes.push(ql.note.clone());
+        let rx = rl.x.select_major(&lab_idx, true);
+        match opts.method {
+            Method::Logreg | Method::Knn => {
+                let hv = select_hvg(&rx, &rl.genes, opts.n_hvg, opts.hvg_flavor)?;
+                let genes: Vec<String> = hv.iter().map(|&j| rl.genes[j].clone()).collect();
+                let rxs = align_genes(&rx, &rl.genes, &genes).0;
+                let (qx, found) = align_genes(&ql.x, &ql.genes, &genes);
+                check_overlap(&rname, &qname, genes.len(), found, &mut notes)?;
+                n_genes = genes.len();
+                n_found = found;
+                params.insert("n_hvg".into(), n_genes.into());
+                uns.push(("genes".into(), UnsValue::Array(Column::Str(genes.clone()))));
+                if opts.method == Method::Logreg {
+                    let (p, c, tr) = logreg_train_predict(
+                        &rxs,
+                        &qx,
+                        &codes,
+                        classes.len(),
+                        opts,
+                        &mut params,
+                        &mut uns,
+                        &mut cv,
+                    )?;
+                    train_s = tr;
+                    t1 = Instant::now();
+                    pred = p;
+                    conf = c;
+                } else {
+                    let pca = crate::linalg::Pca::fit(&rxs, opts.n_pcs, 4, opts.seed);
+                    let r = pca.transform(&rxs);
+                    let q = pca.transform(&qx);
+                    params.insert("n_pcs".into(), pca.n_comps.into());
+                    uns.push(("n_pcs".into(), UnsValue::I64(pca.n_comps as i64)));
+                    train_s = t0.elapsed().as_secs_f64();
+                    t1 = Instant::now();
+                    let (p, c) = knn_predict(&r, &q, pca.n_comps, &codes, classes.len(), opts);
+                    pred = p;
+                    conf = c;
+                }
+            }
+            Method::Correlation => {
+                // genes present in both files (SingleR intersects first)
+                let qset: std::collections::HashSet<&str> =
+                    ql.genes.iter().map(|s| s.as_str()).collect();
+                let genes: Vec<String> = rl
+                    .genes
+                    .iter()
+                    .filter(|g| qset.contains(g.as_str()))
+                    .cloned()
+                    .collect();
+                check_overlap(&rname, &qname, rl.genes.len(), genes.len(), &mut notes)?;
+                let rxs = align_genes(&rx, &rl.genes, &genes).0;
+                let (qx, found) = align_genes(&ql.x, &ql.genes, &genes);
+                let refm = Reference::train(&rxs, &codes, classes.len(), opts.correlation);
+                let all: Vec<u32> = (0..classes.len() as u32).collect();
+                let markers = refm.genes_for(&all);
+                n_genes = markers.len();
+                n_found = found.min(markers.len());
+                params.insert("de_n".into(), refm.de_n.into());
+                params.insert("n_marker_genes".into(), markers.len().into());
+                params.insert("tune_thresh".into(), opts.correlation.tune_thresh.into());
+                params.insert("fine_tune".into(), opts.correlation.fine_tune.into());
+                uns.push(("de_n".into(), UnsValue::I64(refm.de_n as i64)));
+                uns.push((
+                    "tune_thresh".into(),
+                    UnsValue::F64(opts.correlation.tune_thresh),
+                ));
+                uns.push((
+                    "genes".into(),
+                    UnsValue::Array(Column::Str(
+                        markers.iter().map(|&j| genes[j as usize].clone()).collect(),
+                    )),
+                ));
+                train_s = t0.elapsed().as_secs_f64();
+                t1 = Instant::now();
+                let b = bar(qx.nrows as u64, "correlation", opts.progress);
+                let (p, c) = refm.classify_all(&qx, &|| b.inc(1));
+                b.finish_and_clear();
+                pred = p;
+                conf = c;
+            }
+        }
+    }
+    if opts.method == Method::Knn {
+        params.insert("k".into(), opts.k.into());
+        params.insert("vote".into(), serde_json::to_value(opts.vote).unwrap());
+        params.insert("metric".into(), serde_json::to_value(opts.metric).unwrap());
+        uns.push(("k".into(), UnsValue::I64(opts.k as i64)));
+        uns.push((
+            "vote".into(),
+            UnsValue::Str(
+                serde_json::to_value(opts.vote)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .into(),
+            ),
+        ));
+        uns.push((
+            "metric".into(),
+            UnsValue::Str(
+                serde_json::to_value(opts.metric)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .into(),
+            ),
+        ));
+    }
+    if let Some(p) = opts.unknown_below {
+        params.insert("unknown_below".into(), p.into());
+        uns.push(("unknown_below".into(), UnsValue::F64(p)));
+    }
+    uns.push(("n_genes".into(), UnsValue::I64(n_genes as i64)));
+    let mut n_unknown = 0;
+    let labels: Vec<Option<String>> = pred
+        .iter()
+        .zip(&conf)
+        .map(|(&p, &c)| {
+            if opts.unknown_below.is_some_and(|t| (c as f64) < t) {
+                n_unknown += 1;
+                Some(UNKNOWN.to_string())
+            } else {
+                Some(classes[p as usize].clone())
+            }
+        })
+        .collect();
+    let predict_s = t1.elapsed().as_secs_f64();
+    let metrics = match query.obs.column(&opts.label) {
+        Some(col) => {
+            let t = col.to_strings();
+            let idx: Vec<usize> = (0..t.len()).filter(|&i| t[i].is_some()).collect();
+            if idx.is_empty() {
+                None
+            } else {
+                let tt: Vec<&str> = idx.iter().map(|&i| t[i].as_deref().unwrap()).collect();
+                let pp: Vec<&str> = idx.iter().map(|&i| labels[i].as_deref().unwrap()).collect();
+                Some(classification_report(&tt, &pp)?)
+            }
+        }
+        None => None,
+    };
+    query
+        .obs
+        .set("predicted_cell_type", Column::categorical_from(&labels));
+    query.obs.set("prediction_confidence", Column::F32(conf));
+    query.set_uns("scllm_baseline", UnsValue::Dict(uns));
+    Ok(BaselineSummary {
+        method: opts.method.as_str(),
+        reference: rname,
+        query: qname,
+        label: opts.label.clone(),
+        n_train: lab_idx.len(),
+        n_reference_unlabeled: reference.n_obs() - lab_idx.len(),
+        n_query: query.n_obs(),
+        classes,
+        n_genes,
+        n_genes_in_query: n_found,
+        params: serde_json::Value::Object(params),
+        cv,
+        n_unknown,
+        train_seconds: train_s,
+        predict_seconds: predict_s,
+        notes,
+        metrics,
+    })
+}
+
+fn knn_predict(
+    r: &[f32],
+    q: &[f32],
+    d: usize,
+    codes: &[u32],
+    nc: usize,
+    opts: &BaselineOptions,
+) -> (Vec<u32>, Vec<f32>) {
+    let nq = q.len() / d.max(1);
+    let b = bar(nq as u64, "knn", opts.progress);
+    let k = opts.k.min(codes.len()).max(1);
+    let (idx, dist) = kneighbors(r, q, d, k, opts.metric, &|m| b.inc(m as u64));
+    b.finish_and_clear();
+    vote(&idx, &dist, k, codes, nc, opts.vote)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn logreg_train_predict(
+    rx: &Compressed,
+    qx: &Compressed,
+    codes: &[u32],
+    nc: usize,
+    opts: &BaselineOptions,
+    params: &mut serde_json::Map<String, serde_json::Value>,
+    uns: &mut Vec<(String, UnsValue)>,
+    cv_out: &mut Vec<CvPoint>,
+) -> Result<(Vec<u32>, Vec<f32>, f64)> {
+    let t0 = Instant::now();
+    let design = Design::new(rx);
+    let solver = SolverOptions {
+        seed: opts.seed.wrapping_add(1),
+        ..opts.solver
+    };
+    let c = match opts.c {
+        Some(c) => {
+            if c <= 0.0 {
+                return Err(invalid(format!("--c {c}: must be positive")));
+            }
+            c
+        }
+        None => {
+            if opts.c_grid.is_empty() || opts.c_grid.iter().any(|&c| c <= 0.0) {
+                return Err(invalid(
+                    "--c-grid: give positive values, e.g. 0.01,0.1,1,10,100",
+                ));
+            }
+            if opts.folds < 2 {
+                return Err(invalid(format!("--folds {}: needs at least 2", opts.folds)));
+            }
+            let b = bar(
+                (opts.folds * opts.c_grid.len()) as u64,
+                "cv fits",
+                opts.progress,
+            );
+            let cv = cross_validate(
+                &design,
+                rx,
+                codes,
+                nc,
+                &opts.c_grid,
+                opts.folds,
+                &solver,
+                &|| b.inc(1),
+            );
+            b.finish_and_clear();
+            // best mean accuracy; ties go to the smaller C (stronger regularisation)
+            let best = cv.iter().fold(&cv[0], |b, p| {
+                if p.mean_accuracy > b.mean_accuracy {
+                    p
+                } else {
+                    b
+                }
+            });
+            let c = best.c;
+            params.insert("cv_folds".into(), opts.folds.into());
+            params.insert(
+                "c_grid".into(),
+                serde_json::to_value(cv.iter().map(|p| p.c).collect::<Vec<_>>()).unwrap(),
+            );
+            params.insert(
+                "cv_accuracy".into(),
+                serde_json::to_value(cv.iter().map(|p| p.mean_accuracy).collect::<Vec<_>>())
+                    .unwrap(),
+            );
+            uns.push((
+                "c_grid".into(),
+                UnsValue::Array(Column::F64(cv.iter().map(|p| p.c).collect())),
+            ));
+            uns.push((
+                "cv_accuracy".into(),
+                UnsValue::Array(Column::F64(cv.iter().map(|p| p.mean_accuracy).collect())),
+            ));
+            *cv_out = cv;
+            c
+        }
+    };
+    let mask = vec![true; rx.nrows];
+    let model = fit(&design, codes, nc, &mask, c, None, &solver);
+    let train_s = t0.elapsed().as_secs_f64();
+    params.insert("C".into(), c.into());
+    params.insert("penalty".into(), "l1".into());
+    params.insert("multi_class".into(), "ovr".into());
+    params.insert("nonzero_genes".into(), model.nonzero_genes().into());
+    uns.push(("C".into(), UnsValue::F64(c)));
+    uns.push((
+        "nonzero_genes".into(),
+        UnsValue::I64(model.nonzero_genes() as i64),
+    ));
+    let (p, conf) = model.predict(qx, nc);
+    Ok((p, conf, train_s))
+}
+
+/// Read helper for tests and the CLI: a dense f32 copy of an obsm matrix.
+pub fn obsm_dense(m: &Matrix) -> Vec<f32> {
+    m.to_dense_f64().into_iter().map(|v| v as f32).collect()
+}
