@@ -255,7 +255,7 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         "load_report": model.report,
     });
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        print_json(&summary)?;
     } else {
         eprintln!(
             "wrote {}: obsm['{}'] {} cells x {} ({} of {} genes in the vocabulary; {:.1} cells/s, forward {:.1} GFLOP/s, padding {:.1}%, {:.1} s)",
@@ -271,6 +271,13 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
             secs
         );
     }
+    Ok(())
+}
+
+/// Print JSON to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -301,7 +308,7 @@ pub fn run_convert(args: ConvertArgs) -> anyhow::Result<()> {
             "output": args.output.as_ref().map(|p| p.display().to_string()),
             "report": model.report,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        print_json(&out)?;
     } else {
         eprint!("{}", model.report.to_text());
         if let Some(o) = &args.output {

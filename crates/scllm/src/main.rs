@@ -1,6 +1,7 @@
 //! The `scllm` command: argument parsing and printing only; the work lives in the crates.
 
 mod baseline;
+mod embed;
 mod evaluate;
 mod inspect;
 mod preprocess;
@@ -25,6 +26,10 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Filter, normalize, log1p, select highly variable genes, scale and bin (scanpy/scGPT layers)
     Preprocess(preprocess::PreprocessArgs),
+    /// Cell embeddings with a released scGPT model (obsm['X_scGPT'])
+    Embed(embed::EmbedArgs),
+    /// Check a checkpoint against its model (loaded/skipped/missing/unexpected keys); save as safetensors
+    Convert(embed::ConvertArgs),
     /// Score predictions, an embedding or a clustering against true labels (scikit-learn's metrics)
     Evaluate(evaluate::EvaluateArgs),
     /// Classical annotators to beat: logreg (L1, CV'd C), knn (label transfer), correlation (SingleR-style)
@@ -43,6 +48,9 @@ fn exit_code(e: &anyhow::Error) -> i32 {
                 .is_some()
             || cause.downcast_ref::<BadInput>().is_some()
             || cause.downcast_ref::<scllm_eval::EvalError>().is_some()
+            || cause
+                .downcast_ref::<scllm_models::ModelError>()
+                .is_some_and(|e| e.is_bad_input())
             || matches!(
                 cause.downcast_ref::<scllm_papers::PapersError>(),
                 Some(scllm_papers::PapersError::InvalidInput(_))
@@ -73,6 +81,8 @@ fn main() {
     let res = match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Preprocess(a) => preprocess::run(a),
+        Command::Embed(a) => embed::run(a),
+        Command::Convert(a) => embed::run_convert(a),
         Command::Evaluate(a) => evaluate::run(a),
         Command::Baseline(a) => baseline::run(a),
         Command::Papers(a) => scllm_papers::cli::run(a),

@@ -100,7 +100,15 @@ fn preprocess_writes_the_layers_scanpy_and_scgpt_users_expect() {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    for cmd in ["inspect", "preprocess", "papers", "baseline", "evaluate"] {
+    for cmd in [
+        "inspect",
+        "preprocess",
+        "papers",
+        "baseline",
+        "evaluate",
+        "embed",
+        "convert",
+    ] {
         let (code, out, _) = scllm(&[cmd, "--help"]);
         assert_eq!(code, 0);
         assert!(out.contains("Example"), "{cmd} --help lacks an example");
@@ -247,4 +255,49 @@ fn baseline_then_evaluate_end_to_end() {
         err.contains("celltype") && !tmp.path().join("x.h5ad").exists(),
         "{err}"
     );
+}
+
+#[test]
+fn embed_writes_normalised_embeddings_in_input_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("emb.h5ad");
+    let model = fixtures().join("scgpt/small");
+    let input = fixtures().join("data/pbmc3k_300.h5ad");
+    let (code, _, err) = scllm(&[
+        "embed",
+        "--model",
+        s(&model),
+        s(&input),
+        "-o",
+        s(&out),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let a = scllm_io::read_h5ad(&out).unwrap();
+    let src = scllm_io::read_h5ad(&input).unwrap();
+    assert_eq!(a.obs.index, src.obs.index, "cells in input order");
+    let e = a.obsm_get("X_scGPT").expect("obsm['X_scGPT']");
+    assert_eq!(e.values().dtype(), "float32");
+    let (n, d) = e.shape();
+    assert_eq!(n, 300);
+    let v = e.to_dense_f64();
+    for i in 0..n {
+        let norm: f64 = v[i * d..(i + 1) * d]
+            .iter()
+            .map(|x| x * x)
+            .sum::<f64>()
+            .sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "cell {i} has norm {norm}");
+    }
+    // a model folder without weights: exit 2, no output
+    let (code, _, err) = scllm(&[
+        "embed",
+        "--model",
+        s(tmp.path()),
+        s(&input),
+        "-o",
+        s(&tmp.path().join("x.h5ad")),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(!tmp.path().join("x.h5ad").exists());
 }
