@@ -274,24 +274,7 @@ pub fn run(args: PreprocessArgs) -> anyhow::Result<()> {
     if let Some(n_top) = args.hvg {
         let batches: Option<Vec<u32>> = match &args.batch_key {
             None => None,
-            Some(k) => {
-                let col = a.obs_column(k)?;
-                let labels = col.to_strings();
-                let mut levels: Vec<String> = labels.iter().flatten().cloned().collect();
-                levels.sort();
-                levels.dedup();
-                if labels.iter().any(|l| l.is_none()) {
-                    return Err(bad(format!(
-                        "{src}: obs['{k}'] has missing values; every cell needs a batch"
-                    )));
-                }
-                Some(
-                    labels
-                        .iter()
-                        .map(|l| levels.binary_search(l.as_ref().unwrap()).unwrap() as u32)
-                        .collect(),
-                )
-            }
+            Some(k) => Some(batch_ids(a.obs_column(k)?, k, &src)?),
         };
         let input = match flavor {
             HvgFlavor::SeuratV3 => {
@@ -426,6 +409,24 @@ pub fn run(args: PreprocessArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Batch id per cell (levels in sorted order, as numpy's `unique`), or an error when a cell has none.
+fn batch_ids(col: &Column, key: &str, file: &str) -> anyhow::Result<Vec<u32>> {
+    let labels = col.to_strings();
+    if labels.iter().any(|l| l.is_none()) {
+        return Err(bad(format!(
+            "{file}: obs['{key}'] has missing values; every cell needs a batch"
+        )));
+    }
+    let mut levels: Vec<&String> = labels.iter().flatten().collect();
+    levels.sort();
+    levels.dedup();
+    Ok(labels
+        .iter()
+        .flatten()
+        .map(|l| levels.binary_search(&l).unwrap() as u32)
+        .collect())
+}
+
 /// The CSR float32 matrix called `name` ("X" or a layer this command wrote).
 fn csr<'a>(
     a: &'a scllm_io::AnnData,
@@ -502,21 +503,7 @@ fn run_stream(
                 .obs
                 .column(k)
                 .ok_or_else(|| bad(format!("{sname}: obs has no column `{k}`")))?;
-            let labels = col.to_strings();
-            let mut levels: Vec<String> = labels.iter().flatten().cloned().collect();
-            levels.sort();
-            levels.dedup();
-            if labels.iter().any(|l| l.is_none()) {
-                return Err(bad(format!(
-                    "{sname}: obs['{k}'] has missing values; every cell needs a batch"
-                )));
-            }
-            Some(
-                labels
-                    .iter()
-                    .map(|l| levels.binary_search(l.as_ref().unwrap()).unwrap() as u32)
-                    .collect(),
-            )
+            Some(batch_ids(col, k, &sname)?)
         }
     };
     let (n, g) = src.shape();

@@ -301,3 +301,53 @@ fn embed_writes_normalised_embeddings_in_input_order() {
     assert_eq!(code, 2, "{err}");
     assert!(!tmp.path().join("x.h5ad").exists());
 }
+
+#[test]
+fn preprocess_seurat_v3_with_batch_key_selects_scanpys_genes_in_memory_and_streamed() {
+    let exp: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            fixtures().join("parity/hvg_seurat_v3_kang2018_pbmc_400_donor.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let want: std::collections::HashSet<String> = exp["highly_variable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let f = fixtures().join("data/kang2018_pbmc_400.h5ad");
+    let tmp = tempfile::tempdir().unwrap();
+    for stream in [false, true] {
+        let out = tmp.path().join(format!("v3_{stream}.h5ad"));
+        let mut args = vec![
+            "preprocess",
+            s(&f),
+            "-o",
+            s(&out),
+            "--hvg",
+            "300",
+            "--batch-key",
+            "donor",
+        ];
+        if stream {
+            args.push("--stream");
+        }
+        let (code, _, err) = scllm(&args);
+        assert_eq!(code, 0, "{err}");
+        let a = scllm_io::read_h5ad(&out).unwrap();
+        let hv = a.var.column("highly_variable").unwrap();
+        let ours: std::collections::HashSet<String> = (0..a.n_vars())
+            .filter(|&j| hv.get_f64(j) == Some(1.0))
+            .map(|j| a.var.index[j].clone())
+            .collect();
+        assert_eq!(ours.len(), 300);
+        let shared = ours.intersection(&want).count();
+        assert!(
+            shared >= 297,
+            "stream={stream}: {shared} of 300 genes shared with scanpy"
+        );
+        assert!(a.var.column("highly_variable_nbatches").is_some());
+    }
+}
