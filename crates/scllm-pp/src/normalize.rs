@@ -41,15 +41,8 @@ pub fn normalize_total(x: &Compressed, target_sum: Option<f64>) -> (Compressed, 
     };
     let indptr = &out.indptr;
     // per-row slices, processed in parallel
-    let mut rows: Vec<&mut [f32]> = Vec::with_capacity(x.nrows);
-    let mut rest: &mut [f32] = data.as_mut_slice();
-    for i in 0..x.nrows {
-        let n = (indptr[i + 1] - indptr[i]) as usize;
-        let (a, b) = rest.split_at_mut(n);
-        rows.push(a);
-        rest = b;
-    }
-    rows.into_par_iter()
+    row_slices_mut(data, indptr)
+        .into_par_iter()
         .zip(factors.par_iter())
         .for_each(|(row, &f)| {
             // division by zero is avoided by dividing zero-total cells by 1
@@ -59,6 +52,18 @@ pub fn normalize_total(x: &Compressed, target_sum: Option<f64>) -> (Compressed, 
             }
         });
     (out, factors, target)
+}
+
+/// The rows of a CSR value array as disjoint mutable slices, for per-row work in parallel.
+pub fn row_slices_mut<'a>(data: &'a mut [f32], indptr: &[u64]) -> Vec<&'a mut [f32]> {
+    let mut rows = Vec::with_capacity(indptr.len().saturating_sub(1));
+    let mut rest = data;
+    for w in indptr.windows(2) {
+        let (a, b) = rest.split_at_mut((w[1] - w[0]) as usize);
+        rows.push(a);
+        rest = b;
+    }
+    rows
 }
 
 fn median_f32(v: &[f32]) -> f64 {

@@ -42,17 +42,6 @@ fn keep_cell(idx_vals: &[f32], o: &StreamOptions) -> bool {
     o.min_genes.is_none_or(|m| genes >= m) && o.min_counts.is_none_or(|m| total >= m)
 }
 
-/// A raw pointer that may cross into rayon's threads (each thread touches its own rows).
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// Per-gene tallies of small integer values (1..=HIST_MAX) plus an overflow list, enough to
 /// compute clipped sums exactly once the clip values are known.
 struct ClipHist {
@@ -184,26 +173,27 @@ pub fn preprocess_stream(
         }
         // transform the kept rows in parallel, in place
         let mut tv: Vec<f32> = vals;
+        let keep_row: Vec<bool> = (0..b.nrows).map(|i| kept[start + i]).collect();
+        let mut kept_rows: Vec<&mut [f32]> = crate::normalize::row_slices_mut(&mut tv, &b.indptr)
+            .into_iter()
+            .zip(&keep_row)
+            .filter_map(|(r, &k)| k.then_some(r))
+            .collect();
+        kept_rows.par_iter_mut().for_each(|v| {
+            if let Some(t) = t32 {
+                let total = v.iter().map(|&x| x as f64).sum::<f64>() as f32;
+                let f = total / t;
+                let d = if f == 0.0 { 1.0 } else { f };
+                v.iter_mut().for_each(|x| *x /= d);
+            }
+            if o.log1p {
+                v.iter_mut().for_each(|x| *x = x.ln_1p());
+            }
+        });
         let offsets: Vec<(usize, usize)> = rows
             .iter()
             .map(|&i| (b.range(i).start, b.range(i).end))
             .collect();
-        {
-            let ptr = SendPtr(tv.as_mut_ptr());
-            offsets.par_iter().for_each(|&(a, z)| {
-                // SAFETY: rows are disjoint ranges of `tv`
-                let v = unsafe { std::slice::from_raw_parts_mut(ptr.get().add(a), z - a) };
-                if let Some(t) = t32 {
-                    let total = v.iter().map(|&x| x as f64).sum::<f64>() as f32;
-                    let f = total / t;
-                    let d = if f == 0.0 { 1.0 } else { f };
-                    v.iter_mut().for_each(|x| *x /= d);
-                }
-                if o.log1p {
-                    v.iter_mut().for_each(|x| *x = x.ln_1p());
-                }
-            });
-        }
         out_idx.clear();
         out_val.clear();
         let mut indptr = Vec::with_capacity(rows.len() + 1);
