@@ -255,18 +255,12 @@ impl CsrStreamWriter {
         let g = file.create_group("X").at(&path, "X")?;
         let chunk = 1 << 16;
         let mk = |name: &str, f32: bool| -> hdf5::Result<Dataset> {
-            let mut b = if f32 {
+            let b = if f32 {
                 g.new_dataset::<f32>()
             } else {
                 g.new_dataset::<i32>()
             };
-            b = b.chunk(chunk);
-            b = match compression {
-                Compression::Gzip(l) => b.deflate(l),
-                Compression::Lzf => b.lzf(),
-                Compression::None => b,
-            };
-            b.shape(0..).create(name)
+            compression.apply(b.chunk(chunk)).shape(0..).create(name)
         };
         let data = mk("data", true).at(&path, "X/data")?;
         let indices = mk("indices", false).at(&path, "X/indices")?;

@@ -1044,6 +1044,17 @@ impl FromStr for Compression {
     }
 }
 
+impl Compression {
+    /// Add this compression's filter to a chunked dataset builder.
+    pub(crate) fn apply(self, b: hdf5::DatasetBuilderEmpty) -> hdf5::DatasetBuilderEmpty {
+        match self {
+            Compression::None => b,
+            Compression::Gzip(l) => b.deflate(l),
+            Compression::Lzf => b.lzf(),
+        }
+    }
+}
+
 pub(crate) struct Writer {
     pub(crate) path: PathBuf,
     pub(crate) compression: Compression,
@@ -1068,18 +1079,6 @@ impl Writer {
         self.set_attr_str(loc, "encoding-version", version)
     }
 
-    fn builder<T: hdf5::H5Type>(&self, g: &Group, len: usize) -> hdf5::DatasetBuilderEmpty {
-        let mut b = g.new_dataset::<T>();
-        if len > 0 {
-            match self.compression {
-                Compression::None => {}
-                Compression::Gzip(l) => b = b.chunk(len.clamp(1, CHUNK_ELEMS)).deflate(l),
-                Compression::Lzf => b = b.chunk(len.clamp(1, CHUNK_ELEMS)).lzf(),
-            }
-        }
-        b
-    }
-
     /// A 1-D dataset of plain numbers or booleans.
     pub(crate) fn array<T: hdf5::H5Type>(
         &self,
@@ -1088,14 +1087,31 @@ impl Writer {
         data: &[T],
         field: &str,
     ) -> Result<Dataset> {
-        let ds = self.e(
-            field,
-            self.builder::<T>(g, data.len())
-                .shape(data.len())
-                .create(name),
-        )?;
-        if !data.is_empty() {
-            self.e(field, ds.write_raw(data))?;
+        self.dataset(g, name, data, &[data.len()], field)
+    }
+
+    /// A dataset of `shape` (1-D or 2-D, row-major `data`), chunked and compressed as configured.
+    fn dataset<T: hdf5::H5Type>(
+        &self,
+        g: &Group,
+        name: &str,
+        d: &[T],
+        shape: &[usize],
+        f: &str,
+    ) -> Result<Dataset> {
+        let mut b = g.new_dataset::<T>();
+        if !d.is_empty() && self.compression != Compression::None {
+            let chunk: Vec<usize> = if shape.len() == 2 {
+                let rows = (CHUNK_ELEMS / shape[1].max(1)).clamp(1, shape[0].max(1));
+                vec![rows, shape[1].max(1)]
+            } else {
+                vec![d.len().clamp(1, CHUNK_ELEMS)]
+            };
+            b = self.compression.apply(b.chunk(chunk));
+        }
+        let ds = self.e(f, b.shape(shape).create(name))?;
+        if !d.is_empty() {
+            self.e(f, ds.write_raw(d))?;
         }
         Ok(ds)
     }
@@ -1108,40 +1124,11 @@ impl Writer {
         shape: &[usize],
         field: &str,
     ) -> Result<Dataset> {
-        fn go<T: hdf5::H5Type>(
-            w: &Writer,
-            g: &Group,
-            name: &str,
-            d: &[T],
-            shape: &[usize],
-            f: &str,
-        ) -> Result<Dataset> {
-            let mut b = g.new_dataset::<T>();
-            if !d.is_empty() && w.compression != Compression::None {
-                let chunk: Vec<usize> = if shape.len() == 2 {
-                    let rows = (CHUNK_ELEMS / shape[1].max(1)).clamp(1, shape[0].max(1));
-                    vec![rows, shape[1].max(1)]
-                } else {
-                    vec![d.len().clamp(1, CHUNK_ELEMS)]
-                };
-                b = b.chunk(chunk);
-                b = match w.compression {
-                    Compression::Gzip(l) => b.deflate(l),
-                    Compression::Lzf => b.lzf(),
-                    Compression::None => b,
-                };
-            }
-            let ds = w.e(f, b.shape(shape).create(name))?;
-            if !d.is_empty() {
-                w.e(f, ds.write_raw(d))?;
-            }
-            Ok(ds)
-        }
         match v {
-            Values::F32(d) => go(self, g, name, d, shape, field),
-            Values::F64(d) => go(self, g, name, d, shape, field),
-            Values::I32(d) => go(self, g, name, d, shape, field),
-            Values::I64(d) => go(self, g, name, d, shape, field),
+            Values::F32(d) => self.dataset(g, name, d, shape, field),
+            Values::F64(d) => self.dataset(g, name, d, shape, field),
+            Values::I32(d) => self.dataset(g, name, d, shape, field),
+            Values::I64(d) => self.dataset(g, name, d, shape, field),
         }
     }
 
