@@ -3,12 +3,14 @@
 //! sampling ([`scgpt`]), and batches grouped by length so little is padded ([`batch`]).
 
 pub mod batch;
+pub mod corpus;
 pub mod scgpt;
 pub mod vocab;
 
 pub use batch::{length_grouped_batches, pad_batch, Batch};
+pub use corpus::{list_inputs, mask_values, union_vocab, Corpus, CorpusOptions, ObsFilter};
 pub use scgpt::{TokenizedCell, Tokenizer, TokenizerConfig};
-pub use vocab::{match_genes, GeneMatch, GeneVocab};
+pub use vocab::{gene_symbols, match_genes, GeneMatch, GeneVocab};
 
 use std::path::PathBuf;
 

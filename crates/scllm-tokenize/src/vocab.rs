@@ -175,15 +175,14 @@ impl GeneMatch {
     }
 }
 
-/// Match genes to the vocabulary. `gene_col`: a `var` column holding symbols (default: the index).
-/// Ensembl ids (ENSG…) are translated to symbols through GENCODE first. Errors when nothing
-/// matches, and says how to fix it.
-pub fn match_genes(
+/// The gene symbols of a dataset's columns: `var[gene_col]` or the index, Ensembl ids (ENSG…)
+/// translated through GENCODE v44 when most names are Ensembl ids. Returns the names as stored,
+/// the symbols, and where they came from.
+pub fn gene_symbols(
     var: &DataFrame,
-    vocab: &GeneVocab,
     gene_col: Option<&str>,
     file: &Path,
-) -> Result<GeneMatch> {
+) -> Result<(Vec<String>, Vec<String>, String)> {
     let (names, mut key): (Vec<String>, String) = match gene_col {
         None => (var.index.clone(), "var.index".into()),
         Some(c) => {
@@ -215,6 +214,19 @@ pub fn match_genes(
     } else {
         names.clone()
     };
+    Ok((names, symbols, key))
+}
+
+/// Match genes to the vocabulary. `gene_col`: a `var` column holding symbols (default: the index).
+/// Ensembl ids (ENSG…) are translated to symbols through GENCODE first. Errors when nothing
+/// matches, and says how to fix it.
+pub fn match_genes(
+    var: &DataFrame,
+    vocab: &GeneVocab,
+    gene_col: Option<&str>,
+    file: &Path,
+) -> Result<GeneMatch> {
+    let (names, symbols, key) = gene_symbols(var, gene_col, file)?;
     let ids: Vec<Option<u32>> = symbols.iter().map(|s| vocab.get(s)).collect();
     let n_matched = ids.iter().filter(|i| i.is_some()).count();
     let unmatched_examples: Vec<String> = names
