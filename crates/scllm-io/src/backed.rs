@@ -10,7 +10,7 @@ use hdf5::{Dataset, File, Group, LocationType};
 use crate::error::{H5Context, IoError, Result};
 use crate::frame::{DataFrame, UnsValue};
 use crate::h5ad::{finish_temp, open_h5ad, temp_path, Compression, Writer};
-use crate::matrix::{Compressed, Values};
+use crate::matrix::{Compressed, Matrix, Values};
 
 enum Layout {
     Csr {
@@ -315,11 +315,12 @@ impl CsrStreamWriter {
         self.indptr.len() - 1
     }
 
-    /// Write indptr, shape, obs, var and uns; then move the file into place.
+    /// Write indptr, shape, obs, var, obsm and uns; then move the file into place.
     pub fn finish(
         mut self,
         obs: &DataFrame,
         var: &DataFrame,
+        obsm: &[(String, Matrix)],
         uns: &[(String, UnsValue)],
     ) -> Result<()> {
         let file = self.file.take().expect("finish called once");
@@ -355,7 +356,20 @@ impl CsrStreamWriter {
             }
             self.w.dataframe(&file, "obs", obs)?;
             self.w.dataframe(&file, "var", var)?;
-            for name in ["obsm", "varm", "obsp", "varp", "layers"] {
+            for (k, m) in obsm {
+                if m.shape().0 != self.rows_written() {
+                    return Err(IoError::file(
+                        &self.path,
+                        format!(
+                            "obsm['{k}'] has {} rows for {} cells",
+                            m.shape().0,
+                            self.rows_written()
+                        ),
+                    ));
+                }
+            }
+            self.w.dict_of_matrices(&file, "obsm", obsm)?;
+            for name in ["varm", "obsp", "varp", "layers"] {
                 let g = file.create_group(name).at(&self.path, name)?;
                 self.w.set_encoding(&g, "dict", "0.1.0")?;
             }

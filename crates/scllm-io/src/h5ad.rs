@@ -1276,7 +1276,7 @@ impl Writer {
         Ok(())
     }
 
-    fn dict_of_matrices(
+    pub(crate) fn dict_of_matrices(
         &self,
         parent: &Group,
         name: &str,

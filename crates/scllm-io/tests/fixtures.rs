@@ -209,8 +209,16 @@ fn stream_writer_writes_a_file_anndata_layout_reads() {
     for blk in b.blocks(37) {
         w.append(&blk.unwrap().1).unwrap();
     }
-    w.finish(&a.obs, &a.var, &a.uns).unwrap();
+    let n = a.n_obs();
+    let emb = scllm_io::Matrix::Dense {
+        nrows: n,
+        ncols: 3,
+        data: scllm_io::Values::F32((0..n * 3).map(|i| i as f32 * 0.5).collect()),
+    };
+    let obsm = vec![("X_test".to_string(), emb.clone())];
+    w.finish(&a.obs, &a.var, &obsm, &a.uns).unwrap();
     let c = read_h5ad(&out).unwrap();
+    assert_eq!(c.obsm_get("X_test"), Some(&emb));
     assert_eq!(c.x, a.x);
     assert_eq!(c.obs, a.obs);
     // an unfinished writer leaves nothing behind

@@ -283,7 +283,7 @@ pub fn preprocess_stream(
         ]),
     )];
     let rows = w.rows_written();
-    w.finish(&obs, &var, &uns).map_err(io)?;
+    w.finish(&obs, &var, &[], &uns).map_err(io)?;
     Ok(StreamSummary {
         cells_in: n,
         cells_out: rows,

@@ -167,7 +167,13 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
     )
     .expect("valid template")
     .progress_chars("=> ");
-    let (n_cells, stats, n_matched, n_genes, emb, mut adata) = if args.stream {
+    let emb_matrix = |n: usize, emb: Vec<f32>| Matrix::Dense {
+        nrows: n,
+        ncols: d,
+        data: Values::F32(emb),
+    };
+    let (n_cells, stats, n_matched, n_genes) = if args.stream {
+        // X goes to the output block by block as it is read: the matrix is never whole in memory
         let backed = scllm_io::BackedAnnData::open(&args.input, "X")?;
         let (n, g) = backed.shape();
         let genes = scllm_tokenize::match_genes(
@@ -177,21 +183,23 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
             &args.input,
         )?;
         let mut e = Embedder::new(&model, &genes, eopts)?;
+        let mut w = scllm_io::backed::CsrStreamWriter::create(
+            &args.output,
+            g,
+            scllm_io::Compression::None,
+        )?;
         let bar = progress(args.json, n, &style);
         let mut emb = vec![0f32; n * d];
         for block in backed.blocks(args.block_cells.max(1)) {
             let (start, block) = block?;
             let out = &mut emb[start * d..(start + block.nrows) * d];
             e.embed_block(&block, out, &mut |k| bar.inc(k as u64))?;
+            w.append(&block)?;
         }
         bar.finish();
-        let a = scllm_io::AnnData {
-            x: None,
-            obs: backed.obs.clone(),
-            var: backed.var.clone(),
-            ..Default::default()
-        };
-        (n, e.stats, genes.n_matched, g, emb, a)
+        let obsm = vec![(args.obsm_key.clone(), emb_matrix(n, emb))];
+        w.finish(&backed.obs, &backed.var, &obsm, &[])?;
+        (n, e.stats, genes.n_matched, g)
     } else {
         let mut a = scllm_io::read_h5ad(&args.input)?;
         let m = match &args.layer {
@@ -219,17 +227,10 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         bar.finish();
         drop(x);
         a.obsm.retain(|(k, _)| k != &args.obsm_key);
-        (n, e.stats, genes.n_matched, g, emb, a)
+        a.set_obsm(&args.obsm_key, emb_matrix(n, emb));
+        scllm_io::write_h5ad(&a, &args.output, scllm_io::Compression::None)?;
+        (n, e.stats, genes.n_matched, g)
     };
-    adata.set_obsm(
-        &args.obsm_key,
-        Matrix::Dense {
-            nrows: n_cells,
-            ncols: d,
-            data: Values::F32(emb),
-        },
-    );
-    scllm_io::write_h5ad(&adata, &args.output, scllm_io::Compression::None)?;
 
     let secs = t0.elapsed().as_secs_f64();
     let summary = json!({

@@ -289,6 +289,40 @@ fn embed_writes_normalised_embeddings_in_input_order() {
             .sqrt();
         assert!((norm - 1.0).abs() < 1e-4, "cell {i} has norm {norm}");
     }
+    // streamed: the same embeddings, and X copied through block by block
+    let out_s = tmp.path().join("emb_stream.h5ad");
+    let (code, _, err) = scllm(&[
+        "embed",
+        "--model",
+        s(&model),
+        s(&input),
+        "-o",
+        s(&out_s),
+        "--stream",
+        "--block-cells",
+        "64",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let b = scllm_io::read_h5ad(&out_s).unwrap();
+    let w = b
+        .obsm_get("X_scGPT")
+        .expect("obsm['X_scGPT'] when streamed");
+    assert_eq!(w.shape(), (n, d));
+    // other blocks mean other length-grouped batches: equal up to float summation order
+    let worst = w
+        .to_dense_f64()
+        .iter()
+        .zip(&v)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(worst < 1e-4, "streamed embeddings differ by {worst}");
+    assert_eq!(
+        b.x.as_ref().map(|m| m.to_dense_f64()),
+        src.x.as_ref().map(|m| m.to_dense_f64()),
+        "X written through"
+    );
+    assert_eq!(b.obs.index, src.obs.index);
     // a model folder without weights: exit 2, no output
     let (code, _, err) = scllm(&[
         "embed",
