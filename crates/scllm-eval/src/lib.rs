@@ -8,6 +8,9 @@
 //!   (label transfer by k nearest neighbours on an embedding or on PCA of the log data) and
 //!   [`correlation`] (SingleR-style Spearman correlation to per-type profiles with fine-tuning).
 //! * [`run`]: the file-level commands (`scllm evaluate`, `scllm baseline`) built on them.
+//! * [`umap`]: UMAP of any embedding as umap-learn computes it, with trustworthiness and kNN
+//!   preservation to score a layout; [`plot`]: the pictures (embedding coloured by a label,
+//!   confusion matrix, per-class F1, learning curves) as PNG or SVG.
 
 pub mod correlation;
 pub mod data;
@@ -15,7 +18,9 @@ pub mod knn;
 pub mod linalg;
 pub mod logreg;
 pub mod metrics;
+pub mod plot;
 pub mod run;
+pub mod umap;
 
 pub use metrics::{
     adjusted_rand_score, classification_report, normalized_mutual_info_score, silhouette_score,

@@ -18,7 +18,10 @@ Predictions of `Unknown` count as a class; accuracy on the other cells is shown 
 Example:\n  \
 scllm baseline logreg --train ref.h5ad --label cell_type query.h5ad -o pred.h5ad\n  \
 scllm evaluate pred.h5ad --truth cell_type --pred predicted_cell_type\n  \
-scllm evaluate emb.h5ad --truth cell_type --embedding X_scgpt --cluster leiden --json"
+scllm evaluate emb.h5ad --truth cell_type --embedding X_scgpt --cluster leiden --json\n  \
+scllm evaluate pred.h5ad --pred predicted_cell_type --embedding X_scGPT --plots report/\n\n\
+--plots DIR writes confusion.{png,svg} and per_class_f1.{png,svg} (with --pred), and \
+umap.{png,svg} (with --embedding: truth, or truth beside prediction)."
 )]
 pub struct EvaluateArgs {
     /// An .h5ad file holding the truth column (and predictions / embedding / clustering)
@@ -43,6 +46,9 @@ pub struct EvaluateArgs {
     pub silhouette_max_cells: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Write pictures (PNG and SVG) into this folder
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
     /// Print the full report as JSON
     #[arg(long)]
     pub json: bool,
@@ -66,8 +72,16 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             seed: args.seed,
         },
     )?;
+    let pictures = match &args.plots {
+        Some(dir) => write_plots(&a, &args, &rep, dir)?,
+        None => Vec::new(),
+    };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rep)?);
+        let mut v = serde_json::to_value(&rep)?;
+        if args.plots.is_some() {
+            v["plots"] = serde_json::json!(pictures);
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     println!(
@@ -129,6 +143,9 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             if s.subsampled { " (random subset)" } else { "" }
         );
     }
+    if !pictures.is_empty() {
+        println!("\npictures: {}", pictures.join(", "));
+    }
     if let (Some(ari), Some(nmi)) = (rep.ari, rep.nmi) {
         println!(
             "\nclustering obs['{}']: ARI {:.4}  NMI {:.4}",
@@ -138,4 +155,73 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The pictures `--plots DIR` asks for; returns the paths written.
+fn write_plots(
+    a: &scllm_io::AnnData,
+    args: &EvaluateArgs,
+    rep: &scllm_eval::run::EvaluationReport,
+    dir: &std::path::Path,
+) -> anyhow::Result<Vec<String>> {
+    use scllm_eval::plot::{
+        plot_confusion_report, plot_embedding, plot_embedding_pair, plot_per_class_f1_report,
+        ScatterOptions,
+    };
+    std::fs::create_dir_all(dir)
+        .map_err(|e| bad(format!("{}: cannot create the folder: {e}", dir.display())))?;
+    let mut out = Vec::new();
+    let name = a
+        .source
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    for ext in ["png", "svg"] {
+        if let Some(c) = &rep.classification {
+            let p = dir.join(format!("confusion.{ext}"));
+            plot_confusion_report(&p, c, &format!("{name}: confusion (row-normalised)"))?;
+            out.push(p.display().to_string());
+            let p = dir.join(format!("per_class_f1.{ext}"));
+            plot_per_class_f1_report(&p, c, &format!("{name}: F1 per class"))?;
+            out.push(p.display().to_string());
+        }
+    }
+    if let Some(key) = &args.embedding {
+        let (x, n, d) = scllm_eval::umap::obsm_f32(a, key)?;
+        let layout = scllm_eval::umap::umap(
+            &x,
+            n,
+            d,
+            &scllm_eval::umap::UmapOptions {
+                seed: args.seed,
+                progress: !args.json,
+                ..Default::default()
+            },
+        )?;
+        let col = |c: &str| -> anyhow::Result<Vec<String>> {
+            let col = a.obs_column(c)?;
+            Ok((0..a.n_obs())
+                .map(|i| col.get_str(i).unwrap_or_else(|| "nan".into()))
+                .collect())
+        };
+        let truth = col(&args.truth)?;
+        let title = format!("{name}: UMAP of obsm['{key}']");
+        for ext in ["png", "svg"] {
+            let p = dir.join(format!("umap.{ext}"));
+            match &args.pred {
+                Some(pc) => plot_embedding_pair(
+                    &p,
+                    &layout,
+                    &truth,
+                    &col(pc)?,
+                    &title,
+                    &ScatterOptions::default(),
+                )?,
+                None => plot_embedding(&p, &layout, &truth, &title, &ScatterOptions::default())?,
+            }
+            out.push(p.display().to_string());
+        }
+    }
+    Ok(out)
 }

@@ -5,6 +5,7 @@ mod embed;
 mod evaluate;
 mod inspect;
 mod preprocess;
+mod umap;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,8 @@ enum Command {
     Convert(embed::ConvertArgs),
     /// Score predictions, an embedding or a clustering against true labels (scikit-learn's metrics)
     Evaluate(evaluate::EvaluateArgs),
+    /// 2-D UMAP of an embedding (or PCA of the data), stored in obsm['X_umap'] and drawn as PNG/SVG
+    Umap(umap::UmapArgs),
     /// Classical annotators to beat: logreg (L1, CV'd C), knn (label transfer), correlation (SingleR-style)
     Baseline(baseline::BaselineArgs),
     /// Literature: bioRxiv / Europe PMC search, full text, and a knowledge graph of papers
@@ -85,6 +88,7 @@ fn main() {
         Command::Convert(a) => embed::run_convert(a),
         Command::Evaluate(a) => evaluate::run(a),
         Command::Baseline(a) => baseline::run(a),
+        Command::Umap(a) => umap::run(a),
         Command::Papers(a) => scllm_papers::cli::run(a),
     };
     if let Err(e) = res {

@@ -108,6 +108,7 @@ fn every_command_has_help_with_an_example() {
         "evaluate",
         "embed",
         "convert",
+        "umap",
     ] {
         let (code, out, _) = scllm(&[cmd, "--help"]);
         assert_eq!(code, 0);
@@ -384,4 +385,83 @@ fn preprocess_seurat_v3_with_batch_key_selects_scanpys_genes_in_memory_and_strea
         );
         assert!(a.var.column("highly_variable_nbatches").is_some());
     }
+}
+
+#[test]
+fn umap_and_evaluate_plots_write_pictures_and_the_layout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pred = tmp.path().join("pred.h5ad");
+    let (code, _, err) = scllm(&[
+        "baseline",
+        "knn",
+        "--train",
+        s(&fixtures().join("eval/kang_ref.h5ad")),
+        "--label",
+        "cell_type",
+        s(&fixtures().join("eval/kang_query.h5ad")),
+        "-o",
+        s(&pred),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let png = tmp.path().join("u.png");
+    let out = tmp.path().join("u.h5ad");
+    let (code, _, err) = scllm(&[
+        "umap",
+        s(&pred),
+        "--color",
+        "cell_type",
+        "--color",
+        "predicted_cell_type",
+        "--plot",
+        s(&png),
+        "-o",
+        s(&out),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    let a = scllm_io::read_h5ad(&out).unwrap();
+    let n = a.n_obs();
+    let l = a.obsm_get("X_umap").expect("obsm['X_umap']");
+    assert_eq!(l.shape(), (n, 2));
+    assert!(l.to_dense_f64().iter().all(|v| v.is_finite()));
+
+    let dir = tmp.path().join("plots");
+    let (code, stdout, err) = scllm(&[
+        "evaluate",
+        s(&out),
+        "--pred",
+        "predicted_cell_type",
+        "--embedding",
+        "X_umap",
+        "--plots",
+        s(&dir),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["plots"].as_array().unwrap().len(), 6, "{stdout}");
+    for f in ["confusion.png", "per_class_f1.svg", "umap.png"] {
+        assert!(std::fs::metadata(dir.join(f)).unwrap().len() > 1000, "{f}");
+    }
+    let svg = std::fs::read_to_string(dir.join("confusion.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("B cells"));
+
+    // a colour column that does not exist: exit 2, the columns listed, nothing written
+    let bad_png = tmp.path().join("bad.png");
+    let (code, _, err) = scllm(&[
+        "umap",
+        s(&pred),
+        "--color",
+        "celltype",
+        "--plot",
+        s(&bad_png),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("celltype") && err.contains("cell_type"),
+        "{err}"
+    );
+    assert!(!bad_png.exists());
 }
