@@ -333,3 +333,23 @@ fn obsm_in_and_out() {
     let m = scllm_eval::umap::layout_matrix(&layout);
     assert_eq!(m.shape(), (500, 2));
 }
+
+#[test]
+fn plot_lines_writes_a_step_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("loss.png");
+    let gep: Vec<(f64, f64)> = (0..200)
+        .map(|s| (s as f64, 10.0 / (1.0 + s as f64)))
+        .collect();
+    scllm_eval::plot::plot_lines(
+        &p,
+        "pretraining",
+        "step",
+        "masked MSE",
+        &[("GEP".into(), gep)],
+    )
+    .unwrap();
+    let b = std::fs::read(&p).unwrap();
+    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(scllm_eval::plot::plot_lines(&p, "t", "x", "y", &[("a".into(), vec![])]).is_err());
+}
