@@ -433,6 +433,18 @@ impl ParamVisitor for Loader<'_> {
             m.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w, shape), &self.dev));
         }
     }
+    fn tensor2(&mut self, key: &str, p: &mut Param<Tensor<2>>) {
+        let shape = p.dims();
+        if let Some(w) = self.take(key, &shape) {
+            *p = Param::from_tensor(Tensor::from_data(TensorData::new(w, shape), &self.dev));
+        }
+    }
+    fn tensor3(&mut self, key: &str, p: &mut Param<Tensor<3>>) {
+        let shape = p.dims();
+        if let Some(w) = self.take(key, &shape) {
+            *p = Param::from_tensor(Tensor::from_data(TensorData::new(w, shape), &self.dev));
+        }
+    }
 }
 
 /// Load `ckpt` into `model` by name and shape (the reference's `load_pretrained` rule) and
@@ -528,8 +540,8 @@ fn hint(r: &LoadReport) -> Option<String> {
 }
 
 /// Collects the model's parameters under their state-dict keys in PyTorch layout.
-struct Saver {
-    out: Vec<(String, Vec<usize>, Vec<f32>)>,
+pub(crate) struct Saver {
+    pub(crate) out: Vec<(String, Vec<usize>, Vec<f32>)>,
 }
 
 fn host(t: Tensor<2>) -> Vec<f32> {
@@ -571,17 +583,37 @@ impl ParamVisitor for Saver {
         self.out
             .push((format!("{key}.weight"), s.to_vec(), host(m.weight.val())));
     }
+    fn tensor2(&mut self, key: &str, p: &mut Param<Tensor<2>>) {
+        let s = p.dims();
+        self.out.push((key.to_string(), s.to_vec(), host(p.val())));
+    }
+    fn tensor3(&mut self, key: &str, p: &mut Param<Tensor<3>>) {
+        let s = p.dims();
+        let v = p
+            .val()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("f32 tensor");
+        self.out.push((key.to_string(), s.to_vec(), v));
+    }
 }
 
 /// Save the model as safetensors in the released layout (PyTorch names and shapes, `Wqkv`), so
 /// the file loads back here and in Python (`safetensors.torch.load_file` + `load_state_dict`).
 /// Written to a temporary file and renamed: never a half-written output.
 pub fn save_safetensors(model: &ScGpt, path: impl AsRef<Path>) -> Result<()> {
-    let path = path.as_ref();
     let mut s = Saver { out: Vec::new() };
     model.clone().visit_params(&mut s);
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = s
-        .out
+    write_tensors(path.as_ref(), s.out)
+}
+
+/// Write f32 tensors `(key, shape, values)` as safetensors, atomically (temp file + rename).
+pub(crate) fn write_tensors(
+    path: &Path,
+    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+) -> Result<()> {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .into_iter()
         .map(|(k, shape, v)| (k, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
         .collect();
@@ -598,6 +630,11 @@ pub fn save_safetensors(model: &ScGpt, path: impl AsRef<Path>) -> Result<()> {
     meta.insert("producer".to_string(), "scllm".to_string());
     let data = safetensors::serialize(views, Some(meta))
         .map_err(|e| ModelError::Backend(format!("safetensors: {e}")))?;
+    write_atomic(path, &data)
+}
+
+/// Write `data` to a temporary file next to `path` and rename it: never a half-written output.
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -612,4 +649,11 @@ pub fn save_safetensors(model: &ScGpt, path: impl AsRef<Path>) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         ModelError::file(path, format!("cannot write: {e}"))
     })
+}
+
+/// Every parameter of the model as `(key, PyTorch shape, values)`, in [`ScGpt::visit_params`] order.
+pub fn state_dict(model: &ScGpt) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let mut s = Saver { out: Vec::new() };
+    model.clone().visit_params(&mut s);
+    s.out
 }

@@ -7,11 +7,18 @@
 pub mod checkpoint;
 pub mod embed;
 pub mod error;
+pub mod peft;
 pub mod scgpt;
+pub mod torch_save;
 
-pub use checkpoint::{load_into, save_safetensors, Checkpoint, LoadReport};
+pub use checkpoint::{load_into, save_safetensors, state_dict, Checkpoint, LoadReport};
 pub use error::{ModelError, Result};
+pub use peft::{
+    count_params, load_adapter, load_adapter_weights, read_adapter_meta, save_adapter, sha256_file,
+    AdapterMeta, BaseArgs, PeftConfig, Strategy,
+};
 pub use scgpt::{ScGpt, ScGptBuild, ScGptConfig};
+pub use torch_save::save_pt;
 
 use std::path::{Path, PathBuf};
 

@@ -10,15 +10,17 @@ use std::path::Path;
 
 use burn::module::{Module, Param};
 use burn::nn::{
-    Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
+    Linear, LinearConfig,
 };
-use burn::tensor::activation::{leaky_relu, relu, sigmoid};
+use burn::tensor::activation::{leaky_relu, relu, sigmoid, softmax};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
+use crate::peft::{Adapter, LoraQv, PeftState};
 
 /// `args.json` of a released scGPT model, field for field (the scGPT_human file's 47 fields).
 /// Sizes (`embsize`, `nheads`, `d_hid`, `nlayers`, `n_layers_cls`) always come from here; fields
@@ -204,13 +206,16 @@ pub struct GeneEncoder {
     pub enc_norm: LayerNorm,
 }
 
-/// `value_encoder`: `clamp(max=512)` → Linear(1→d) → ReLU → Linear(d→d) → LayerNorm (→ dropout,
-/// a no-op at inference).
+/// `value_encoder`: `clamp(max=512)` → Linear(1→d) → ReLU → Linear(d→d) → LayerNorm
+/// (→ the token-prompt `Space_Adapter`) → dropout (active only when training on an autodiff device).
 #[derive(Module, Debug)]
 pub struct ContinuousValueEncoder {
     pub linear1: Linear,
     pub linear2: Linear,
     pub norm: LayerNorm,
+    /// `value_encoder.Space_Adapter` (scPEFT gene token prompt, §2.3)
+    pub space_adapter: Option<Adapter>,
+    pub dropout: Dropout,
 }
 
 /// `self_attn`: one packed in-projection (the release's `Wqkv`, = torch's `in_proj_*`) and `out_proj`.
@@ -220,9 +225,15 @@ pub struct MultiheadAttention {
     pub wqkv: Linear,
     pub out_proj: Linear,
     pub nheads: usize,
+    /// Attention-probability dropout (training only; inference keeps the fused kernel).
+    pub dropout: Dropout,
+    /// `self_attn.Wqkv.lora_{A,B}` (scPEFT LoRA on q and v, §2.6)
+    pub lora: Option<LoraQv>,
 }
 
-/// `transformer_encoder.layers.{i}`: post-LN, ReLU FFN of width `d_hid`.
+/// `transformer_encoder.layers.{i}`: post-LN, ReLU FFN of width `d_hid`, with the reference's
+/// dropouts (`dropout` inside the FFN, `dropout1`/`dropout2` on the residual branches) and the
+/// optional scPEFT modules of §2.4-2.5.
 #[derive(Module, Debug)]
 pub struct EncoderLayer {
     pub self_attn: MultiheadAttention,
@@ -230,6 +241,16 @@ pub struct EncoderLayer {
     pub linear2: Linear,
     pub norm1: LayerNorm,
     pub norm2: LayerNorm,
+    pub dropout: Dropout,
+    pub dropout1: Dropout,
+    pub dropout2: Dropout,
+    /// `Space_Adapter` (skip) applied after LN1 (gene encoder prompt)
+    pub space_adapter: Option<Adapter>,
+    /// `MLP_Adapter` (no skip) parallel to the FFN, added after LN2 times `mlp_adapter_scale`
+    pub mlp_adapter: Option<Adapter>,
+    pub mlp_adapter_scale: f64,
+    /// `prompt_embeddings` `[1, n_tokens, d]` (prefix prompt)
+    pub prompt_embeddings: Option<Param<Tensor<3>>>,
 }
 
 #[derive(Module, Debug)]
@@ -269,6 +290,9 @@ pub struct ScGpt {
     pub decoder: ExprDecoder,
     pub cls_decoder: Option<ClsDecoder>,
     pub mvc_decoder: Option<MvcDecoder>,
+    /// The scPEFT strategy attached by [`ScGpt::with_peft`] (`None`: the plain model, all trainable).
+    #[module(skip)]
+    pub peft: Option<PeftState>,
 }
 
 /// Every output of a full forward pass (the fixture's names).
@@ -307,12 +331,22 @@ fn linear(din: usize, dout: usize, bias: bool, dev: &Device) -> Linear {
 fn norm(d: usize, dev: &Device) -> LayerNorm {
     LayerNormConfig::new(d).with_epsilon(LN_EPS).init(dev)
 }
+fn dropout(p: f64) -> Dropout {
+    DropoutConfig::new(p).init()
+}
+
+/// Whether `x` runs in training mode: on an autodiff device with the module's training flag on
+/// (burn's `Dropout` rule; `valid()` switches it off).
+pub(crate) fn is_training<const D: usize>(flag: &Dropout, x: &Tensor<D>) -> bool {
+    flag.training.is_enabled() && x.device().is_autodiff()
+}
 
 impl ScGpt {
     /// A randomly initialised model of the given shape (the reference's init for the token table:
     /// U(-0.1, 0.1) with the `<pad>` row zero; burn's defaults elsewhere).
     pub fn new(cfg: &ScGptConfig, build: &ScGptBuild, dev: &Device) -> Result<Self> {
         cfg.validate().map_err(ModelError::Invalid)?;
+        let p = cfg.dropout;
         if build.pad_id >= build.ntoken {
             return Err(ModelError::Invalid(format!(
                 "<pad> id {} outside the vocabulary of {}",
@@ -338,11 +372,20 @@ impl ScGpt {
                     wqkv: linear(d, 3 * d, true, dev),
                     out_proj: linear(d, d, true, dev),
                     nheads: cfg.nheads,
+                    dropout: dropout(p),
+                    lora: None,
                 },
                 linear1: linear(d, cfg.d_hid, true, dev),
                 linear2: linear(cfg.d_hid, d, true, dev),
                 norm1: norm(d, dev),
                 norm2: norm(d, dev),
+                dropout: dropout(p),
+                dropout1: dropout(p),
+                dropout2: dropout(p),
+                space_adapter: None,
+                mlp_adapter: None,
+                mlp_adapter_scale: 0.5,
+                prompt_embeddings: None,
             })
             .collect();
         let cls_decoder = (build.n_cls > 0).then(|| ClsDecoder {
@@ -365,6 +408,8 @@ impl ScGpt {
                 linear1: linear(1, d, true, dev),
                 linear2: linear(d, d, true, dev),
                 norm: norm(d, dev),
+                space_adapter: None,
+                dropout: dropout(p),
             },
             transformer_encoder: TransformerEncoder { layers },
             decoder: ExprDecoder {
@@ -376,6 +421,7 @@ impl ScGpt {
             },
             cls_decoder,
             mvc_decoder,
+            peft: None,
         })
     }
 
@@ -391,9 +437,17 @@ impl ScGpt {
         v.linear("value_encoder.linear1", &mut self.value_encoder.linear1);
         v.linear("value_encoder.linear2", &mut self.value_encoder.linear2);
         v.layer_norm("value_encoder.norm", &mut self.value_encoder.norm);
+        if let Some(a) = &mut self.value_encoder.space_adapter {
+            a.visit("value_encoder.Space_Adapter", v);
+        }
         for (i, l) in self.transformer_encoder.layers.iter_mut().enumerate() {
             let p = format!("transformer_encoder.layers.{i}");
             v.linear(&format!("{p}.self_attn.Wqkv"), &mut l.self_attn.wqkv);
+            if let Some(lora) = &mut l.self_attn.lora {
+                // PyTorch layout as loralib stores them: A [2r, d], B [2d, r]
+                v.tensor2(&format!("{p}.self_attn.Wqkv.lora_A"), &mut lora.lora_a);
+                v.tensor2(&format!("{p}.self_attn.Wqkv.lora_B"), &mut lora.lora_b);
+            }
             v.linear(
                 &format!("{p}.self_attn.out_proj"),
                 &mut l.self_attn.out_proj,
@@ -402,6 +456,15 @@ impl ScGpt {
             v.linear(&format!("{p}.linear2"), &mut l.linear2);
             v.layer_norm(&format!("{p}.norm1"), &mut l.norm1);
             v.layer_norm(&format!("{p}.norm2"), &mut l.norm2);
+            if let Some(a) = &mut l.space_adapter {
+                a.visit(&format!("{p}.Space_Adapter"), v);
+            }
+            if let Some(a) = &mut l.mlp_adapter {
+                a.visit(&format!("{p}.MLP_Adapter"), v);
+            }
+            if let Some(pe) = &mut l.prompt_embeddings {
+                v.tensor3(&format!("{p}.prompt_embeddings"), pe);
+            }
         }
         for (i, l) in self.decoder.fc.iter_mut().enumerate() {
             v.linear(&format!("decoder.fc.{}", 2 * i), l); // nn.Sequential: activations at odd indices
@@ -446,9 +509,13 @@ impl ScGpt {
             .forward(self.encoder.embedding.forward(genes));
         let v = values.clamp_max(VALUE_MAX).unsqueeze_dim::<3>(2);
         let ve = &self.value_encoder;
-        let v = ve
+        let mut v = ve
             .norm
             .forward(ve.linear2.forward(relu(ve.linear1.forward(v))));
+        if let Some(a) = &ve.space_adapter {
+            v = a.forward(v);
+        }
+        let v = ve.dropout.forward(v);
         let h = gene_embs.clone() + v;
         (gene_embs, h)
     }
@@ -461,12 +528,7 @@ impl ScGpt {
         mask: Option<Tensor<4, Bool>>,
     ) -> ScGptOutput {
         let (gene_embs, embed) = self.embed_tokens(genes, values);
-        let mut layers = Vec::with_capacity(self.transformer_encoder.layers.len());
-        let mut h = embed.clone();
-        for l in &self.transformer_encoder.layers {
-            h = l.forward(h, mask.clone());
-            layers.push(h.clone());
-        }
+        let (h, layers) = self.transformer_encoder.forward(embed.clone(), mask);
         let [b, _, d] = h.dims();
         let cell_emb = h.clone().narrow(1, 0, 1).reshape([b, d]);
         let mlm_output = self.decoder.forward(h);
@@ -494,6 +556,13 @@ impl ScGpt {
     /// of it is read.
     pub fn encode_cls(&self, b: &BatchInput, dev: &Device) -> Tensor<2> {
         let (genes, values, mask) = self.inputs(b, dev);
+        if self.transformer_encoder.has_prefix() {
+            // prompts change every position's context: run the whole stack
+            let (_, h) = self.embed_tokens(genes, values);
+            let (h, _) = self.transformer_encoder.forward(h, mask);
+            let [n, _, d] = h.dims();
+            return h.narrow(1, 0, 1).reshape([n, d]);
+        }
         let (_, mut h) = self.embed_tokens(genes, values);
         let layers = &self.transformer_encoder.layers;
         let (last, rest) = layers.split_last().expect("at least one layer");
@@ -535,7 +604,12 @@ impl MultiheadAttention {
     fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4, Bool>>, first_only: bool) -> Tensor<3> {
         let [b, l, d] = x.dims();
         let (h, dh) = (self.nheads, d / self.nheads);
-        let qkv = self.wqkv.forward(x).reshape([b, l, 3, h, dh]);
+        let training = is_training(&self.dropout, &x);
+        let mut qkv = self.wqkv.forward(x.clone());
+        if let Some(lora) = &self.lora {
+            qkv = qkv + lora.delta(x, training);
+        }
+        let qkv = qkv.reshape([b, l, 3, h, dh]);
         let part = |i: usize| {
             qkv.clone()
                 .narrow(2, i, 1)
@@ -549,19 +623,28 @@ impl MultiheadAttention {
         } else {
             l
         };
-        // fused kernel (tiled flash attention on flex); scale 1/sqrt(dh) as torch's MHA
-        let o = attention(q, k, v, mask, None, AttentionModuleOptions::default());
+        let o = if training && self.dropout.prob > 0.0 {
+            // training: softmax(QKᵀ/√dh + mask) with dropout on the probabilities, as torch's MHA
+            let lk = k.dims()[2];
+            let mut s = q.matmul(k.swap_dims(2, 3)) * (1.0 / (dh as f64).sqrt());
+            if let Some(m) = mask {
+                s = s.mask_fill(m.expand([b, h, lq, lk]), f32::NEG_INFINITY);
+            }
+            self.dropout.forward(softmax(s, 3)).matmul(v)
+        } else {
+            // fused kernel (tiled flash attention on flex); scale 1/sqrt(dh) as torch's MHA
+            attention(q, k, v, mask, None, AttentionModuleOptions::default())
+        };
         self.out_proj.forward(o.swap_dims(1, 2).reshape([b, lq, d]))
     }
 }
 
 impl EncoderLayer {
-    /// `h = LN1(h + MHA(h)); h = LN2(h + W2 relu(W1 h))` (dropouts are no-ops at inference).
+    /// `h = LN1(h + Dropout(MHA(h))); h = LN2(h + Dropout(W2 Dropout(relu(W1 h))))` (dropouts are
+    /// no-ops at inference), with the gene-encoder-prompt adapters of §2.4 when attached.
     pub fn forward(&self, h: Tensor<3>, mask: Option<Tensor<4, Bool>>) -> Tensor<3> {
         let a = self.self_attn.forward(h.clone(), mask, false);
-        let h = self.norm1.forward(h + a);
-        let f = self.linear2.forward(relu(self.linear1.forward(h.clone())));
-        self.norm2.forward(h + f)
+        self.after_attention(h, a)
     }
 
     /// The layer's output at position 0 only, `[B, d]`; `mask` is `[B, 1, 1, L]`.
@@ -569,10 +652,86 @@ impl EncoderLayer {
         let [b, _, d] = h.dims();
         let h0 = h.clone().narrow(1, 0, 1);
         let a = self.self_attn.forward(h, mask, true);
-        let h = self.norm1.forward(h0 + a);
-        let f = self.linear2.forward(relu(self.linear1.forward(h.clone())));
-        self.norm2.forward(h + f).reshape([b, d])
+        self.after_attention(h0, a).reshape([b, d])
     }
+
+    /// Residual + LN1, the space adapter, the FFN sub-block and the parallel MLP adapter.
+    fn after_attention(&self, h: Tensor<3>, a: Tensor<3>) -> Tensor<3> {
+        let mut h = self.norm1.forward(h + self.dropout1.forward(a));
+        if let Some(s) = &self.space_adapter {
+            h = s.forward(h);
+        }
+        let f = self
+            .linear2
+            .forward(self.dropout.forward(relu(self.linear1.forward(h.clone()))));
+        let y = self.norm2.forward(h.clone() + self.dropout2.forward(f));
+        match &self.mlp_adapter {
+            Some(m) => y + m.forward(h) * self.mlp_adapter_scale,
+            None => y,
+        }
+    }
+}
+
+impl TransformerEncoder {
+    pub fn has_prefix(&self) -> bool {
+        self.layers.iter().any(|l| l.prompt_embeddings.is_some())
+    }
+
+    /// Run every layer; returns the last output and each layer's output, all of length L.
+    /// Prefix prompts (§2.5): at the first layer with `prompt_embeddings` they are inserted right
+    /// after `<cls>` (the padding mask gains never-masked entries there), at later such layers
+    /// the previous prompt outputs are replaced, and after the last layer they are stripped.
+    pub fn forward(
+        &self,
+        mut h: Tensor<3>,
+        mask: Option<Tensor<4, Bool>>,
+    ) -> (Tensor<3>, Vec<Tensor<3>>) {
+        let mut outs = Vec::with_capacity(self.layers.len());
+        let mut n_prompt = 0usize;
+        let mut mask_cur = mask.clone();
+        for l in &self.layers {
+            if let Some(p) = &l.prompt_embeddings {
+                let [b, len, d] = h.dims();
+                let t = p.dims()[1];
+                let prompts = p.val().expand([b, t, d]);
+                let cls = h.clone().narrow(1, 0, 1);
+                let rest = h.narrow(1, 1 + n_prompt, len - 1 - n_prompt);
+                h = Tensor::cat(vec![cls, prompts, rest], 1);
+                if n_prompt == 0 {
+                    mask_cur = mask.clone().map(|m| extend_mask(m, t));
+                    n_prompt = t;
+                }
+            }
+            h = l.forward(h, mask_cur.clone());
+            outs.push(strip_prompts(h.clone(), n_prompt));
+        }
+        (strip_prompts(h, n_prompt), outs)
+    }
+}
+
+/// `[x_cls, x[1 + n..]]`: the sequence without `n` prompt positions after `<cls>`.
+fn strip_prompts(h: Tensor<3>, n: usize) -> Tensor<3> {
+    if n == 0 {
+        return h;
+    }
+    let len = h.dims()[1];
+    let cls = h.clone().narrow(1, 0, 1);
+    Tensor::cat(vec![cls, h.narrow(1, 1 + n, len - 1 - n)], 1)
+}
+
+/// A `[B, 1, L, L]` key-padding mask for the sequence with `t` never-masked positions inserted
+/// after `<cls>`: `[B, 1, L + t, L + t]`.
+fn extend_mask(m: Tensor<4, Bool>, t: usize) -> Tensor<4, Bool> {
+    let [b, _, _, lk] = m.dims();
+    let row = m.narrow(2, 0, 1); // every query row is the same key-padding row
+    let dev = row.device();
+    let free =
+        Tensor::<4, Bool>::from_data(TensorData::new(vec![false; b * t], [b, 1, 1, t]), &dev);
+    let row = Tensor::cat(
+        vec![row.clone().narrow(3, 0, 1), free, row.narrow(3, 1, lk - 1)],
+        3,
+    );
+    row.expand([b, 1, lk + t, lk + t])
 }
 
 impl ExprDecoder {
@@ -606,6 +765,10 @@ pub trait ParamVisitor {
     fn linear(&mut self, key: &str, m: &mut Linear);
     fn layer_norm(&mut self, key: &str, m: &mut LayerNorm);
     fn embedding(&mut self, key: &str, m: &mut Embedding);
+    /// A bare 2-D parameter stored as-is (PyTorch layout), e.g. `lora_A`.
+    fn tensor2(&mut self, key: &str, p: &mut Param<Tensor<2>>);
+    /// A bare 3-D parameter stored as-is, e.g. `prompt_embeddings`.
+    fn tensor3(&mut self, key: &str, p: &mut Param<Tensor<3>>);
 }
 
 struct KeyLister(Vec<(String, Vec<usize>)>);
@@ -625,5 +788,11 @@ impl ParamVisitor for KeyLister {
     fn embedding(&mut self, key: &str, m: &mut Embedding) {
         self.0
             .push((format!("{key}.weight"), m.weight.dims().to_vec()));
+    }
+    fn tensor2(&mut self, key: &str, p: &mut Param<Tensor<2>>) {
+        self.0.push((key.to_string(), p.dims().to_vec()));
+    }
+    fn tensor3(&mut self, key: &str, p: &mut Param<Tensor<3>>) {
+        self.0.push((key.to_string(), p.dims().to_vec()));
     }
 }

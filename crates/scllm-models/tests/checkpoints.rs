@@ -238,3 +238,24 @@ fn args_json_deserializes_field_for_field_and_round_trips() {
     let e = ScGptConfig::from_json_file(&p).unwrap_err();
     assert!(e.to_string().contains("not a multiple of nheads"), "{e}");
 }
+
+#[test]
+fn pt_written_by_scllm_reloads_exactly() {
+    let m = load(None, true).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("best_model.pt");
+    scllm_models::save_pt(&m.model, &p).unwrap();
+    let ck = scllm_models::Checkpoint::open(&p).unwrap();
+    assert_ne!(ck.format, scllm_models::checkpoint::Format::Safetensors);
+    assert_eq!(
+        ck.shape("transformer_encoder.layers.1.self_attn.Wqkv.weight"),
+        Some(&[48, 16][..])
+    );
+    let back = load(Some(p), true).unwrap();
+    assert!(
+        back.report.is_complete() && back.report.unexpected.is_empty(),
+        "{}",
+        back.report.to_text()
+    );
+    assert_eq!(cell_embs(&back), cell_embs(&m));
+}
