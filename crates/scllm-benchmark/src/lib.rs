@@ -51,6 +51,16 @@ pub enum BenchError {
 
 pub type Result<T, E = BenchError> = std::result::Result<T, E>;
 
+impl BenchError {
+    /// A problem with the config or its data (exit 2), not a failure of scllm.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            BenchError::Config(_) | BenchError::Eval(_) | BenchError::Io(_)
+        )
+    }
+}
+
 pub(crate) fn cfg_err(msg: impl Into<String>) -> BenchError {
     BenchError::Config(msg.into())
 }

@@ -22,6 +22,7 @@ pub use torch_save::save_pt;
 
 use std::path::{Path, PathBuf};
 
+pub use burn;
 pub use burn::tensor::Device;
 use scllm_tokenize::GeneVocab;
 

@@ -279,7 +279,7 @@ impl AnnotationData {
             file_err(
                 file,
                 format!(
-                    "obs has no label column `{}`. Columns present: {}. Pass the cell-type column with --label-col.",
+                    "obs has no label column `{}`. Columns present: {}. Pass the cell-type column with --label.",
                     lopts.label_col,
                     if adata.obs.columns.is_empty() {
                         "(none)".to_string()

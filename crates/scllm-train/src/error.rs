@@ -26,6 +26,22 @@ pub enum TrainError {
 
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;
 
+impl TrainError {
+    /// Input the user can fix (exit 2), as opposed to a failure of scllm.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            TrainError::File { .. }
+            | TrainError::Invalid(_)
+            | TrainError::Checkpoint { .. }
+            | TrainError::Io(_)
+            | TrainError::Pp(_)
+            | TrainError::Tokenize(_) => true,
+            TrainError::Model(e) => e.is_bad_input(),
+            TrainError::Backend(_) => false,
+        }
+    }
+}
+
 pub(crate) fn invalid(msg: impl Into<String>) -> TrainError {
     TrainError::Invalid(msg.into())
 }

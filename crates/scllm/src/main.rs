@@ -1,8 +1,10 @@
 //! The `scllm` command: argument parsing and printing only; the work lives in the crates.
 
 mod baseline;
+mod benchmark;
 mod embed;
 mod evaluate;
+mod finetune;
 mod inspect;
 mod preprocess;
 mod umap;
@@ -33,6 +35,12 @@ enum Command {
     Convert(embed::ConvertArgs),
     /// Score predictions, an embedding or a clustering against true labels (scikit-learn's metrics)
     Evaluate(evaluate::EvaluateArgs),
+    /// Adapt a scGPT model to labelled cells: full, head, prefix, lora, token-prompt, encoder-prompt
+    Finetune(finetune::FinetuneArgs),
+    /// Predict cell types of a query with a fine-tuned adapter (Unknown below a confidence)
+    Annotate(finetune::AnnotateArgs),
+    /// Run a benchmark config: baselines, model embeddings + kNN, fine-tuning strategies; report
+    Benchmark(benchmark::BenchmarkArgs),
     /// 2-D UMAP of an embedding (or PCA of the data), stored in obsm['X_umap'] and drawn as PNG/SVG
     Umap(umap::UmapArgs),
     /// Classical annotators to beat: logreg (L1, CV'd C), knn (label transfer), correlation (SingleR-style)
@@ -51,6 +59,12 @@ fn exit_code(e: &anyhow::Error) -> i32 {
                 .is_some()
             || cause.downcast_ref::<BadInput>().is_some()
             || cause.downcast_ref::<scllm_eval::EvalError>().is_some()
+            || cause
+                .downcast_ref::<scllm_train::TrainError>()
+                .is_some_and(|e| e.is_bad_input())
+            || cause
+                .downcast_ref::<scllm_benchmark::BenchError>()
+                .is_some_and(|e| e.is_bad_input())
             || cause
                 .downcast_ref::<scllm_models::ModelError>()
                 .is_some_and(|e| e.is_bad_input())
@@ -89,6 +103,9 @@ fn main() {
         Command::Evaluate(a) => evaluate::run(a),
         Command::Baseline(a) => baseline::run(a),
         Command::Umap(a) => umap::run(a),
+        Command::Finetune(a) => finetune::run_finetune(a),
+        Command::Annotate(a) => finetune::run_annotate(a),
+        Command::Benchmark(a) => benchmark::run(a),
         Command::Papers(a) => scllm_papers::cli::run(a),
     };
     if let Err(e) = res {

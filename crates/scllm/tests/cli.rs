@@ -109,6 +109,9 @@ fn every_command_has_help_with_an_example() {
         "embed",
         "convert",
         "umap",
+        "finetune",
+        "annotate",
+        "benchmark",
     ] {
         let (code, out, _) = scllm(&[cmd, "--help"]);
         assert_eq!(code, 0);
@@ -464,4 +467,80 @@ fn umap_and_evaluate_plots_write_pictures_and_the_layout() {
         "{err}"
     );
     assert!(!bad_png.exists());
+}
+
+#[test]
+fn benchmark_runs_the_tiny_config_and_refuses_bad_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = fixtures().join("../../configs/tiny_kang_fixture.toml");
+    let out = tmp.path().join("report");
+    let (code, stdout, err) = scllm(&["benchmark", s(&cfg), "-o", s(&out), "--no-fewshot"]);
+    assert_eq!(code, 0, "{err}");
+    for m in ["logreg", "knn-pca", "correlation"] {
+        assert!(stdout.contains(m), "table lacks {m}: {stdout}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(v["methods"].as_array().unwrap().len(), 3);
+    for m in v["methods"].as_array().unwrap() {
+        let acc = m["metrics"]["accuracy"].as_f64().unwrap();
+        assert!(acc > 0.5 && acc <= 1.0, "{m}");
+    }
+    assert!(out.join("results.md").is_file() && out.join("predictions.tsv").is_file());
+    assert!(out.join("confusion_logreg.png").is_file() && out.join("f1_knn-pca.svg").is_file());
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let dir = cfg.parent().unwrap();
+    // the model methods, on the committed small (random-weight) scGPT fixture
+    let t = text
+        .replace(
+            r#"methods = ["logreg", "knn-pca", "correlation"]"#,
+            "model = \"../tests/fixtures/scgpt/small\"\nmethods = [\"logreg\", \"knn-pca\", \"correlation\", \"scgpt-knn\", \"finetune:head\"]",
+        )
+        .replace(
+            "[fewshot]",
+            "[options.\"scgpt-knn\"]\nmax_len = 128\n\n[options.\"finetune:head\"]\nepochs = 1\nmax_len = 128\nlr = 1e-3\n\n[fewshot]",
+        );
+    let p = dir.join(format!(".models_{}.toml", std::process::id()));
+    std::fs::write(&p, t).unwrap();
+    let out_m = tmp.path().join("report_models");
+    let (code, stdout, err) = scllm(&["benchmark", s(&p), "-o", s(&out_m), "--no-fewshot"]);
+    std::fs::remove_file(&p).unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        stdout.contains("scgpt-knn") && stdout.contains("finetune:head"),
+        "{stdout}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_m.join("results.json")).unwrap())
+            .unwrap();
+    let head = v["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "finetune:head")
+        .unwrap();
+    assert_eq!(head["status"], "ok", "{head}");
+    assert!(head["trainable_params"].as_u64().unwrap() > 0);
+    // an unknown method and a model method without a model folder: exit 2, named
+    for (bad_methods, expect) in [
+        (
+            r#"methods = ["logreg", "knn-pca", "correlation", "svm"]"#,
+            "svm",
+        ),
+        (
+            r#"methods = ["logreg", "knn-pca", "correlation", "finetune:lora"]"#,
+            "model",
+        ),
+    ] {
+        let t = text.replace(
+            r#"methods = ["logreg", "knn-pca", "correlation"]"#,
+            bad_methods,
+        );
+        let p = dir.join(format!(".bad_{}.toml", std::process::id()));
+        std::fs::write(&p, t).unwrap();
+        let (code, _, err) = scllm(&["benchmark", s(&p), "-o", s(&tmp.path().join("r2"))]);
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(expect), "{err}");
+    }
 }

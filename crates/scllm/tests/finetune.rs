@@ -1,0 +1,226 @@
+//! `scllm finetune` / `scllm annotate` end to end on the committed small scGPT fixture and real
+//! kang2018_pbmc cells, plus `--dry-run` counts on the whole-human config.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn scllm(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_scllm"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn dry_run_counts_match_the_paper_on_the_whole_human_config() {
+    // args.json with the released sizes and a vocabulary of the release's size: no weights
+    let dir = tempfile::tempdir().unwrap();
+    let args = serde_json::json!({"embsize": 512, "nheads": 8, "d_hid": 512, "nlayers": 12,
+        "n_layers_cls": 3, "dropout": 0.2, "pad_token": "<pad>", "pad_value": -2, "n_bins": 51});
+    std::fs::write(dir.path().join("args.json"), args.to_string()).unwrap();
+    let mut vocab = serde_json::Map::new();
+    for i in 0..60694 {
+        vocab.insert(format!("G{i}"), i.into());
+    }
+    for (i, t) in ["<pad>", "<cls>", "<eoc>"].iter().enumerate() {
+        vocab.insert(t.to_string(), (60694 + i).into());
+    }
+    std::fs::write(
+        dir.path().join("vocab.json"),
+        serde_json::Value::Object(vocab).to_string(),
+    )
+    .unwrap();
+    let (code, out, err) = scllm(&[
+        "finetune",
+        "--model",
+        s(dir.path()),
+        "--method",
+        "lora",
+        "--n-classes",
+        "8",
+        "--dry-run",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let get = |m: &str| {
+        v["strategies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["method"] == m)
+            .unwrap()["trainable"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(get("full"), 51_335_689);
+    assert_eq!(get("token-prompt"), 663_176);
+    assert_eq!(get("encoder-prompt"), 2_112_008);
+    assert_eq!(get("prefix"), 924_680);
+    assert_eq!(
+        get("lora"),
+        746_504,
+        "LoRA as the reference code builds it (paper: 1.27M)"
+    );
+    assert_eq!(get("head"), 527_360 + 513 * 8);
+}
+
+fn sha(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap()
+}
+
+#[test]
+fn finetune_then_annotate_writes_predictions_and_keeps_the_base() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixtures().join("scgpt/small");
+    let data = fixtures().join("data/kang2018_pbmc_400.h5ad");
+    let base_before = sha(&model.join("best_model.pt"));
+    let ad = tmp.path().join("adapter");
+    let (code, out, err) = scllm(&[
+        "finetune",
+        "--model",
+        s(&model),
+        "--train",
+        s(&data),
+        "--label",
+        "cell_type",
+        "--method",
+        "encoder-prompt",
+        "--val-by",
+        "donor=1015",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--max-len",
+        "128",
+        "--lr",
+        "1e-3",
+        "-o",
+        s(&ad),
+        "--json",
+        "--min-cells-per-class",
+        "2",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["method"], "encoder-prompt");
+    assert!(v["trainable_params"].as_u64().unwrap() < v["total_params"].as_u64().unwrap());
+    for f in [
+        "adapter.safetensors",
+        "adapter.json",
+        "train_log.jsonl",
+        "learning_curves.png",
+    ] {
+        assert!(ad.join(f).is_file(), "{f} missing");
+    }
+    let log = std::fs::read_to_string(ad.join("train_log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 2, "one line per epoch");
+    assert_eq!(
+        sha(&model.join("best_model.pt")),
+        base_before,
+        "the base file never changes"
+    );
+
+    let annotated = tmp.path().join("annotated.h5ad");
+    let (code, out, err) = scllm(&[
+        "annotate",
+        "--model",
+        s(&model),
+        "--adapter",
+        s(&ad),
+        s(&data),
+        "-o",
+        s(&annotated),
+        "--max-len",
+        "128",
+        "--unknown-below",
+        "0.99",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let a = scllm_io::read_h5ad(&annotated).unwrap();
+    let n = a.n_obs();
+    assert_eq!(n, 400);
+    let pred = a.obs_column("predicted_cell_type").unwrap();
+    let conf = a.obs_column("prediction_confidence").unwrap();
+    let mut unknown = 0;
+    for i in 0..n {
+        let c = conf.get_f64(i).unwrap();
+        assert!((0.0..=1.0).contains(&c));
+        let p = pred.get_str(i).unwrap();
+        if c < 0.99 {
+            assert_eq!(p, "Unknown");
+            unknown += 1;
+        } else {
+            assert_ne!(p, "Unknown");
+        }
+    }
+    assert_eq!(v["unknown"].as_u64().unwrap() as usize, unknown);
+    let e = a.obsm_get("X_scGPT_adapted").expect("adapted embeddings");
+    assert_eq!(e.shape(), (400, 64));
+
+    // an adapter trained on another base (same shapes, other weights file): refused by hash
+    let other = tmp.path().join("other_base");
+    std::fs::create_dir(&other).unwrap();
+    for f in ["args.json", "vocab.json"] {
+        std::fs::copy(model.join(f), other.join(f)).unwrap();
+    }
+    let m = scllm_models::ScGptModel::load(
+        &model,
+        &scllm_models::LoadOptions::default(),
+        &scllm_models::Device::flex(),
+    )
+    .unwrap();
+    scllm_models::save_safetensors(&m.model, other.join("model.safetensors")).unwrap();
+    let (code, _, err) = scllm(&[
+        "annotate",
+        "--model",
+        s(&other),
+        "--adapter",
+        s(&ad),
+        s(&data),
+        "-o",
+        s(&tmp.path().join("x.h5ad")),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.to_lowercase().contains("sha") || err.contains("hash"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("x.h5ad").exists());
+
+    // a missing label column: exit 2, the columns listed
+    let (code, _, err) = scllm(&[
+        "finetune",
+        "--model",
+        s(&model),
+        "--train",
+        s(&data),
+        "--label",
+        "celltype",
+        "--method",
+        "head",
+        "-o",
+        s(&tmp.path().join("y")),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("celltype") && err.contains("cell_type"),
+        "{err}"
+    );
+}
