@@ -371,7 +371,11 @@ pub fn render_markdown(r: &BenchmarkReport, pictures: &[PathBuf]) -> String {
     }
     if !pictures.is_empty() {
         s.push_str("\n## Pictures\n\n");
-        for p in pictures {
+        // PNGs shown; each has an SVG twin next to it
+        for p in pictures
+            .iter()
+            .filter(|p| p.extension().is_none_or(|e| e != "svg"))
+        {
             let _ = writeln!(s, "![{}]({})", p.display(), p.display());
         }
     }

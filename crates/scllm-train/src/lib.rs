@@ -20,6 +20,7 @@
 pub mod data;
 pub mod error;
 pub mod predict;
+pub mod pretrain;
 pub mod sampler;
 pub mod split;
 pub mod trainer;
@@ -27,6 +28,7 @@ pub mod trainer;
 pub use data::{prepare_cells, AnnotationData, LabelOptions, PrepOptions, Prepared};
 pub use error::{Result, TrainError};
 pub use predict::{predict, PredictOptions, Prediction};
+pub use pretrain::{pretrain, PretrainConfig, PretrainRun, PretrainSummary, StepLog};
 pub use sampler::{class_counts, class_weights, SplitMix64, WeightedSampler};
 pub use split::{Split, SplitSpec};
 pub use trainer::{

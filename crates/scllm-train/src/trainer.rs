@@ -476,7 +476,7 @@ pub(crate) fn argmax(row: &[f32]) -> u32 {
 
 /// `clip_grad_norm_`: scale all gradients by `max / max(norm, max)` where `norm` is the L2 norm of
 /// all gradients together.
-fn clip_global_norm<M: Module>(
+pub(crate) fn clip_global_norm<M: Module>(
     model: &M,
     grads: &mut GradientsParams,
     max_norm: f32,

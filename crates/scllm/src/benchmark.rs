@@ -167,14 +167,22 @@ fn pictures(r: &BenchmarkReport, dir: &Path) -> scllm_benchmark::Result<Vec<Path
             })
             .collect();
         for ext in ["png", "svg"] {
-            let p = dir.join(format!("confusion_{stem}.{ext}"));
-            plot_confusion_report(&p, c, &format!("{}: {} (row-normalised)", r.name, m.name))
-                .map_err(fail)?;
-            out.push(p);
-            let p = dir.join(format!("f1_{stem}.{ext}"));
-            plot_per_class_f1_report(&p, c, &format!("{}: {} F1 per class", r.name, m.name))
-                .map_err(fail)?;
-            out.push(p);
+            let name = format!("confusion_{stem}.{ext}");
+            plot_confusion_report(
+                dir.join(&name),
+                c,
+                &format!("{}: {} (row-normalised)", r.name, m.name),
+            )
+            .map_err(fail)?;
+            out.push(PathBuf::from(name));
+            let name = format!("f1_{stem}.{ext}");
+            plot_per_class_f1_report(
+                dir.join(&name),
+                c,
+                &format!("{}: {} F1 per class", r.name, m.name),
+            )
+            .map_err(fail)?;
+            out.push(PathBuf::from(name));
         }
     }
     Ok(out)

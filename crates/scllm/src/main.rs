@@ -7,6 +7,7 @@ mod evaluate;
 mod finetune;
 mod inspect;
 mod preprocess;
+mod pretrain;
 mod umap;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +38,8 @@ enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Adapt a scGPT model to labelled cells: full, head, prefix, lora, token-prompt, encoder-prompt
     Finetune(finetune::FinetuneArgs),
+    /// Pretrain a scGPT-style model (masked expression + cell embedding) on many .h5ad files
+    Pretrain(pretrain::PretrainArgs),
     /// Predict cell types of a query with a fine-tuned adapter (Unknown below a confidence)
     Annotate(finetune::AnnotateArgs),
     /// Run a benchmark config: baselines, model embeddings + kNN, fine-tuning strategies; report
@@ -104,6 +107,7 @@ fn main() {
         Command::Baseline(a) => baseline::run(a),
         Command::Umap(a) => umap::run(a),
         Command::Finetune(a) => finetune::run_finetune(a),
+        Command::Pretrain(a) => pretrain::run(a),
         Command::Annotate(a) => finetune::run_annotate(a),
         Command::Benchmark(a) => benchmark::run(a),
         Command::Papers(a) => scllm_papers::cli::run(a),

@@ -112,6 +112,7 @@ fn every_command_has_help_with_an_example() {
         "finetune",
         "annotate",
         "benchmark",
+        "pretrain",
     ] {
         let (code, out, _) = scllm(&[cmd, "--help"]);
         assert_eq!(code, 0);

@@ -224,3 +224,60 @@ fn finetune_then_annotate_writes_predictions_and_keeps_the_base() {
         "{err}"
     );
 }
+
+#[test]
+fn pretrain_writes_a_model_that_embed_and_dry_run_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("p.toml");
+    std::fs::write(
+        &cfg,
+        "[model]\nembsize = 16\nnheads = 2\nd_hid = 32\nnlayers = 2\n\n[data]\nmax_len = 32\n\
+         min_files_per_gene = 2\nexclude = [\"kang2018_pbmc_400.h5ad:donor=1015\"]\n\n\
+         [train]\nsteps = 6\nbatch_size = 8\nlog_every = 2\ncheckpoint_every = 3\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("model");
+    let d = fixtures().join("data");
+    let (code, stdout, err) = scllm(&[
+        "pretrain",
+        "--data",
+        s(&d.join("kang2018_pbmc_400.h5ad")),
+        s(&d.join("pbmc3k_300.h5ad")),
+        "--config",
+        s(&cfg),
+        "-o",
+        s(&out),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["steps"], 6);
+    assert_eq!(v["finished"], true);
+    let emb = tmp.path().join("emb.h5ad");
+    let (code, _, err) = scllm(&[
+        "embed",
+        "--model",
+        s(&out),
+        s(&d.join("pbmc3k_300.h5ad")),
+        "-o",
+        s(&emb),
+        "--max-len",
+        "32",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let a = scllm_io::read_h5ad(&emb).unwrap();
+    assert_eq!(a.obsm_get("X_scGPT").unwrap().shape(), (300, 16));
+    // bad config: exit 2 naming the file
+    std::fs::write(&cfg, "[model]\nembsize = 16\n").unwrap();
+    let (code, _, err) = scllm(&[
+        "pretrain",
+        "--data",
+        s(&d.join("pbmc3k_300.h5ad")),
+        "--config",
+        s(&cfg),
+        "-o",
+        s(&tmp.path().join("m2")),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("p.toml"), "{err}");
+}
