@@ -84,5 +84,5 @@ fn main() {
     );
     let var = DataFrame::new((0..genes).map(|j| format!("GENE{j:05}")).collect());
     let uns = vec![("x_kind".to_string(), UnsValue::Str("counts".into()))];
-    w.finish(&obs, &var, &uns).expect("finish");
+    w.finish(&obs, &var, &[], &uns).expect("finish");
 }

@@ -189,7 +189,7 @@ impl PretrainConfig {
         if m.embsize == 0 || m.nheads == 0 || m.nlayers == 0 || m.d_hid == 0 {
             return Err("[model] embsize, nheads, d_hid and nlayers must be positive".into());
         }
-        if m.embsize % m.nheads != 0 {
+        if !m.embsize.is_multiple_of(m.nheads) {
             return Err(format!(
                 "[model] embsize {} is not a multiple of nheads {}",
                 m.embsize, m.nheads
@@ -199,7 +199,7 @@ impl PretrainConfig {
         if t.steps == 0 || t.batch_size == 0 {
             return Err("[train] steps and batch_size must be at least 1".into());
         }
-        if !(t.lr > 0.0) {
+        if t.lr.is_nan() || t.lr <= 0.0 {
             return Err(format!("[train] lr must be positive, got {}", t.lr));
         }
         if t.mask_ratios.is_empty() || t.mask_ratios.iter().any(|r| !(*r > 0.0 && *r < 1.0)) {
@@ -498,7 +498,7 @@ pub fn pretrain(run: &PretrainRun) -> Result<PretrainSummary> {
                     }
                     st.epoch += 1;
                     st.cells_in_epoch = 0;
-                    iter = corpus.epoch(st.epoch).skip(0);
+                    iter = corpus.epoch(st.epoch).skip(st.cells_in_epoch);
                 }
             }
         }
@@ -561,7 +561,7 @@ pub fn pretrain(run: &PretrainRun) -> Result<PretrainSummary> {
         cells_this_call += pb.size();
         steps_this_call += 1;
         bar.inc(1);
-        if st.step % cfg.train.log_every.max(1) == 0 || st.step == cfg.train.steps {
+        if st.step.is_multiple_of(cfg.train.log_every.max(1)) || st.step == cfg.train.steps {
             let secs = window_t.elapsed().as_secs_f64();
             let line = StepLog {
                 step: st.step,
@@ -592,7 +592,7 @@ pub fn pretrain(run: &PretrainRun) -> Result<PretrainSummary> {
             (acc_loss, acc_gep, acc_gepc, acc_n, acc_cells) = (0.0, 0.0, 0.0, 0, 0);
             window_t = Instant::now();
         }
-        if st.step % cfg.train.checkpoint_every.max(1) == 0 || st.step == cfg.train.steps {
+        if st.step.is_multiple_of(cfg.train.checkpoint_every.max(1)) || st.step == cfg.train.steps {
             save_checkpoint(run.out, &model, &opt, &st)?;
         }
         if st.step == cfg.train.steps {

@@ -161,7 +161,7 @@ fn pretraining_learns_resumes_exactly_and_writes_a_loadable_model() {
     std::fs::create_dir(&empty).unwrap();
     let e = pretrain(&PretrainRun {
         config: &cfg20,
-        inputs: &[empty.clone()],
+        inputs: std::slice::from_ref(&empty),
         out: &tmp.path().join("x"),
         resume: false,
         progress: false,
