@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 python3 -m venv --system-site-packages .venv-ref
 .venv-ref/bin/pip install -q numpy scipy anndata scanpy scikit-misc scikit-learn h5py
 if [ "${WITH_TORCH:-0}" = 1 ]; then
-  .venv-ref/bin/pip install -q torch
+  .venv-ref/bin/pip install -q torch safetensors loralib
 fi
 d=$(mktemp -d)
 .venv-ref/bin/pip download -q --no-deps -d "$d" scgpt==0.2.4
