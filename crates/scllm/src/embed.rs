@@ -29,9 +29,10 @@ scllm embed --model scGPT_human atlas.h5ad -o atlas_emb.h5ad --stream --json"
 pub struct EmbedArgs {
     /// Input .h5ad (raw counts as scGPT expects; any non-negative expression works)
     pub input: PathBuf,
-    /// Released scGPT model folder: best_model.pt (or model.safetensors), vocab.json, args.json
+    /// Model folder: best_model.pt (or model.safetensors), vocab.json, args.json (default: the
+    /// shipped models/scllm-small, or $SCLLM_MODEL)
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Output .h5ad: the input with the embeddings in obsm (written to a temporary file, then renamed)
     #[arg(short, long)]
     pub output: PathBuf,
@@ -137,7 +138,8 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         strict: args.strict,
         weights: args.weights.clone(),
     };
-    let model = ScGptModel::load(&args.model, &opts, &dev)?;
+    let model_dir = crate::model_dir(args.model.as_deref())?;
+    let model = ScGptModel::load(&model_dir, &opts, &dev)?;
     if !args.json {
         eprint!("{}", model.report.to_text());
     }

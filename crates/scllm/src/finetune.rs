@@ -37,9 +37,10 @@ scllm finetune --model scGPT_human --method lora --n-classes 8 --dry-run --json\
 scllm annotate --model scGPT_human --adapter adapters/encoder_prompt query.h5ad -o annotated.h5ad"
 )]
 pub struct FinetuneArgs {
-    /// Model folder (args.json, vocab.json, best_model.pt)
+    /// Model folder (args.json, vocab.json, best_model.pt; default: the shipped
+    /// models/scllm-small, or $SCLLM_MODEL)
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Labelled reference .h5ad
     #[arg(long)]
     pub train: Option<PathBuf>,
@@ -179,8 +180,8 @@ pub fn train_config(
     c
 }
 
-fn dry_run(a: &FinetuneArgs) -> anyhow::Result<()> {
-    let (cfg, vocab) = model_files(&a.model)?;
+fn dry_run(a: &FinetuneArgs, model: &Path) -> anyhow::Result<()> {
+    let (cfg, vocab) = model_files(model)?;
     let n_cls = match (a.n_classes, &a.train) {
         (Some(n), _) => n,
         (None, Some(t)) => {
@@ -221,13 +222,13 @@ fn dry_run(a: &FinetuneArgs) -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
-                "model": a.model.display().to_string(), "n_classes": n_cls,
+                "model": model.display().to_string(), "n_classes": n_cls,
                 "vocab_size": vocab.len(), "strategies": rows}))?
         );
     } else {
         println!(
             "{} ({} layers, d {}, vocab {}), {n_cls} classes:",
-            a.model.display(),
+            model.display(),
             cfg.nlayers,
             cfg.embsize,
             vocab.len()
@@ -335,8 +336,9 @@ fn burn_device() -> scllm_models::Device {
 }
 
 pub fn run_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
+    let model = crate::model_dir(a.model.as_deref())?;
     if a.dry_run {
-        return dry_run(&a);
+        return dry_run(&a, &model);
     }
     let train_file = a
         .train
@@ -375,7 +377,7 @@ pub fn run_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
     let adata = read_h5ad(&train_file)?;
     let ft = finetune_on(
-        &a.model,
+        &model,
         &adata,
         &train_file,
         &a.label,
@@ -438,9 +440,9 @@ scllm evaluate annotated.h5ad --truth cell_type --pred predicted_cell_type")]
 pub struct AnnotateArgs {
     /// Query .h5ad
     pub query: PathBuf,
-    /// Base model folder
+    /// Base model folder (default: the shipped models/scllm-small, or $SCLLM_MODEL)
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Adapter folder written by `scllm finetune`
     #[arg(long)]
     pub adapter: Option<PathBuf>,
@@ -547,7 +549,8 @@ pub fn run_annotate(a: AnnotateArgs) -> anyhow::Result<()> {
         }
     }
     let t0 = std::time::Instant::now();
-    let (m, meta, cfg, vocab) = load_adapted(&a.model, &adapter)?;
+    let model = crate::model_dir(a.model.as_deref())?;
+    let (m, meta, cfg, vocab) = load_adapted(&model, &adapter)?;
     let mut adata = read_h5ad(&a.query)?;
     let ann = annotate_cells(
         &m,

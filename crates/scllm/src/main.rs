@@ -92,6 +92,43 @@ impl std::fmt::Display for BadInput {
 }
 impl std::error::Error for BadInput {}
 
+/// The model folder to use: `--model`, else `$SCLLM_MODEL`, else the shipped small model
+/// (`models/scllm-small` in the current folder, or next to the repository this binary was built
+/// in).
+pub fn model_dir(given: Option<&std::path::Path>) -> anyhow::Result<std::path::PathBuf> {
+    if let Some(p) = given {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("SCLLM_MODEL") {
+        return Ok(p.into());
+    }
+    let mut tried = vec![std::path::PathBuf::from("models/scllm-small")];
+    if let Ok(exe) = std::env::current_exe() {
+        // target/{debug,release}/scllm → the repository root
+        if let Some(root) = exe
+            .parent()
+            .and_then(|p| p.parent())
+            .and_then(|p| p.parent())
+        {
+            tried.push(root.join("models/scllm-small"));
+        }
+    }
+    tried
+        .iter()
+        .find(|p| p.join("args.json").is_file())
+        .cloned()
+        .ok_or_else(|| {
+            bad(format!(
+                "no --model given and the shipped model is not at {}: pass --model DIR (a scGPT model folder) or set SCLLM_MODEL",
+                tried
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ))
+        })
+}
+
 pub fn bad(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(BadInput(msg.into()))
 }

@@ -281,3 +281,43 @@ fn pretrain_writes_a_model_that_embed_and_dry_run_use() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("p.toml"), "{err}");
 }
+
+#[test]
+fn model_defaults_to_scllm_model_env() {
+    let small = fixtures().join("scgpt/small");
+    let out = Command::new(env!("CARGO_BIN_EXE_scllm"))
+        .args([
+            "finetune",
+            "--method",
+            "head",
+            "--n-classes",
+            "3",
+            "--dry-run",
+            "--json",
+        ])
+        .env("SCLLM_MODEL", &small)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["model"], s(&small));
+    // a folder that is not a model: exit 2, named
+    let out = Command::new(env!("CARGO_BIN_EXE_scllm"))
+        .args([
+            "finetune",
+            "--method",
+            "head",
+            "--n-classes",
+            "3",
+            "--dry-run",
+        ])
+        .env("SCLLM_MODEL", "/nonexistent/model")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/model"));
+}
