@@ -121,59 +121,39 @@ pub fn write_state_dict(path: impl AsRef<Path>, tensors: &[StateTensor]) -> Resu
         .filter(|s| !s.is_empty() && s.is_ascii())
         .unwrap_or("archive")
         .to_string();
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().and_then(|s| s.to_str()).unwrap_or("model"),
-        std::process::id()
-    ));
-    let io = |e: std::io::Error| ModelError::file(&tmp, format!("cannot write: {e}"));
-    let zerr = |e: zip::result::ZipError| ModelError::file(&tmp, format!("cannot write: {e}"));
-    let result = (|| -> Result<()> {
-        let file = std::fs::File::create(&tmp).map_err(io)?;
-        let mut z = ZipWriter::new(std::io::BufWriter::new(file));
-        let opts = SimpleFileOptions::default()
-            .compression_method(CompressionMethod::Stored)
-            .with_alignment(64)
-            .large_file(false);
-        z.start_file(format!("{root}/data.pkl"), opts)
-            .map_err(zerr)?;
-        z.write_all(&state_dict_pickle(tensors)).map_err(io)?;
-        z.start_file(format!("{root}/byteorder"), opts)
-            .map_err(zerr)?;
-        z.write_all(b"little").map_err(io)?;
-        for (i, t) in tensors.iter().enumerate() {
-            let bytes = t.data.len() * 4;
-            let o = if bytes >= u32::MAX as usize {
-                opts.large_file(true)
-            } else {
-                opts
-            };
-            z.start_file(format!("{root}/data/{i}"), o).map_err(zerr)?;
-            let mut buf = Vec::with_capacity(bytes);
-            for v in &t.data {
-                buf.extend_from_slice(&v.to_le_bytes());
-            }
-            z.write_all(&buf).map_err(io)?;
+    let zerr = |e: zip::result::ZipError| ModelError::file(path, format!("cannot write: {e}"));
+    let io = |e: std::io::Error| ModelError::file(path, format!("cannot write: {e}"));
+    // built in memory (the zip writer seeks), then written atomically
+    let mut z = ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = SimpleFileOptions::default()
+        .compression_method(CompressionMethod::Stored)
+        .with_alignment(64)
+        .large_file(false);
+    z.start_file(format!("{root}/data.pkl"), opts)
+        .map_err(zerr)?;
+    z.write_all(&state_dict_pickle(tensors)).map_err(io)?;
+    z.start_file(format!("{root}/byteorder"), opts)
+        .map_err(zerr)?;
+    z.write_all(b"little").map_err(io)?;
+    for (i, t) in tensors.iter().enumerate() {
+        let bytes = t.data.len() * 4;
+        let o = if bytes >= u32::MAX as usize {
+            opts.large_file(true)
+        } else {
+            opts
+        };
+        z.start_file(format!("{root}/data/{i}"), o).map_err(zerr)?;
+        let mut buf = Vec::with_capacity(bytes);
+        for v in &t.data {
+            buf.extend_from_slice(&v.to_le_bytes());
         }
-        z.start_file(format!("{root}/version"), opts)
-            .map_err(zerr)?;
-        z.write_all(b"3\n").map_err(io)?;
-        let mut w = z.finish().map_err(zerr)?;
-        w.flush().map_err(io)?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
+        z.write_all(&buf).map_err(io)?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        ModelError::file(path, format!("cannot write: {e}"))
-    })
+    z.start_file(format!("{root}/version"), opts)
+        .map_err(zerr)?;
+    z.write_all(b"3\n").map_err(io)?;
+    let bytes = z.finish().map_err(zerr)?.into_inner();
+    crate::checkpoint::write_atomic(path, &bytes)
 }
 
 /// Save the model as `torch.save` does for a state dict (released layout: PyTorch names and

@@ -29,7 +29,7 @@ use scllm_tokenize::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{file_err, invalid, Result, TrainError};
-use crate::trainer::{clip_global_norm, load_module, save_module};
+use crate::trainer::{checkpoint_dir, ck_err, clip_global_norm, load_module, write_checkpoint};
 
 /// The architecture to pretrain (the `args.json` fields that set sizes).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -361,13 +361,6 @@ fn scalar(t: Tensor<1>) -> Result<f64> {
     Ok(v[0] as f64)
 }
 
-fn ck_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
-    TrainError::Checkpoint {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
-}
-
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).map_err(|e| ck_err(&tmp, e))?;
@@ -383,14 +376,15 @@ pub fn pretrain(run: &PretrainRun) -> Result<PretrainSummary> {
     let files = list_inputs(run.inputs)?;
     std::fs::create_dir_all(run.out)
         .map_err(|e| file_err(run.out, format!("cannot create: {e}")))?;
-    let ck = run.out.join("checkpoint");
-    let resuming = run.resume && ck.join("state.json").is_file();
+    let found = checkpoint_dir(run.out);
+    let resuming = run.resume && found.is_some();
     if run.resume && !resuming {
         return Err(file_err(
-            &ck,
+            &run.out.join("checkpoint"),
             "no checkpoint to resume from (expected checkpoint/state.json): run without --resume",
         ));
     }
+    let ck = found.unwrap_or_else(|| run.out.join("checkpoint"));
     // a resumed run must see the vocabulary it started with
     let vocab = if resuming {
         GeneVocab::from_json_file(run.out.join("vocab.json"))?
@@ -647,25 +641,8 @@ fn save_checkpoint(
     opt: &burn::optim::ModuleOptimizer,
     st: &PretrainState,
 ) -> Result<()> {
-    let ck = out.join("checkpoint");
-    let tmp = out.join("checkpoint.tmp");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| ck_err(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| ck_err(&tmp, e))?;
-    save_module(model, &tmp.join("model.bpk"))?;
-    let op = tmp.join("optimizer.bpk");
-    opt.save(&op).map_err(|e| ck_err(&op, format!("{e:?}")))?;
-    write_atomic(
-        &tmp.join("state.json"),
-        serde_json::to_string_pretty(st)
-            .expect("plain state")
-            .as_bytes(),
-    )?;
-    if ck.exists() {
-        std::fs::remove_dir_all(&ck).map_err(|e| ck_err(&ck, e))?;
-    }
-    std::fs::rename(&tmp, &ck).map_err(|e| ck_err(&tmp, e))
+    let state = serde_json::to_string_pretty(st).expect("plain state");
+    write_checkpoint(out, model, opt, &state, |_, _| Ok(()))
 }
 
 /// The released layout: `args.json`, `best_model.pt` (PyTorch zip, `Wqkv` names) and

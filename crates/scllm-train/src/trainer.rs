@@ -572,7 +572,7 @@ pub fn evaluate<M: CellClassifier>(
     Ok((num / den.max(f64::MIN_POSITIVE), acc, f1))
 }
 
-fn ck_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
+pub(crate) fn ck_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
     TrainError::Checkpoint {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -631,6 +631,32 @@ fn save_checkpoint<M: Module>(
     best_changed: bool,
     st: &TrainState,
 ) -> Result<()> {
+    let state = serde_json::to_string_pretty(st).unwrap();
+    write_checkpoint(out, model, opt, &state, |tmp, ck| {
+        let prev_best = ck.join("best.bpk");
+        if let Some(b) = best {
+            if best_changed || !prev_best.is_file() {
+                save_module(b, &tmp.join("best.bpk"))?;
+            } else {
+                std::fs::copy(&prev_best, tmp.join("best.bpk"))
+                    .map_err(|e| ck_err(&prev_best, e))?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Write `OUT/checkpoint/`: the model and optimizer (burnpack), `state.json`, and whatever `extra`
+/// adds (called with the new folder and the current one). Built in `checkpoint.tmp/` and swapped
+/// in, the previous checkpoint kept as `checkpoint.old/` until the new one is in place, so an
+/// interruption at any point leaves a whole checkpoint ([`checkpoint_dir`] finds it).
+pub(crate) fn write_checkpoint<M: Module>(
+    out: &Path,
+    model: &M,
+    opt: &ModuleOptimizer,
+    state_json: &str,
+    extra: impl FnOnce(&Path, &Path) -> Result<()>,
+) -> Result<()> {
     let ck = out.join("checkpoint");
     let tmp = out.join("checkpoint.tmp");
     let old = out.join("checkpoint.old");
@@ -641,17 +667,10 @@ fn save_checkpoint<M: Module>(
     save_module(model, &tmp.join("model.bpk"))?;
     let op = tmp.join("optimizer.bpk");
     opt.save(&op).map_err(|e| ck_err(&op, format!("{e:?}")))?;
-    let prev_best = ck.join("best.bpk");
-    if let Some(b) = best {
-        if best_changed || !prev_best.is_file() {
-            save_module(b, &tmp.join("best.bpk"))?;
-        } else {
-            std::fs::copy(&prev_best, tmp.join("best.bpk")).map_err(|e| ck_err(&prev_best, e))?;
-        }
-    }
+    extra(&tmp, &ck)?;
     let sp = tmp.join("state.json");
     let mut f = std::fs::File::create(&sp).map_err(|e| ck_err(&sp, e))?;
-    f.write_all(serde_json::to_string_pretty(st).unwrap().as_bytes())
+    f.write_all(state_json.as_bytes())
         .and_then(|_| f.sync_all())
         .map_err(|e| ck_err(&sp, e))?;
     if old.exists() {

@@ -1,28 +1,11 @@
 //! `scllm finetune` / `scllm annotate` end to end on the committed small scGPT fixture and real
 //! kang2018_pbmc cells, plus `--dry-run` counts on the whole-human config.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{fixtures, s, scllm};
+use std::path::Path;
 use std::process::Command;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-fn scllm(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_scllm"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 #[test]
 fn dry_run_counts_match_the_paper_on_the_whole_human_config() {
