@@ -21,7 +21,8 @@ use crate::{encode_labels, invalid, Result, Rng};
 /// The label given to rejected cells, as `annotate` does.
 pub const UNKNOWN: &str = "Unknown";
 
-fn bar(len: u64, msg: &str, show: bool) -> ProgressBar {
+/// A progress bar with a label, or a hidden one when `show` is false.
+pub(crate) fn bar(len: u64, msg: &str, show: bool) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
     }

@@ -31,7 +31,7 @@
 //! 0.94, 0.41), different on every run; it also adds 56 crates (sprs, dashmap, indicatif 0.18,
 //! ...). `fast-umap` is a parametric (neural) UMAP on burn, which this crate must not pull in.
 
-use indicatif::{ProgressBar, ProgressStyle};
+use crate::run::bar;
 use rayon::prelude::*;
 
 use crate::metrics::Distance;
@@ -81,20 +81,6 @@ impl Default for UmapOptions {
             progress: false,
         }
     }
-}
-
-fn bar(len: u64, msg: &str, show: bool) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let b = ProgressBar::new(len);
-    b.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})")
-            .unwrap()
-            .progress_chars("=> "),
-    );
-    b.set_message(msg.to_string());
-    b
 }
 
 fn check_matrix(data: &[f32], n: usize, d: usize, what: &str) -> Result<()> {
