@@ -5,7 +5,8 @@
 //! name = "kang2018_pbmc_lodo"          # optional; default: the config file's stem
 //! label = "cell_type"                  # obs column with the truth (default cell_type)
 //! methods = ["logreg", "knn-pca", "correlation", "scgpt-knn", "finetune:lora"]
-//! model = "models/scgpt-human"         # optional; model directory for model methods
+//! model = "models/scgpt-human"         # optional; model folder for model methods (default:
+//!                                      # $SCLLM_MODEL, else the shipped models/scllm-small)
 //! unknown_below = 0.5                  # optional; confidence below this predicts "Unknown"
 //! seed = 0                             # seed handed to every method (default 0)
 //! rare_classes = 3                     # classes in the rare-type table (default 3)
@@ -17,6 +18,8 @@
 //! include = [{ column = "demuxlet_cls", values = ["SNG"] }]    # keep only these cells
 //! exclude = [{ column = "is_duplicate", values = [true] }]     # drop these cells
 //! drop_labels = ["Other"]               # drop cells with these labels (after label_map)
+//! max_train_per_class = 100             # optional: subsample each training class (seeded)
+//! max_query_per_class = 200             # optional: subsample each query class (seeded)
 //!
 //! [split]                               # one-file configs only; exactly one of:
 //! holdout = { column = "donor", value = "1015" }   # query = cells with that value
@@ -134,6 +137,11 @@ pub struct DataConfig {
     pub exclude: Vec<Filter>,
     #[serde(default)]
     pub drop_labels: Vec<String>,
+    /// At most this many training cells per class (seeded draw, after the split): keeps model
+    /// methods affordable on a CPU. All cells of smaller classes stay.
+    pub max_train_per_class: Option<usize>,
+    /// At most this many query cells per class (seeded draw, after the split).
+    pub max_query_per_class: Option<usize>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -445,6 +453,16 @@ pub fn parse_config(text: &str, path: &Path) -> Result<LoadedConfig> {
         }
         None => None,
     };
+    for (k, v) in [
+        ("max_train_per_class", d.max_train_per_class),
+        ("max_query_per_class", d.max_query_per_class),
+    ] {
+        if v == Some(0) {
+            return Err(cfg_err(format!(
+                "{cfg}: field `data.{k}`: 0 keeps no cell; give at least 1 or remove it"
+            )));
+        }
+    }
     if let Some(fs) = &config.fewshot {
         if fs.fractions.is_empty() && fs.shots.is_empty() {
             return Err(cfg_err(format!(

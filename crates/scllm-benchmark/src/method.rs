@@ -172,11 +172,8 @@ impl MethodRegistry {
                     self.known_names().join(", ")
                 )));
             };
-            if Self::is_known_model_method(name) && lc.model.is_none() {
-                return Err(cfg_err(format!(
-                    "{cfg}: field `model`: method `{name}` needs a model directory; set model = \"path/to/model\""
-                )));
-            }
+            // without `model`, the factory picks its default (scllm: $SCLLM_MODEL, else the
+            // shipped model) or says what is missing
             let spec = MethodSpec {
                 name: name.clone(),
                 strategy,

@@ -272,6 +272,29 @@ fn with_labels(a: &AnnData, keep: &[usize], labels: &[String], mapped: bool) -> 
     s
 }
 
+/// At most `max` cells per class of `a` (a seeded draw; smaller classes whole), noted.
+fn cap_per_class(
+    a: AnnData,
+    label: &str,
+    max: Option<usize>,
+    seed: u64,
+    which: &str,
+    notes: &mut Vec<String>,
+) -> AnnData {
+    let Some(k) = max else { return a };
+    let labels = labels_of(&a, label);
+    let keep = crate::fewshot::sample_shots(&labels, k, seed);
+    if keep.len() == labels.len() {
+        return a;
+    }
+    notes.push(format!(
+        "{which} set subsampled to at most {k} cells per class (seed {seed}): {} of {} cells",
+        keep.len(),
+        labels.len()
+    ));
+    a.select_obs(&keep)
+}
+
 fn counts(labels: &[String]) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for l in labels {
@@ -445,6 +468,22 @@ pub fn build_split(lc: &LoadedConfig) -> Result<Split> {
             )
         }
     };
+    let train = cap_per_class(
+        train,
+        &label,
+        c.data.max_train_per_class,
+        c.seed,
+        "training",
+        &mut notes,
+    );
+    let query = cap_per_class(
+        query,
+        &label,
+        c.data.max_query_per_class,
+        c.seed,
+        "query",
+        &mut notes,
+    );
     let tl = labels_of(&train, &label);
     let ql = labels_of(&query, &label);
     let train_classes = counts(&tl);

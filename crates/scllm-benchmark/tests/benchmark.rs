@@ -254,7 +254,7 @@ fn error_model_method_without_implementation() {
         "{m}"
     );
     assert!(m.contains("no implementation"), "{m}");
-    // and one without the model directory
+    // and one without a model directory (the engine leaves the default to the registering CLI)
     let m = error_of(&format!(
         "methods = [\"scgpt-knn\"]\n[data]\nfile = \"{}\"\n[split]\nholdout = {{ column = \"donor\", value = \"101\" }}\n",
         kang400()
@@ -472,4 +472,42 @@ fn registered_model_methods_run() {
     assert_eq!(rep.methods[0].trainable_params, Some(42));
     let acc = rep.methods[0].metrics.as_ref().unwrap().accuracy;
     assert!((acc - 173.0 / 500.0).abs() < 1e-12, "{acc}");
+}
+
+#[test]
+fn per_class_caps_subsample_train_and_query() {
+    let text = |extra: &str| {
+        format!(
+            "methods = [\"correlation\"]\n[data]\nfile = \"{}\"\n{extra}[split]\nholdout = {{ column = \"donor\", value = \"1015\" }}\n",
+            kang400()
+        )
+    };
+    let run = |t: &str| {
+        let (_d, p) = cfg(t);
+        let lc = load_config(&p).unwrap();
+        run_benchmark(
+            &lc,
+            &MethodRegistry::with_baselines(),
+            &RunOptions {
+                progress: false,
+                skip_fewshot: true,
+            },
+        )
+        .unwrap()
+        .split
+    };
+    let full = run(&text(""));
+    let capped = run(&text("max_train_per_class = 10\nmax_query_per_class = 5\n"));
+    for (c, &n) in &full.train_classes {
+        assert_eq!(capped.train_classes[c], n.min(10), "train {c}");
+    }
+    for (c, &n) in &full.query_classes {
+        assert_eq!(capped.query_classes[c], n.min(5), "query {c}");
+    }
+    assert!(capped
+        .notes
+        .iter()
+        .any(|n| n.contains("at most 10 cells per class")));
+    let m = error_of(&text("max_train_per_class = 0\n"));
+    assert!(m.contains("data.max_train_per_class"), "{m}");
 }

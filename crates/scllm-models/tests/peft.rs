@@ -18,40 +18,6 @@ use scllm_models::{
     ScGptModel, Strategy,
 };
 
-/// The small fixture's padded batch (6 cells, L = 100).
-struct Batch {
-    b: usize,
-    l: usize,
-    genes: Vec<i64>,
-    values: Vec<f32>,
-    padding: Vec<bool>,
-}
-
-impl Batch {
-    fn of(dir: &Path) -> Batch {
-        let r = read_outputs(dir);
-        Batch {
-            b: r["genes"].shape[0],
-            l: r["genes"].shape[1],
-            genes: r["genes"].data.iter().map(|&x| x as i64).collect(),
-            values: r["values"].data.iter().map(|&x| x as f32).collect(),
-            padding: r["padding"].data.iter().map(|&x| x != 0.0).collect(),
-        }
-    }
-    fn input(&self) -> BatchInput<'_> {
-        BatchInput {
-            batch: self.b,
-            seq_len: self.l,
-            genes: &self.genes,
-            values: &self.values,
-            padding: &self.padding,
-        }
-    }
-    fn keep(&self) -> Vec<bool> {
-        self.padding.iter().map(|p| !p).collect()
-    }
-}
-
 struct Out {
     cell: Vec<f32>,
     cls: Vec<f32>,

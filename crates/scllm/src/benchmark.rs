@@ -53,6 +53,43 @@ struct BenchKnnOptions {
     k: Option<usize>,
     max_len: Option<usize>,
     batch_size: Option<usize>,
+    n_hvg: Option<usize>,
+}
+
+/// The `n_hvg` option of the model methods: train and query restricted to the training cells'
+/// `n` most variable genes (scanpy's `seurat` flavour on log-normalised values, as the baselines
+/// pick theirs), so that every expressed one fits in `n + 1` tokens. The reference tutorials feed
+/// scGPT such a matrix (1,200-3,000 HVGs) rather than a random sample of all expressed genes,
+/// which often misses the few marker genes. `None`: all genes.
+pub(crate) fn hvg_subset(
+    train: &AnnData,
+    query: &AnnData,
+    n: Option<usize>,
+) -> anyhow::Result<(AnnData, AnnData)> {
+    let Some(n) = n.filter(|&n| n < train.n_vars()) else {
+        return Ok((train.clone(), query.clone()));
+    };
+    let log = scllm_eval::data::log_normalized(train, None)?;
+    let r = scllm_pp::highly_variable_genes(
+        &log.x,
+        &scllm_pp::HvgOptions::new(n, scllm_pp::HvgFlavor::Seurat),
+        None,
+    )?;
+    let keep: Vec<usize> = (0..train.n_vars())
+        .filter(|&j| r.highly_variable[j])
+        .collect();
+    let pos: std::collections::HashMap<&str, usize> = query
+        .var
+        .index
+        .iter()
+        .enumerate()
+        .map(|(j, g)| (g.as_str(), j))
+        .collect();
+    let qkeep: Vec<usize> = keep
+        .iter()
+        .filter_map(|&j| pos.get(train.var.index[j].as_str()).copied())
+        .collect();
+    Ok((train.select_vars(&keep), query.select_vars(&qkeep)))
 }
 
 fn embed_into(
@@ -110,10 +147,13 @@ impl BenchMethod for ScGptKnn {
         )
         .map_err(|e| err(e.into()))?;
         let (max_len, bs) = (
-            self.knn.max_len.unwrap_or(1200),
+            self.knn
+                .max_len
+                .or(self.knn.n_hvg.map(|n| n + 1))
+                .unwrap_or(1200),
             self.knn.batch_size.unwrap_or(64),
         );
-        let (mut tr, mut qu) = (train.clone(), query.clone());
+        let (mut tr, mut qu) = hvg_subset(train, query, self.knn.n_hvg).map_err(err)?;
         embed_into(&mut tr, &m, max_len, bs, seed).map_err(err)?;
         embed_into(&mut qu, &m, max_len, bs, seed).map_err(err)?;
         let mut o = BaselineOptions::new(Method::Knn, label);
@@ -124,14 +164,18 @@ impl BenchMethod for ScGptKnn {
     }
 }
 
-fn model_dir(spec: &MethodSpec) -> scllm_benchmark::Result<PathBuf> {
-    spec.model.clone().ok_or_else(|| {
-        scllm_benchmark::BenchError::Config(format!(
-            "{}: method `{}` needs `model = \"DIR\"` (a scGPT model folder) in the config",
-            spec.config_file.display(),
-            spec.name
-        ))
-    })
+/// The config's `model`, else `$SCLLM_MODEL`, else the shipped small model.
+pub(crate) fn model_dir(spec: &MethodSpec) -> scllm_benchmark::Result<PathBuf> {
+    match &spec.model {
+        Some(m) => Ok(m.clone()),
+        None => crate::model_dir(None).map_err(|e| {
+            scllm_benchmark::BenchError::Config(format!(
+                "{}: method `{}` needs a model: {e:#}; or set `model = \"DIR\"` in the config",
+                spec.config_file.display(),
+                spec.name
+            ))
+        }),
+    }
 }
 
 /// The baselines plus the model methods.

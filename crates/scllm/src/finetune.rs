@@ -639,6 +639,8 @@ struct BenchFinetuneOptions {
     patience: Option<usize>,
     max_len: Option<usize>,
     val_fraction: Option<f64>,
+    /// Restrict to the training cells' n most variable genes (see `benchmark::hvg_subset`).
+    n_hvg: Option<usize>,
 }
 
 impl BenchMethod for FinetuneMethod {
@@ -656,7 +658,9 @@ impl BenchMethod for FinetuneMethod {
             scllm_benchmark::BenchError::Method(format!("{}: {e:#}", self.spec_name))
         };
         let o = &self.opts;
-        let max_len = o.max_len.unwrap_or(2001);
+        let max_len = o.max_len.or(o.n_hvg.map(|n| n + 1)).unwrap_or(2001);
+        let (train, query) = crate::benchmark::hvg_subset(train, query, o.n_hvg).map_err(err)?;
+        let (train, query) = (&train, &query);
         let mut tc = train_config(
             self.strategy,
             o.epochs,
@@ -724,13 +728,7 @@ pub fn register_benchmark_methods(reg: &mut MethodRegistry) {
                         spec.name
                     ))
                 })?;
-        let model = spec.model.clone().ok_or_else(|| {
-            scllm_benchmark::BenchError::Config(format!(
-                "{}: method `{}` needs `model = \"DIR\"` in the config",
-                spec.config_file.display(),
-                spec.name
-            ))
-        })?;
+        let model = crate::benchmark::model_dir(spec)?;
         Ok(Box::new(FinetuneMethod {
             spec_name: spec.name.clone(),
             model,

@@ -100,7 +100,14 @@ pub fn model_dir(given: Option<&std::path::Path>) -> anyhow::Result<std::path::P
         return Ok(p.to_path_buf());
     }
     if let Some(p) = std::env::var_os("SCLLM_MODEL") {
-        return Ok(p.into());
+        let p = std::path::PathBuf::from(p);
+        if !p.join("args.json").is_file() {
+            return Err(bad(format!(
+                "SCLLM_MODEL={}: not a model folder (no args.json there); point it at a scGPT model folder (args.json, vocab.json, best_model.pt) or unset it",
+                p.display()
+            )));
+        }
+        return Ok(p);
     }
     let mut tried = vec![std::path::PathBuf::from("models/scllm-small")];
     if let Ok(exe) = std::env::current_exe() {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fixtures, s, scllm};
+use common::{fixtures, s, scllm, scllm_env};
 use std::path::PathBuf;
 
 #[test]
@@ -473,20 +473,25 @@ fn benchmark_runs_the_tiny_config_and_refuses_bad_ones() {
     assert!(out.join("confusion_logreg.png").is_file() && out.join("f1_knn-pca.svg").is_file());
     let text = std::fs::read_to_string(&cfg).unwrap();
     let dir = cfg.parent().unwrap();
-    // the model methods, on the committed small (random-weight) scGPT fixture
+    // the model methods, on the committed small (random-weight) scGPT fixture, found through
+    // $SCLLM_MODEL (the config names no model); fine-tuning on the 500 most variable genes
+    let small = fixtures().join("scgpt/small");
     let t = text
         .replace(
             r#"methods = ["logreg", "knn-pca", "correlation"]"#,
-            "model = \"../tests/fixtures/scgpt/small\"\nmethods = [\"logreg\", \"knn-pca\", \"correlation\", \"scgpt-knn\", \"finetune:head\"]",
+            "methods = [\"logreg\", \"knn-pca\", \"correlation\", \"scgpt-knn\", \"finetune:head\"]",
         )
         .replace(
             "[fewshot]",
-            "[options.\"scgpt-knn\"]\nmax_len = 128\n\n[options.\"finetune:head\"]\nepochs = 1\nmax_len = 128\nlr = 1e-3\n\n[fewshot]",
+            "[options.\"scgpt-knn\"]\nmax_len = 128\n\n[options.\"finetune:head\"]\nepochs = 1\nn_hvg = 500\nlr = 1e-3\n\n[fewshot]",
         );
     let p = dir.join(format!(".models_{}.toml", std::process::id()));
     std::fs::write(&p, t).unwrap();
     let out_m = tmp.path().join("report_models");
-    let (code, stdout, err) = scllm(&["benchmark", s(&p), "-o", s(&out_m), "--no-fewshot"]);
+    let (code, stdout, err) = scllm_env(
+        &["benchmark", s(&p), "-o", s(&out_m), "--no-fewshot"],
+        &[("SCLLM_MODEL", s(&small))],
+    );
     std::fs::remove_file(&p).unwrap();
     assert_eq!(code, 0, "{err}");
     assert!(
@@ -504,7 +509,10 @@ fn benchmark_runs_the_tiny_config_and_refuses_bad_ones() {
         .unwrap();
     assert_eq!(head["status"], "ok", "{head}");
     assert!(head["trainable_params"].as_u64().unwrap() > 0);
-    // an unknown method and a model method without a model folder: exit 2, named
+    let data = head["details"]["data"].as_str().unwrap();
+    assert!(data.contains("of 500 genes matched"), "{data}");
+    // an unknown method and a model method without a model folder ($SCLLM_MODEL names none):
+    // exit 2, named
     for (bad_methods, expect) in [
         (
             r#"methods = ["logreg", "knn-pca", "correlation", "svm"]"#,
@@ -512,7 +520,7 @@ fn benchmark_runs_the_tiny_config_and_refuses_bad_ones() {
         ),
         (
             r#"methods = ["logreg", "knn-pca", "correlation", "finetune:lora"]"#,
-            "model",
+            "SCLLM_MODEL",
         ),
     ] {
         let t = text.replace(
@@ -521,7 +529,10 @@ fn benchmark_runs_the_tiny_config_and_refuses_bad_ones() {
         );
         let p = dir.join(format!(".bad_{}.toml", std::process::id()));
         std::fs::write(&p, t).unwrap();
-        let (code, _, err) = scllm(&["benchmark", s(&p), "-o", s(&tmp.path().join("r2"))]);
+        let (code, _, err) = scllm_env(
+            &["benchmark", s(&p), "-o", s(&tmp.path().join("r2"))],
+            &[("SCLLM_MODEL", s(&tmp.path().join("no_model")))],
+        );
         std::fs::remove_file(&p).unwrap();
         assert_eq!(code, 2, "{err}");
         assert!(err.contains(expect), "{err}");

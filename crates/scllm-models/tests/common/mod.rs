@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Tensor;
+use scllm_models::scgpt::BatchInput;
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
@@ -20,8 +21,13 @@ pub struct Ref {
 }
 
 pub fn read_outputs(dir: &Path) -> HashMap<String, Ref> {
+    read_safetensors(&dir.join("outputs.safetensors"))
+}
+
+/// Every tensor of a safetensors file (integers and u8 widened to f64).
+pub fn read_safetensors(path: &Path) -> HashMap<String, Ref> {
     use safetensors::{Dtype, SafeTensors};
-    let bytes = std::fs::read(dir.join("outputs.safetensors")).expect("outputs.safetensors");
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let mut m = HashMap::new();
     for (name, v) in st.tensors() {
@@ -78,4 +84,38 @@ pub fn max_diff(a: &[f32], b: &[f64]) -> f64 {
         .zip(b)
         .map(|(x, y)| (*x as f64 - y).abs())
         .fold(0.0, f64::max)
+}
+
+/// A fixture's padded batch (`genes`, `values`, `padding` of its outputs.safetensors).
+pub struct Batch {
+    pub b: usize,
+    pub l: usize,
+    pub genes: Vec<i64>,
+    pub values: Vec<f32>,
+    pub padding: Vec<bool>,
+}
+
+impl Batch {
+    pub fn of(dir: &Path) -> Batch {
+        let r = read_outputs(dir);
+        Batch {
+            b: r["genes"].shape[0],
+            l: r["genes"].shape[1],
+            genes: r["genes"].data.iter().map(|&x| x as i64).collect(),
+            values: r["values"].data.iter().map(|&x| x as f32).collect(),
+            padding: r["padding"].data.iter().map(|&x| x != 0.0).collect(),
+        }
+    }
+    pub fn input(&self) -> BatchInput<'_> {
+        BatchInput {
+            batch: self.b,
+            seq_len: self.l,
+            genes: &self.genes,
+            values: &self.values,
+            padding: &self.padding,
+        }
+    }
+    pub fn keep(&self) -> Vec<bool> {
+        self.padding.iter().map(|p| !p).collect()
+    }
 }

@@ -10,8 +10,14 @@ pub fn fixtures() -> PathBuf {
 
 /// Run `scllm ARGS`: exit code, stdout, stderr.
 pub fn scllm(args: &[&str]) -> (i32, String, String) {
+    scllm_env(args, &[])
+}
+
+/// `scllm` with extra environment variables.
+pub fn scllm_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_scllm"))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (
