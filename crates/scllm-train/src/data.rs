@@ -34,6 +34,9 @@ pub struct PrepOptions {
     pub min_match_fraction: f64,
     /// ...or fewer than this many.
     pub min_matched: usize,
+    /// Use only these vocabulary tokens (e.g. the genes an adapter was trained on, so that query
+    /// cells are tokenized and binned over the same gene set); `None`: every matched gene.
+    pub only_genes: Option<Vec<String>>,
 }
 
 impl Default for PrepOptions {
@@ -46,6 +49,7 @@ impl Default for PrepOptions {
             seed: 0,
             min_match_fraction: 0.1,
             min_matched: 50,
+            only_genes: None,
         }
     }
 }
@@ -120,7 +124,7 @@ pub fn prepare_cells(
             )
         })?,
     };
-    let genes = scllm_tokenize::match_genes(&adata.var, vocab, opts.gene_col.as_deref(), file)?;
+    let mut genes = scllm_tokenize::match_genes(&adata.var, vocab, opts.gene_col.as_deref(), file)?;
     let frac = genes.n_matched as f64 / genes.n_genes.max(1) as f64;
     if genes.n_matched < opts.min_matched || frac < opts.min_match_fraction {
         return Err(file_err(
@@ -139,6 +143,26 @@ pub fn prepare_cells(
                 100.0 * opts.min_match_fraction
             ),
         ));
+    }
+    if let Some(only) = &opts.only_genes {
+        let keep: std::collections::HashSet<u32> =
+            only.iter().filter_map(|g| vocab.get(g)).collect();
+        for id in genes.ids.iter_mut() {
+            if id.is_some_and(|i| !keep.contains(&i)) {
+                *id = None;
+            }
+        }
+        genes.n_matched = genes.ids.iter().filter(|i| i.is_some()).count();
+        if genes.n_matched == 0 {
+            return Err(file_err(
+                file,
+                format!(
+                    "none of the {} genes the model was fine-tuned on is in this file ({});                      query and training files must name genes the same way",
+                    keep.len(),
+                    genes.key
+                ),
+            ));
+        }
     }
     let report = detect_values(m);
     match report.kind {

@@ -497,6 +497,9 @@ pub struct QueryOptions {
     pub gene_col: Option<String>,
     pub seed: u64,
     pub progress: bool,
+    /// Tokenize over these genes only: the adapter's training genes (`adapter.json` `genes`), so
+    /// query cells see the gene set, and hence the per-cell bins, the model was trained on.
+    pub only_genes: Option<Vec<String>>,
 }
 
 /// Per query cell: the predicted label, its probability and the adapted `<cls>` embedding.
@@ -506,6 +509,8 @@ pub struct Annotation {
     /// Row-major `[n, dim]`.
     pub embeddings: Vec<f32>,
     pub dim: usize,
+    /// Genes the query cells were tokenized over.
+    pub n_genes: usize,
 }
 
 /// Predict the cells of `adata` (tokenised as the model expects) with the adapted model `m`.
@@ -521,6 +526,7 @@ pub fn annotate_cells(
     prep.max_len = q.max_len;
     prep.gene_col = q.gene_col.clone();
     prep.seed = q.seed;
+    prep.only_genes = q.only_genes.clone();
     let p = scllm_train::data::prepare_cells(adata, file, vocab, cfg, &prep)?;
     let mut po = PredictOptions::new(p.pad_id, p.pad_value);
     po.batch_size = q.batch_size;
@@ -536,6 +542,7 @@ pub fn annotate_cells(
         confidence: pr.confidence,
         embeddings: pr.embeddings,
         dim: pr.dim,
+        n_genes: p.gene_match.n_matched,
     })
 }
 
@@ -564,8 +571,10 @@ pub fn run_annotate(a: AnnotateArgs) -> anyhow::Result<()> {
             gene_col: a.gene_col.clone(),
             seed: a.seed,
             progress: !a.json,
+            only_genes: meta.genes.clone(),
         },
     )?;
+    let n_genes = ann.n_genes;
     let (mut labels, conf, emb, d) = (ann.labels, ann.confidence, ann.embeddings, ann.dim);
     let mut n_unknown = 0;
     if let Some(p) = a.unknown_below {
@@ -601,6 +610,7 @@ pub fn run_annotate(a: AnnotateArgs) -> anyhow::Result<()> {
     let s = json!({
         "query": a.query.display().to_string(), "output": a.output.display().to_string(),
         "cells": n, "strategy": meta.strategy.as_str(), "classes": meta.labels,
+        "genes_used": n_genes,
         "unknown": n_unknown, "predicted_counts": counts,
         "mean_confidence": conf.iter().map(|&c| c as f64).sum::<f64>() / n.max(1) as f64,
         "obsm_key": a.obsm_key, "seconds": t0.elapsed().as_secs_f64(),
@@ -699,6 +709,7 @@ impl BenchMethod for FinetuneMethod {
                 gene_col: None,
                 seed,
                 progress: false,
+                only_genes: ft.meta.genes.clone(),
             },
         )
         .map_err(err)?;

@@ -157,6 +157,59 @@ fn finetune_then_annotate_writes_predictions_and_keeps_the_base() {
     let e = a.obsm_get("X_scGPT_adapted").expect("adapted embeddings");
     assert_eq!(e.shape(), (400, 64));
 
+    // an adapter trained on a gene subset: the query (the full file) is tokenized over the
+    // adapter's genes only, so its cells are binned over the gene set the model was trained on
+    let hvg = tmp.path().join("hvg.h5ad");
+    let (code, _, err) = scllm(&[
+        "preprocess",
+        s(&data),
+        "-o",
+        s(&hvg),
+        "--hvg",
+        "300",
+        "--subset-hvg",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let ad_hvg = tmp.path().join("adapter_hvg");
+    let (code, _, err) = scllm(&[
+        "finetune",
+        "--model",
+        s(&model),
+        "--train",
+        s(&hvg),
+        "--method",
+        "head",
+        "--epochs",
+        "1",
+        "--max-len",
+        "301",
+        "-o",
+        s(&ad_hvg),
+        "--json",
+        "--min-cells-per-class",
+        "2",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ad_hvg.join("adapter.json")).unwrap())
+            .unwrap();
+    let n_adapter_genes = meta["genes"].as_array().unwrap().len();
+    let (code, out, err) = scllm(&[
+        "annotate",
+        "--model",
+        s(&model),
+        "--adapter",
+        s(&ad_hvg),
+        s(&data),
+        "-o",
+        s(&tmp.path().join("annotated_hvg.h5ad")),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["genes_used"].as_u64().unwrap() as usize, n_adapter_genes);
+    assert!(n_adapter_genes <= 300);
+
     // an adapter trained on another base (same shapes, other weights file): refused by hash
     let other = tmp.path().join("other_base");
     std::fs::create_dir(&other).unwrap();
