@@ -351,7 +351,7 @@ pub(crate) fn drop<const D: usize>(d: &Dropout, x: Tensor<D>) -> Tensor<D> {
     let key = Tensor::<1>::random([4], burn::tensor::Distribution::Default, &dev)
         .into_data()
         .convert::<f32>()
-        .to_vec::<f32>()
+        .try_to_vec::<f32>()
         .expect("f32 key")
         .iter()
         .fold(0u64, |k, f| (k << 16) ^ (k >> 48) ^ f.to_bits() as u64);
@@ -857,7 +857,7 @@ mod tests {
             drop(&d, ones(&dev))
                 .into_data()
                 .convert::<f32>()
-                .to_vec::<f32>()
+                .try_to_vec::<f32>()
                 .unwrap()
         };
         let a = run(1);
@@ -869,7 +869,7 @@ mod tests {
         assert_eq!(a, run(1), "same seed, same mask");
         assert_ne!(a, run(2), "another seed, another mask");
         // inference: plain device, or a module switched off by valid()
-        let x: Vec<f32> = drop(&d, ones(&plain)).into_data().to_vec().unwrap();
+        let x: Vec<f32> = drop(&d, ones(&plain)).into_data().try_to_vec().unwrap();
         assert!(x.iter().all(|&v| v == 1.0));
     }
 }
