@@ -7,7 +7,10 @@ Separates "the backbone is weak" from "scllm's fine-tuning path has a defect": t
 scgpt's own TransformerModel in PyTorch. Cells: expressed genes in the vocabulary, normalize_total
 1e4 + log1p, scgpt's own `binning` (51 bins), `<cls>` first with value pad_value, at most MAX_LEN
 tokens (genes sampled without replacement when a cell has more). Prints one line per epoch:
-train loss, train accuracy, accuracy on the held-out cells.
+train loss, train accuracy, accuracy on the held-out cells. `--strategy` head / token-prompt /
+encoder-prompt / lora trains scPEFT's own adapter model (its trainability rule, Adam eps 1e-4;
+plain cross-entropy and random batches, unlike scllm's scPEFT defaults of class-weighted loss and a
+class-balanced sampler, which matter little on balanced data).
 
     .venv-ref/bin/python tools/reference_finetune_check.py MODEL_DIR DATA.h5ad \
         --label cell_type --holdout species=mouse --epochs 25 --lr 1e-4 --max-len 257
@@ -66,6 +69,11 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--random-init", action="store_true",
                    help="do not load best_model.pt (the same config, torch's own init)")
+    p.add_argument("--strategy", default="full",
+                   help="full, head, or a scPEFT strategy: token-prompt, encoder-prompt, lora "
+                        "(scPEFT's own model_prompt.TransformerModel, its trainability rule)")
+    p.add_argument("--scpeft", default="/tmp/scpeft",
+                   help="checkout of laolintou/scPEFT (see tools/make_peft_fixture.py)")
     o = p.parse_args()
     torch.manual_seed(o.seed)
     rng = np.random.default_rng(o.seed)
@@ -80,21 +88,42 @@ def main():
     TransformerModel, _ = load_scgpt()  # installs the `scgpt` package stub first
     cells = tokenize(a, vocab, args, o.max_len, rng)
     pad = vocab[args["pad_token"]]
-    model = TransformerModel(
+    kw = dict(
         ntoken=len(vocab), d_model=args["embsize"], nhead=args["nheads"], d_hid=args["d_hid"],
         nlayers=args["nlayers"], nlayers_cls=args.get("n_layers_cls", 3), n_cls=len(classes),
         vocab=vocab, dropout=args["dropout"], pad_token=args["pad_token"],
         pad_value=args["pad_value"], do_mvc=False, do_dab=False, use_batch_labels=False,
         domain_spec_batchnorm=False, explicit_zero_prob=False, use_fast_transformer=False,
-        fast_transformer_backend="flash", pre_norm=False)
+        pre_norm=False)
+    prompt_type = {"token-prompt": "Gene_token_prompt", "encoder-prompt": "Gene_encoder_prompt",
+                   "lora": "LoRA"}.get(o.strategy)
+    if prompt_type:
+        from make_peft_fixture import load_model_module, trainable
+        mp = load_model_module(o.scpeft)
+        conf = [1 if i < 6 else 0 for i in range(args["nlayers"])]  # scllm's default: layers 0-5
+        model = mp.TransformerModel(**kw, use_prompt=True, prompt_type=prompt_type, num_tokens=1,
+                                    n_layers_conf=conf, mlp_adapter_conf=conf,
+                                    space_adapter_conf=conf)
+    else:
+        model = TransformerModel(**kw, fast_transformer_backend="flash")
     if not o.random_init:
         sd = torch.load(os.path.join(o.model_dir, "best_model.pt"), weights_only=True)
-        sd = {k.replace("self_attn.Wqkv.weight", "self_attn.in_proj_weight")
-              .replace("self_attn.Wqkv.bias", "self_attn.in_proj_bias"): v for k, v in sd.items()}
+        if prompt_type != "LoRA":
+            sd = {k.replace("self_attn.Wqkv.weight", "self_attn.in_proj_weight")
+                  .replace("self_attn.Wqkv.bias", "self_attn.in_proj_bias"): v
+                  for k, v in sd.items()}
         own = model.state_dict()
         sd = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(sd, strict=False)
-    opt = torch.optim.Adam(model.parameters(), lr=o.lr, eps=1e-8)
+    for name, prm in model.named_parameters():
+        if o.strategy == "head":
+            prm.requires_grad = "cls" in name
+        elif prompt_type:
+            prm.requires_grad = trainable(name, prompt_type)
+    params = [prm for prm in model.parameters() if prm.requires_grad]
+    print(f"strategy {o.strategy}: {sum(prm.numel() for prm in params):,} trainable parameters")
+    # the adapters as scPEFT trains them (Adam eps 1e-4); full/head as Tutorial_Annotation
+    opt = torch.optim.Adam(params, lr=o.lr, eps=1e-4 if prompt_type else 1e-8)
     sched = torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.9)
     train_idx = np.flatnonzero(~held)
     test_idx = np.flatnonzero(held)
@@ -123,7 +152,7 @@ def main():
             loss = torch.nn.functional.cross_entropy(r["cls_output"], t)
             opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             tot += loss.item() * len(idx)
             n += len(idx)
