@@ -18,8 +18,9 @@ MAX_LEN=${MAX_LEN:-256}
 STEPS=${STEPS:-10}
 THREADS=${THREADS:-2}
 DATA=$SCLLM_SHARED_DATA/pbmc3k.h5ad
+SCLLM=${SCLLM:-target/release/scllm}
 mkdir -p "$OUT"
-cargo build --release -p scllm
+[ "$SCLLM" != target/release/scllm ] || cargo build --release -p scllm
 rm -rf "$OUT/scllm_model"
 sed -e '/^exclude = \[/,/^\]/d' -e '/^min_files_per_gene/d' \
     -e "s/^steps = .*/steps = $((STEPS + 1))/" -e "s/^batch_size = .*/batch_size = $BATCH/" \
@@ -27,7 +28,7 @@ sed -e '/^exclude = \[/,/^\]/d' -e '/^min_files_per_gene/d' \
     -e 's/^log_every = .*/log_every = 1/' \
     -e "s|^\[data\]|[data]\nvocab = \"$PWD/models/scllm-small/vocab.json\"|" \
     configs/pretrain_small.toml >"$OUT/pretrain_bench.toml"
-RAYON_NUM_THREADS=$THREADS /usr/bin/time -v target/release/scllm pretrain --config "$OUT/pretrain_bench.toml" \
+RAYON_NUM_THREADS=$THREADS /usr/bin/time -v "$SCLLM" pretrain --config "$OUT/pretrain_bench.toml" \
   --data "$DATA" -o "$OUT/scllm_model" >"$OUT/scllm.out" 2>"$OUT/scllm.time"
 OMP_NUM_THREADS=$THREADS /usr/bin/time -v "$PY" bench/pretrain_step_torch.py --model models/scllm-small \
   --data "$DATA" --batch "$BATCH" --max-len "$MAX_LEN" --steps "$STEPS" --threads "$THREADS" \
