@@ -312,7 +312,13 @@ pub struct BaselineSummary {
     pub metrics: Option<ClassificationReport>,
 }
 
-fn select_hvg(x: &Compressed, genes: &[String], n: usize, flavor: HvgFlavor) -> Result<Vec<usize>> {
+/// Columns of the `n` most variable genes of `x` (all columns when `n` is 0 or covers them all).
+pub fn select_hvg(
+    x: &Compressed,
+    genes: &[String],
+    n: usize,
+    flavor: HvgFlavor,
+) -> Result<Vec<usize>> {
     if n == 0 || n >= genes.len() {
         return Ok((0..genes.len()).collect());
     }

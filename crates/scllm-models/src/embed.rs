@@ -136,13 +136,7 @@ impl<'a> Embedder<'a> {
             let refs: Vec<(usize, &TokenizedCell)> =
                 group.iter().map(|&i| (i, &cells[i])).collect();
             let b = pad_batch(&refs, pad_id, pad_value);
-            let input = BatchInput {
-                batch: b.size(),
-                seq_len: b.seq_len,
-                genes: &b.genes,
-                values: &b.values,
-                padding: &b.padding,
-            };
+            let input = BatchInput::of(&b);
             let t0 = Instant::now();
             let emb = self.model.model.encode_cls(&input, &self.model.device);
             let v: Vec<f32> = emb

@@ -321,6 +321,19 @@ pub struct BatchInput<'a> {
     pub padding: &'a [bool],
 }
 
+impl<'a> BatchInput<'a> {
+    /// The model input of a padded batch (`scllm_tokenize::pad_batch`).
+    pub fn of(b: &'a scllm_tokenize::Batch) -> Self {
+        BatchInput {
+            batch: b.size(),
+            seq_len: b.seq_len,
+            genes: &b.genes,
+            values: &b.values,
+            padding: &b.padding,
+        }
+    }
+}
+
 /// The reference clamps values at `max_value=512` before the value MLP.
 const VALUE_MAX: f32 = 512.0;
 const LN_EPS: f64 = 1e-5;

@@ -105,13 +105,7 @@ pub fn predict<M: CellClassifier>(
     for b in batches {
         let refs: Vec<(usize, &TokenizedCell)> = b.iter().map(|&i| (i, &cells[i])).collect();
         let pb = pad_batch(&refs, pad_id, pad_value);
-        let input = BatchInput {
-            batch: pb.size(),
-            seq_len: pb.seq_len,
-            genes: &pb.genes,
-            values: &pb.values,
-            padding: &pb.padding,
-        };
+        let input = BatchInput::of(&pb);
         let out = model.classify(&input, &dev)?;
         let [_, kk] = out.logits.dims();
         let [_, d] = out.cell_emb.dims();

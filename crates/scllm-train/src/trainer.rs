@@ -555,13 +555,7 @@ pub fn evaluate<M: CellClassifier>(
     for b in batches {
         let refs: Vec<(usize, &TokenizedCell)> = b.iter().map(|&i| (i, &d.cells[i])).collect();
         let pb = pad_batch(&refs, d.pad_id, d.pad_value);
-        let input = BatchInput {
-            batch: pb.size(),
-            seq_len: pb.seq_len,
-            genes: &pb.genes,
-            values: &pb.values,
-            padding: &pb.padding,
-        };
+        let input = BatchInput::of(&pb);
         let out = model.classify(&input, dev)?;
         let logits = to_vec(out.logits)?;
         let targets: Vec<u32> = b.iter().map(|&i| d.labels[i]).collect();
@@ -850,13 +844,7 @@ pub fn train<M: CellClassifier>(
             let refs: Vec<(usize, &TokenizedCell)> =
                 b.iter().map(|&i| (i, &data.cells[i])).collect();
             let pb = pad_batch(&refs, data.pad_id, data.pad_value);
-            let input = BatchInput {
-                batch: pb.size(),
-                seq_len: pb.seq_len,
-                genes: &pb.genes,
-                values: &pb.values,
-                padding: &pb.padding,
-            };
+            let input = BatchInput::of(&pb);
             let out = model.classify(&input, dev)?;
             let [_, kk] = out.logits.dims();
             if kk != k {

@@ -69,15 +69,9 @@ pub(crate) fn hvg_subset(
     let Some(n) = n.filter(|&n| n < train.n_vars()) else {
         return Ok((train.clone(), query.clone()));
     };
+    anyhow::ensure!(n > 0, "n_hvg must be at least 1");
     let log = scllm_eval::data::log_normalized(train, None)?;
-    let r = scllm_pp::highly_variable_genes(
-        &log.x,
-        &scllm_pp::HvgOptions::new(n, scllm_pp::HvgFlavor::Seurat),
-        None,
-    )?;
-    let keep: Vec<usize> = (0..train.n_vars())
-        .filter(|&j| r.highly_variable[j])
-        .collect();
+    let keep = scllm_eval::run::select_hvg(&log.x, &log.genes, n, scllm_pp::HvgFlavor::Seurat)?;
     let pos: std::collections::HashMap<&str, usize> = query
         .var
         .index
