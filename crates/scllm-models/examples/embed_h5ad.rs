@@ -8,6 +8,7 @@ use scllm_models::embed::{EmbedOptions, Embedder};
 use scllm_models::{LoadOptions, ScGptModel};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    scllm_models::memory::reuse_freed_memory();
     let a: Vec<String> = std::env::args().collect();
     if a.len() < 4 {
         eprintln!("usage: embed_h5ad MODEL_DIR IN.h5ad OUT.h5ad [threads] [batch_size]");

@@ -7,8 +7,10 @@
 pub mod checkpoint;
 pub mod embed;
 pub mod error;
+pub mod memory;
 pub mod peft;
 pub mod scgpt;
+pub mod softmax;
 pub mod torch_save;
 
 pub use checkpoint::{load_into, save_safetensors, state_dict, Checkpoint, LoadReport};

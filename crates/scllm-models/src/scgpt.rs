@@ -8,12 +8,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::softmax::{softmax_last, softmax_last_dropout};
 use burn::module::{Module, Param};
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
     Linear, LinearConfig,
 };
-use burn::tensor::activation::{leaky_relu, relu, sigmoid, softmax};
+use burn::tensor::activation::{leaky_relu, relu, sigmoid};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
@@ -354,9 +355,18 @@ fn dropout(p: f64) -> Dropout {
 /// `random_like` draws every element through one host ChaCha stream: that was ~30% of a
 /// fine-tuning step (perf, small config), mostly the B·h·L² attention-probability masks.
 pub(crate) fn drop<const D: usize>(d: &Dropout, x: Tensor<D>) -> Tensor<D> {
+    match dropout_mask(d, &x) {
+        Some(mask) => x * mask,
+        None => x,
+    }
+}
+
+/// The scaled keep-mask [`drop`] multiplies `x` by (values 0 or 1/(1-p), shaped as `x`), or `None`
+/// where dropout is the identity (p = 0, or not training).
+pub(crate) fn dropout_mask<const D: usize>(d: &Dropout, x: &Tensor<D>) -> Option<Tensor<D>> {
     use rayon::prelude::*;
-    if d.prob <= 0.0 || !is_training(d, &x) {
-        return x;
+    if d.prob <= 0.0 || !is_training(d, x) {
+        return None;
     }
     let dev = x.device();
     let shape = x.shape();
@@ -385,7 +395,7 @@ pub(crate) fn drop<const D: usize>(d: &Dropout, x: Tensor<D>) -> Tensor<D> {
             *v = if (z >> 32) < threshold { scale } else { 0.0 };
         }
     });
-    x * Tensor::<D>::from_data(TensorData::new(mask, shape), &dev)
+    Some(Tensor::<D>::from_data(TensorData::new(mask, shape), &dev))
 }
 
 /// Whether `x` runs in training mode: on an autodiff device with the module's training flag on
@@ -676,14 +686,20 @@ impl MultiheadAttention {
         } else {
             l
         };
-        let o = if training && self.dropout.prob > 0.0 {
-            // training: softmax(QKᵀ/√dh + mask) with dropout on the probabilities, as torch's MHA
+        let o = if training {
+            // training: softmax(QKᵀ/√dh + mask) with dropout on the probabilities, as torch's MHA.
+            // (burn's fused `attention` has no backward of its own: under autodiff it falls back
+            // to these ops with a composed softmax, slower than `softmax_last`.)
             let lk = k.dims()[2];
             let mut s = q.matmul(k.swap_dims(2, 3)) * (1.0 / (dh as f64).sqrt());
             if let Some(m) = mask {
                 s = s.mask_fill(m.expand([b, h, lq, lk]), f32::NEG_INFINITY);
             }
-            drop(&self.dropout, softmax(s, 3)).matmul(v)
+            let p = match dropout_mask(&self.dropout, &s) {
+                Some(m) => softmax_last_dropout(s, m),
+                None => softmax_last(s),
+            };
+            p.matmul(v)
         } else {
             // fused kernel (tiled flash attention on flex); scale 1/sqrt(dh) as torch's MHA
             attention(q, k, v, mask, None, AttentionModuleOptions::default())

@@ -33,6 +33,7 @@ fn read<T: Copy>(p: &Path, size: usize, f: fn([u8; 8]) -> T) -> Vec<T> {
 }
 
 fn main() {
+    scllm_models::memory::reuse_freed_memory();
     let a: Vec<String> = std::env::args().collect();
     if a.len() < 10 {
         eprintln!("usage: finetune_step DATA_DIR STRATEGY D NLAYERS NHEADS D_HID NTOKEN N_CLS STEPS [DROPOUT]");

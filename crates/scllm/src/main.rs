@@ -141,6 +141,7 @@ pub fn bad(msg: impl Into<String>) -> anyhow::Error {
 }
 
 fn main() {
+    scllm_models::memory::reuse_freed_memory();
     let cli = Cli::parse();
     let res = match cli.command {
         Command::Inspect(a) => inspect::run(a),
