@@ -385,14 +385,16 @@ pub(crate) fn dropout_mask<const D: usize>(d: &Dropout, x: &Tensor<D>) -> Option
     const CHUNK: usize = 1 << 15;
     mask.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
         let mut state = key ^ (c as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
-        for v in out {
-            // SplitMix64
+        // one SplitMix64 draw decides two elements (its high and low 32 bits)
+        for pair in out.chunks_mut(2) {
             state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
             let mut z = state;
             z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             z ^= z >> 31;
-            *v = if (z >> 32) < threshold { scale } else { 0.0 };
+            for (v, u) in pair.iter_mut().zip([z >> 32, z & 0xFFFF_FFFF]) {
+                *v = if u < threshold { scale } else { 0.0 };
+            }
         }
     });
     Some(Tensor::<D>::from_data(TensorData::new(mask, shape), &dev))
@@ -662,9 +664,19 @@ pub fn key_padding_mask(
     ))
 }
 
+/// Which query positions self-attention computes (keys and values are always all positions).
+#[derive(Clone, Copy, Debug)]
+enum Queries {
+    All,
+    /// position 0 (`<cls>`) only
+    First,
+    /// all but the `n` prompt positions after `<cls>`
+    SkipPrompts(usize),
+}
+
 impl MultiheadAttention {
-    /// Self-attention over `x` `[B, L, d]`; with `first_only`, only the query at position 0.
-    fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4, Bool>>, first_only: bool) -> Tensor<3> {
+    /// Self-attention over `x` `[B, L, d]` for the query positions `queries` selects.
+    fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4, Bool>>, queries: Queries) -> Tensor<3> {
         let [b, l, d] = x.dims();
         let (h, dh) = (self.nheads, d / self.nheads);
         let training = is_training(&self.dropout, &x);
@@ -680,11 +692,19 @@ impl MultiheadAttention {
                 .swap_dims(1, 2)
         };
         let (mut q, k, v) = (part(0), part(1), part(2));
-        let lq = if first_only {
-            q = q.narrow(2, 0, 1);
-            1
-        } else {
-            l
+        let lq = match queries {
+            Queries::All => l,
+            Queries::First => {
+                q = q.narrow(2, 0, 1);
+                1
+            }
+            Queries::SkipPrompts(n) => {
+                q = Tensor::cat(
+                    vec![q.clone().narrow(2, 0, 1), q.narrow(2, 1 + n, l - 1 - n)],
+                    2,
+                );
+                l - n
+            }
         };
         let o = if training {
             // training: softmax(QKᵀ/√dh + mask) with dropout on the probabilities, as torch's MHA.
@@ -712,15 +732,31 @@ impl EncoderLayer {
     /// `h = LN1(h + Dropout(MHA(h))); h = LN2(h + Dropout(W2 Dropout(relu(W1 h))))` (dropouts are
     /// no-ops at inference), with the gene-encoder-prompt adapters of §2.4 when attached.
     pub fn forward(&self, h: Tensor<3>, mask: Option<Tensor<4, Bool>>) -> Tensor<3> {
-        let a = self.self_attn.forward(h.clone(), mask, false);
+        let a = self.self_attn.forward(h.clone(), mask, Queries::All);
         self.after_attention(h, a)
+    }
+
+    /// The layer's output without the `n` prompt positions after `<cls>` (`[B, L - n, d]`): every
+    /// position still attends to the prompts, but no prompt position is computed as a query, as
+    /// nothing reads it (the next layer replaces the prompts, or the stack ends). `mask` is
+    /// `[B, 1, L - n, L]`.
+    pub fn forward_skipping_prompts(
+        &self,
+        h: Tensor<3>,
+        mask: Option<Tensor<4, Bool>>,
+        n: usize,
+    ) -> Tensor<3> {
+        let a = self
+            .self_attn
+            .forward(h.clone(), mask, Queries::SkipPrompts(n));
+        self.after_attention(strip_prompts(h, n), a)
     }
 
     /// The layer's output at position 0 only, `[B, d]`; `mask` is `[B, 1, 1, L]`.
     pub fn forward_first(&self, h: Tensor<3>, mask: Option<Tensor<4, Bool>>) -> Tensor<2> {
         let [b, _, d] = h.dims();
         let h0 = h.clone().narrow(1, 0, 1);
-        let a = self.self_attn.forward(h, mask, true);
+        let a = self.self_attn.forward(h, mask, Queries::First);
         self.after_attention(h0, a).reshape([b, d])
     }
 
@@ -750,31 +786,46 @@ impl TransformerEncoder {
     /// Prefix prompts (§2.5): at the first layer with `prompt_embeddings` they are inserted right
     /// after `<cls>` (the padding mask gains never-masked entries there), at later such layers
     /// the previous prompt outputs are replaced, and after the last layer they are stripped.
+    /// A layer whose prompt outputs would be replaced or stripped right after it skips computing
+    /// them (same result, less work: their queries, FFN rows and activations).
     pub fn forward(
         &self,
         mut h: Tensor<3>,
         mask: Option<Tensor<4, Bool>>,
     ) -> (Tensor<3>, Vec<Tensor<3>>) {
         let mut outs = Vec::with_capacity(self.layers.len());
-        let mut n_prompt = 0usize;
+        // prompt positions in the current `h`, and in the sequence the prompts lengthen
+        let (mut in_h, mut n_prompt) = (0usize, 0usize);
         let mut mask_cur = mask.clone();
-        for l in &self.layers {
+        for (i, l) in self.layers.iter().enumerate() {
             if let Some(p) = &l.prompt_embeddings {
                 let [b, len, d] = h.dims();
                 let t = p.dims()[1];
                 let prompts = p.val().expand([b, t, d]);
                 let cls = h.clone().narrow(1, 0, 1);
-                let rest = h.narrow(1, 1 + n_prompt, len - 1 - n_prompt);
+                let rest = h.narrow(1, 1 + in_h, len - 1 - in_h);
                 h = Tensor::cat(vec![cls, prompts, rest], 1);
+                in_h = t;
                 if n_prompt == 0 {
                     mask_cur = mask.clone().map(|m| extend_mask(m, t));
                     n_prompt = t;
                 }
             }
-            h = l.forward(h, mask_cur.clone());
-            outs.push(strip_prompts(h.clone(), n_prompt));
+            let next_replaces = self
+                .layers
+                .get(i + 1)
+                .is_none_or(|n| n.prompt_embeddings.is_some());
+            if in_h > 0 && next_replaces {
+                let [_, len, _] = h.dims();
+                let m = mask_cur.clone().map(|m| m.narrow(2, 0, len - in_h));
+                h = l.forward_skipping_prompts(h, m, in_h);
+                in_h = 0;
+            } else {
+                h = l.forward(h, mask_cur.clone());
+            }
+            outs.push(strip_prompts(h.clone(), in_h));
         }
-        (strip_prompts(h, n_prompt), outs)
+        (strip_prompts(h, in_h), outs)
     }
 }
 
