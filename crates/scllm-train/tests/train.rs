@@ -650,6 +650,11 @@ fn random_batches_learn_pancreas_types_across_species() {
     let out = train(model, &TrainData::new(&d, &split), &tc, &dev).unwrap();
     let accs: Vec<f64> = out.history.iter().map(|h| h.val_acc).collect();
     println!("mouse accuracy per epoch {accs:.2?}");
-    let best = accs.into_iter().fold(0.0, f64::max);
-    assert!(best > 0.5, "mouse accuracy {best:.3} (chance 0.2-0.28)");
+    // the plateau, not one lucky epoch: the mean of the last five epochs (measured 0.44-0.46
+    // with random batches for two dropout-mask streams; 0.38 with length-sorted batches)
+    let late = accs[accs.len() - 5..].iter().sum::<f64>() / 5.0;
+    assert!(
+        late > 0.41,
+        "mouse accuracy over the last 5 epochs {late:.3} (chance 0.2-0.28)"
+    );
 }
