@@ -39,8 +39,7 @@ pub trait LastAxisSoftmax: Backend {
         Self::float_mul(y, Self::float_sub(grad, dot))
     }
 
-    /// `softmax(x) ⊙ mask` along the last axis (attention dropout; `mask` holds 0 or 1/(1-p)),
-    /// returned with `softmax(x)`.
+    /// `softmax(x) ⊙ mask` along the last axis (attention dropout; `mask` holds 0 or 1/(1-p)).
     fn last_axis_softmax_dropout(
         x: FloatTensor<Self>,
         mask: FloatTensor<Self>,

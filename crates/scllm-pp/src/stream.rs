@@ -207,17 +207,15 @@ pub fn preprocess_stream(
                 .iter()
                 .map(|&i| (b.range(i).start, b.range(i).end))
                 .collect();
-            // the kept rows' transformed values, written straight into the output buffer
-            let total: usize = spans.iter().map(|(a, z)| z - a).sum();
-            out_val.clear();
-            out_val.resize(total, 0.0);
-            let mut dst: Vec<&mut [f32]> = Vec::with_capacity(rows.len());
-            let mut rest: &mut [f32] = &mut out_val;
+            // the output block's row pointers; its values are written straight into out_val
+            let mut indptr = Vec::with_capacity(rows.len() + 1);
+            indptr.push(0u64);
             for &(a, z) in &spans {
-                let (row, tail) = rest.split_at_mut(z - a);
-                dst.push(row);
-                rest = tail;
+                indptr.push(indptr[indptr.len() - 1] + (z - a) as u64);
             }
+            out_val.clear();
+            out_val.resize(indptr[rows.len()] as usize, 0.0);
+            let dst = crate::normalize::row_slices_mut(&mut out_val, &indptr);
             // HVG statistics on the counts and the transform run side by side
             let vals = &vals;
             let stats = || -> Result<()> {
@@ -247,11 +245,8 @@ pub fn preprocess_stream(
             };
             rayon::join(stats, transform).0?;
             out_idx.clear();
-            let mut indptr = Vec::with_capacity(rows.len() + 1);
-            indptr.push(0u64);
             for &(a, z) in &spans {
                 out_idx.extend_from_slice(&b.indices[a..z]);
-                indptr.push(out_idx.len() as u64);
             }
             nnz += out_val.len() as u64;
             let block = Compressed {
