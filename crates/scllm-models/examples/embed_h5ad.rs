@@ -1,5 +1,6 @@
 //! The `scllm embed` pipeline without the CLI crate, for benchmarks and quick checks:
-//! `cargo run -p scllm-models --example embed_h5ad -- MODEL_DIR IN.h5ad OUT.h5ad [threads] [batch]`.
+//! `cargo run -p scllm-models --example embed_h5ad -- MODEL_DIR IN.h5ad OUT.h5ad [threads] [batch]
+//! [max_padding]`.
 
 use std::time::Instant;
 
@@ -11,13 +12,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     scllm_models::memory::reuse_freed_memory();
     let a: Vec<String> = std::env::args().collect();
     if a.len() < 4 {
-        eprintln!("usage: embed_h5ad MODEL_DIR IN.h5ad OUT.h5ad [threads] [batch_size]");
+        eprintln!("usage: embed_h5ad MODEL_DIR IN.h5ad OUT.h5ad [threads] [batch_size] [max_padding]");
         std::process::exit(2);
     }
     if let Some(t) = a.get(4) {
         scllm_models::set_threads(t.parse()?)?;
     }
     let batch_size: usize = a.get(5).map(|s| s.parse()).transpose()?.unwrap_or(64);
+    let max_padding: f64 = a
+        .get(6)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(scllm_models::embed::DEFAULT_MAX_PADDING);
     let t0 = Instant::now();
     let dev = scllm_models::device(scllm_models::DeviceKind::Cpu)?;
     let model = ScGptModel::load(&a[1], &LoadOptions::default(), &dev)?;
@@ -31,6 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_len: model.config.max_seq_len,
         batch_size,
         max_batch_tokens: batch_size * model.config.max_seq_len,
+        max_padding,
         seed: 0,
     };
     let mut e = Embedder::new(&model, &genes, opts)?;
@@ -56,7 +63,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "cells_per_second": n as f64 / secs, "threads": scllm_models::threads(),
             "forward_seconds": s.forward_seconds, "tokenize_seconds": s.tokenize_seconds,
             "forward_gflops_per_second": s.gflops_per_second(), "tokens": s.tokens,
-            "padded_tokens": s.padded_tokens, "batches": s.batches,
+            "padded_tokens": s.padded_tokens, "batches": s.batches, "batch_size": batch_size,
+            "max_padding": max_padding,
         })
     );
     Ok(())

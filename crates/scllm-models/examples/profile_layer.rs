@@ -64,6 +64,12 @@ fn main() {
         )
         .into_data()
     });
+    time("attention (composed ops)", att_flops, || {
+        let s = q.clone().matmul(q.clone().swap_dims(2, 3)) * (1.0 / ((d / h) as f64).sqrt());
+        burn::tensor::activation::softmax(s, 3)
+            .matmul(q.clone())
+            .into_data()
+    });
     let qkv = Tensor::<3>::random([b, l, 3 * d], Distribution::Default, &dev);
     time("split heads (3 copies)", 0.0, || {
         let t = qkv.clone().reshape([b, l, 3, h, d / h]);

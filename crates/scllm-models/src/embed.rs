@@ -4,19 +4,23 @@
 //!
 //! Unlike the reference, a cell's embedding never depends on its batch neighbours: tokenisation
 //! randomness is seeded per cell from its content, and padding is masked exactly (the reference's
-//! issue #281 is not copied). Batches are grouped by length so almost nothing is padded.
+//! issue #281 is not copied). Batches hold cells of equal length (`EmbedOptions::max_padding`),
+//! so nothing is padded.
 
 use std::time::Instant;
 
 use rayon::prelude::*;
 use scllm_io::Compressed;
 use scllm_tokenize::{
-    length_grouped_batches, pad_batch, TokenizedCell, Tokenizer, TokenizerConfig,
+    length_grouped_batches, pad_batch, BatchLimits, TokenizedCell, Tokenizer, TokenizerConfig,
 };
 
 use crate::error::{ModelError, Result};
 use crate::scgpt::BatchInput;
 use crate::ScGptModel;
+
+/// `EmbedOptions::max_padding` unless set.
+pub const DEFAULT_MAX_PADDING: f64 = 0.0;
 
 #[derive(Clone, Debug)]
 pub struct EmbedOptions {
@@ -26,6 +30,11 @@ pub struct EmbedOptions {
     pub batch_size: usize,
     /// Most tokens (cells × padded length) in one forward pass; bounds memory on long cells.
     pub max_batch_tokens: usize,
+    /// Most padding as a share of a batch's tokens: a cell that would pad its batch more starts
+    /// the next one. Padding is pure waste here (a cell's embedding is the same in any batch),
+    /// and on CPU small batches cost nothing: the default 0 puts only cells of equal length
+    /// together (bench/RESULTS.md, "padding-free batches and packed attention").
+    pub max_padding: f64,
     pub seed: u64,
 }
 
@@ -35,6 +44,7 @@ impl Default for EmbedOptions {
             max_len: 1200,
             batch_size: 64,
             max_batch_tokens: 64 * 1200,
+            max_padding: DEFAULT_MAX_PADDING,
             seed: 0,
         }
     }
@@ -132,7 +142,12 @@ impl<'a> Embedder<'a> {
         let lengths: Vec<usize> = cells.iter().map(|c| c.len()).collect();
         let pad_id = self.tokenizer.pad_id;
         let pad_value = self.tokenizer.cfg.pad_value;
-        for group in batches(&lengths, self.opts.batch_size, self.opts.max_batch_tokens) {
+        let limits = BatchLimits {
+            cells: self.opts.batch_size,
+            tokens: self.opts.max_batch_tokens,
+            max_padding: self.opts.max_padding,
+        };
+        for group in length_grouped_batches(&lengths, &limits) {
             let refs: Vec<(usize, &TokenizedCell)> =
                 group.iter().map(|&i| (i, &cells[i])).collect();
             let b = pad_batch(&refs, pad_id, pad_value);
@@ -181,26 +196,6 @@ impl<'a> Embedder<'a> {
         let cells = self.tokenize(block)?;
         self.embed_tokenized(&cells, out, progress)
     }
-}
-
-/// Length-grouped batches of at most `batch_size` cells and `max_tokens` padded tokens.
-pub fn batches(lengths: &[usize], batch_size: usize, max_tokens: usize) -> Vec<Vec<usize>> {
-    let mut out = Vec::new();
-    // longest first: a batch's padded length is its first cell's
-    for g in length_grouped_batches(lengths, batch_size) {
-        let mut cur: Vec<usize> = Vec::new();
-        for i in g {
-            let longest = cur.first().map(|&c| lengths[c]).unwrap_or(lengths[i]);
-            if !cur.is_empty() && (cur.len() + 1) * longest > max_tokens {
-                out.push(std::mem::take(&mut cur));
-            }
-            cur.push(i);
-        }
-        if !cur.is_empty() {
-            out.push(cur);
-        }
-    }
-    out
 }
 
 /// FLOPs of `encode_cls` on a `[b, l]` batch (multiply-add = 2; norms and activations left out).

@@ -4,6 +4,7 @@
 //!
 //! Inference runs on the plain (non-autodiff) device, so no gradient graph is ever built.
 
+pub mod attention;
 pub mod checkpoint;
 pub mod embed;
 pub mod error;

@@ -16,6 +16,8 @@ use burn::nn::{
 };
 use burn::tensor::activation::{leaky_relu, relu, sigmoid};
 use burn::tensor::module::attention;
+
+use crate::attention::packed_self_attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -629,14 +631,28 @@ impl ScGpt {
             return h.narrow(1, 0, 1).reshape([n, d]);
         }
         let (_, mut h) = self.embed_tokens(genes, values);
+        let lengths = right_padded_lengths(b.padding, b.batch, b.seq_len);
+        let lengths = lengths.as_deref();
         let layers = &self.transformer_encoder.layers;
         let (last, rest) = layers.split_last().expect("at least one layer");
         for l in rest {
-            h = l.forward(h, mask.clone());
+            h = l.forward_cells(h, mask.clone(), lengths);
         }
         let cls_mask = key_padding_mask(b.padding, b.batch, 1, b.seq_len, dev);
-        last.forward_first(h, cls_mask)
+        last.forward_first(h, cls_mask, lengths)
     }
+}
+
+/// Each row's real length when every row's padding is a suffix (as `pad_batch` pads), else
+/// `None`.
+pub fn right_padded_lengths(padding: &[bool], b: usize, l: usize) -> Option<Vec<usize>> {
+    (0..b)
+        .map(|r| {
+            let row = &padding[r * l..(r + 1) * l];
+            let n = row.iter().position(|&p| p).unwrap_or(l);
+            row[n..].iter().all(|&p| p).then_some(n)
+        })
+        .collect()
 }
 
 /// `[B, 1, Lq, Lk]` with `true` where the key is padding, or `None` when nothing is padded.
@@ -675,14 +691,32 @@ enum Queries {
 }
 
 impl MultiheadAttention {
-    /// Self-attention over `x` `[B, L, d]` for the query positions `queries` selects.
-    fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4, Bool>>, queries: Queries) -> Tensor<3> {
+    /// Self-attention over `x` `[B, L, d]` for the query positions `queries` selects. With the
+    /// cells' real `lengths` (a right-padded batch; `mask` is then their key-padding mask),
+    /// inference on flex takes [`packed_self_attention`], which skips the padding.
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        mask: Option<Tensor<4, Bool>>,
+        queries: Queries,
+        lengths: Option<&[usize]>,
+    ) -> Tensor<3> {
         let [b, l, d] = x.dims();
         let (h, dh) = (self.nheads, d / self.nheads);
         let training = is_training(&self.dropout, &x);
         let mut qkv = self.wqkv.forward(x.clone());
         if let Some(lora) = &self.lora {
             qkv = qkv + lora.delta(x, training);
+        }
+        let first_only = match queries {
+            Queries::All => Some(false),
+            Queries::First => Some(true),
+            Queries::SkipPrompts(_) => None,
+        };
+        if let (Some(lengths), Some(first_only), false) = (lengths, first_only, training) {
+            if let Some(o) = packed_self_attention(&qkv, h, lengths, first_only) {
+                return self.out_proj.forward(o);
+            }
         }
         let qkv = qkv.reshape([b, l, 3, h, dh]);
         let part = |i: usize| {
@@ -732,7 +766,19 @@ impl EncoderLayer {
     /// `h = LN1(h + Dropout(MHA(h))); h = LN2(h + Dropout(W2 Dropout(relu(W1 h))))` (dropouts are
     /// no-ops at inference), with the gene-encoder-prompt adapters of §2.4 when attached.
     pub fn forward(&self, h: Tensor<3>, mask: Option<Tensor<4, Bool>>) -> Tensor<3> {
-        let a = self.self_attn.forward(h.clone(), mask, Queries::All);
+        self.forward_cells(h, mask, None)
+    }
+
+    /// [`Self::forward`] on a right-padded batch whose cells have the real `lengths` (`mask` is
+    /// their key-padding mask): at inference on flex, padded positions are skipped (their
+    /// output rows are then not attention outputs; nothing may read them).
+    pub fn forward_cells(
+        &self,
+        h: Tensor<3>,
+        mask: Option<Tensor<4, Bool>>,
+        lengths: Option<&[usize]>,
+    ) -> Tensor<3> {
+        let a = self.self_attn.forward(h.clone(), mask, Queries::All, lengths);
         self.after_attention(h, a)
     }
 
@@ -748,15 +794,21 @@ impl EncoderLayer {
     ) -> Tensor<3> {
         let a = self
             .self_attn
-            .forward(h.clone(), mask, Queries::SkipPrompts(n));
+            .forward(h.clone(), mask, Queries::SkipPrompts(n), None);
         self.after_attention(strip_prompts(h, n), a)
     }
 
-    /// The layer's output at position 0 only, `[B, d]`; `mask` is `[B, 1, 1, L]`.
-    pub fn forward_first(&self, h: Tensor<3>, mask: Option<Tensor<4, Bool>>) -> Tensor<2> {
+    /// The layer's output at position 0 only, `[B, d]`; `mask` is `[B, 1, 1, L]`, `lengths` as
+    /// in [`Self::forward_cells`].
+    pub fn forward_first(
+        &self,
+        h: Tensor<3>,
+        mask: Option<Tensor<4, Bool>>,
+        lengths: Option<&[usize]>,
+    ) -> Tensor<2> {
         let [b, _, d] = h.dims();
         let h0 = h.clone().narrow(1, 0, 1);
-        let a = self.self_attn.forward(h, mask, Queries::First);
+        let a = self.self_attn.forward(h, mask, Queries::First, lengths);
         self.after_attention(h0, a).reshape([b, d])
     }
 

@@ -49,6 +49,8 @@ fn embed(
         batch_size,
         max_len,
         max_batch_tokens: 1 << 20,
+        // any padding: every batch of mixed lengths is padded, which these tests exercise
+        max_padding: 1.0,
         seed: 0,
     };
     let mut e = Embedder::new(m, genes, opts).unwrap();
@@ -127,6 +129,7 @@ fn same_seed_same_embeddings_other_seed_other_sampling() {
         batch_size: 5,
         max_len: 32,
         max_batch_tokens: 1 << 20,
+        max_padding: 1.0,
         seed: 1,
     };
     let mut e = Embedder::new(&m, &genes, opts).unwrap();

@@ -7,7 +7,7 @@ pub mod corpus;
 pub mod scgpt;
 pub mod vocab;
 
-pub use batch::{length_grouped_batches, pad_batch, Batch};
+pub use batch::{cut_batches, length_grouped_batches, pad_batch, Batch, BatchLimits};
 pub use corpus::{list_inputs, mask_values, union_vocab, Corpus, CorpusOptions, ObsFilter};
 pub use scgpt::{TokenizedCell, Tokenizer, TokenizerConfig};
 pub use vocab::{gene_symbols, match_genes, GeneMatch, GeneVocab};

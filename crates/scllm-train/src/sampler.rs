@@ -1,5 +1,6 @@
 //! Class weights, the class-balanced sampler, the seedable RNG, and epoch batches.
 
+use scllm_tokenize::{cut_batches, BatchLimits};
 use serde::{Deserialize, Serialize};
 
 /// splitmix64: small, fast, and its whole state is one `u64` (saved in a checkpoint).
@@ -118,32 +119,17 @@ pub fn epoch_batches(
     rng: &mut SplitMix64,
 ) -> Vec<Vec<usize>> {
     let bs = batch_size.max(1);
-    let cut = |cells: &[usize], out: &mut Vec<Vec<usize>>| {
-        let mut cur: Vec<usize> = Vec::new();
-        let mut longest = 0usize;
-        for &i in cells {
-            let l = longest.max(lengths[i]);
-            if !cur.is_empty() && (cur.len() == bs || (cur.len() + 1) * l > max_tokens) {
-                out.push(std::mem::take(&mut cur));
-                longest = 0;
-            }
-            longest = longest.max(lengths[i]);
-            cur.push(i);
-        }
-        if !cur.is_empty() {
-            out.push(cur);
-        }
-    };
+    let limits = BatchLimits::new(bs, max_tokens);
     let mut out = Vec::new();
     if group_by_length {
         for w in order.chunks(bs * 50) {
             let mut w = w.to_vec();
             w.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]));
-            cut(&w, &mut out);
+            out.extend(cut_batches(&w, lengths, &limits));
         }
         rng.shuffle(&mut out);
     } else {
-        cut(order, &mut out);
+        out = cut_batches(order, lengths, &limits);
     }
     out
 }

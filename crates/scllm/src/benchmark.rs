@@ -100,6 +100,7 @@ fn embed_into(
         batch_size: bs,
         max_batch_tokens: bs * max_len,
         seed,
+        ..Default::default()
     };
     let mut e = scllm_models::embed::Embedder::new(m, &genes, opts)?;
     let d = m.config.embsize;

@@ -39,7 +39,7 @@ pub struct EmbedArgs {
     /// obsm key of the embeddings
     #[arg(long, default_value = "X_scGPT")]
     pub obsm_key: String,
-    /// Cells per forward pass (batches hold cells of similar length, so little is padded)
+    /// Most cells per forward pass (a batch holds cells of one length: nothing is padded)
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     /// Most tokens per cell, <cls> included (default: the model's max_seq_len, 1200)
@@ -160,6 +160,7 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         batch_size: args.batch_size,
         max_batch_tokens: args.batch_size * max_len,
         seed: args.seed,
+        ..EmbedOptions::default()
     };
     let d = model.config.embsize;
     let src = args.input.display().to_string();
