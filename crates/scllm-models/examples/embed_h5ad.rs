@@ -12,7 +12,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     scllm_models::memory::reuse_freed_memory();
     let a: Vec<String> = std::env::args().collect();
     if a.len() < 4 {
-        eprintln!("usage: embed_h5ad MODEL_DIR IN.h5ad OUT.h5ad [threads] [batch_size] [max_padding]");
+        eprintln!(
+            "usage: embed_h5ad MODEL_DIR IN.h5ad OUT.h5ad [threads] [batch_size] [max_padding]"
+        );
         std::process::exit(2);
     }
     if let Some(t) = a.get(4) {

@@ -99,6 +99,13 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
+impl OutPtr {
+    /// The element `offset` floats in (a method, so closures capture the whole `Sync` wrapper).
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
 fn attend(
     qkv: &[f32],
     [b, l, d]: [usize; 3],
@@ -133,7 +140,6 @@ fn attend(
             let v = &qkv[base + 2 * d + h * dh..];
             scores.clear();
             scores.resize(m * n, 0.0);
-            let dst = dst;
             // SAFETY: the pointers and strides address rows < L of this cell, columns of this
             // head (inside `qkv` and `out`); the output block is this task's alone.
             unsafe {
@@ -161,7 +167,7 @@ fn attend(
                 );
             }
             let sums: Vec<f32> = scores.chunks_exact_mut(n).map(exp_shifted_row).collect();
-            let o = unsafe { dst.0.add((c * lq + q0) * d + h * dh) };
+            let o = dst.at((c * lq + q0) * d + h * dh);
             unsafe {
                 // out[q0..q1, head] = P · V[..n]
                 gemm::gemm(
@@ -261,7 +267,7 @@ fn exp_shifted_row_portable(row: &mut [f32]) -> f32 {
 fn exp_approx(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 = C1 - C2 with C1 = 355/512, so k·C1 is exact (Cephes' split)
-    const C1: f32 = 0.693_359_375;
+    const C1: f32 = 355.0 / 512.0;
     const C2: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
     let xc = if x < -87.0 { -87.0 } else { x };
@@ -350,14 +356,14 @@ mod tests {
         )
         .swap_dims(1, 2)
         .reshape([b, l, d]);
-        let want: Vec<f32> = want.into_data().to_vec().unwrap();
+        let want: Vec<f32> = want.into_data().try_to_vec::<f32>().unwrap();
 
         let got = packed_self_attention(&qkv, heads, &lengths, false).expect("flex f32 applies");
         assert_eq!(got.dims(), [b, l, d]);
-        let got: Vec<f32> = got.into_data().to_vec().unwrap();
+        let got: Vec<f32> = got.into_data().try_to_vec::<f32>().unwrap();
         let first = packed_self_attention(&qkv, heads, &lengths, true).unwrap();
         assert_eq!(first.dims(), [b, 1, d]);
-        let first: Vec<f32> = first.into_data().to_vec().unwrap();
+        let first: Vec<f32> = first.into_data().try_to_vec::<f32>().unwrap();
         let mut worst = 0f32;
         for (c, &n) in lengths.iter().enumerate() {
             for q in 0..l {

@@ -778,7 +778,9 @@ impl EncoderLayer {
         mask: Option<Tensor<4, Bool>>,
         lengths: Option<&[usize]>,
     ) -> Tensor<3> {
-        let a = self.self_attn.forward(h.clone(), mask, Queries::All, lengths);
+        let a = self
+            .self_attn
+            .forward(h.clone(), mask, Queries::All, lengths);
         self.after_attention(h, a)
     }
 

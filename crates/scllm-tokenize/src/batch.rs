@@ -128,15 +128,25 @@ mod tests {
 
     #[test]
     fn batches_stay_within_every_limit_and_cover_every_cell() {
-        let lengths: Vec<usize> = (0..200).map(|i| 10 + (i * 37) % 90 + (i % 7) * 40).collect();
+        let lengths: Vec<usize> = (0..200)
+            .map(|i| 10 + (i * 37) % 90 + (i % 7) * 40)
+            .collect();
         let order: Vec<usize> = (0..200).collect();
         let padded = |g: &Vec<usize>| g.iter().map(|&i| lengths[i]).max().unwrap() * g.len();
         let real = |g: &Vec<usize>| g.iter().map(|&i| lengths[i]).sum::<usize>();
         for limits in [
             BatchLimits::new(8, usize::MAX),
             BatchLimits::new(64, 1000),
-            BatchLimits { cells: 64, tokens: usize::MAX, max_padding: 0.05 },
-            BatchLimits { cells: 64, tokens: usize::MAX, max_padding: 0.0 },
+            BatchLimits {
+                cells: 64,
+                tokens: usize::MAX,
+                max_padding: 0.05,
+            },
+            BatchLimits {
+                cells: 64,
+                tokens: usize::MAX,
+                max_padding: 0.0,
+            },
         ] {
             for b in [
                 cut_batches(&order, &lengths, &limits),
@@ -149,24 +159,41 @@ mod tests {
                     assert!(g.len() <= limits.cells, "{limits:?}");
                     assert!(g.len() == 1 || padded(g) <= limits.tokens, "{limits:?}");
                     let pad = (padded(g) - real(g)) as f64;
-                    assert!(pad <= limits.max_padding * padded(g) as f64, "{limits:?}: {g:?}");
+                    assert!(
+                        pad <= limits.max_padding * padded(g) as f64,
+                        "{limits:?}: {g:?}"
+                    );
                 }
             }
         }
         // sorted by length, no padding allowed: one batch per distinct length (at most 64 cells)
-        let zero = BatchLimits { cells: 64, tokens: usize::MAX, max_padding: 0.0 };
+        let zero = BatchLimits {
+            cells: 64,
+            tokens: usize::MAX,
+            max_padding: 0.0,
+        };
         let b = length_grouped_batches(&lengths, &zero);
         let mut count = std::collections::BTreeMap::new();
         for &l in &lengths {
             *count.entry(l).or_insert(0usize) += 1;
         }
-        assert_eq!(b.len(), count.values().map(|c| c.div_ceil(64)).sum::<usize>());
+        assert_eq!(
+            b.len(),
+            count.values().map(|c| c.div_ceil(64)).sum::<usize>()
+        );
         // a padding cap on sorted lengths pads less than the same cell limit alone
         let total = |b: &Vec<Vec<usize>>| b.iter().map(padded).sum::<usize>();
-        let capped = BatchLimits { cells: 64, tokens: usize::MAX, max_padding: 0.05 };
+        let capped = BatchLimits {
+            cells: 64,
+            tokens: usize::MAX,
+            max_padding: 0.05,
+        };
         assert!(
             total(&length_grouped_batches(&lengths, &capped))
-                < total(&length_grouped_batches(&lengths, &BatchLimits::new(64, usize::MAX)))
+                < total(&length_grouped_batches(
+                    &lengths,
+                    &BatchLimits::new(64, usize::MAX)
+                ))
         );
     }
 
