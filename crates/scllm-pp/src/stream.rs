@@ -177,10 +177,9 @@ pub fn preprocess_stream(
     let mut w = CsrStreamWriter::create(out, ng, o.compression).map_err(io)?;
     let mut nnz: u64 = 0;
     let t32 = o.target_sum.map(|t| t as f32);
-    let mut out_idx: Vec<u32> = Vec::new();
-    let mut out_val: Vec<f32> = Vec::new();
-    // One thread reads the next block from HDF5 while this one transforms and writes the
-    // current block (HDF5 calls are serialised by hdf5-metno's lock; the arithmetic overlaps them).
+    // Three stages on their own threads: one reads the next block from HDF5, this one computes
+    // the current block, one writes the previous block (HDF5 calls are serialised by
+    // hdf5-metno's lock, so reading and writing take turns; the arithmetic overlaps both).
     std::thread::scope(|scope| -> Result<()> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         scope.spawn(move || {
@@ -190,7 +189,26 @@ pub fn preprocess_stream(
                 }
             }
         });
+        let (to_writer, written) = std::sync::mpsc::sync_channel::<Compressed>(1);
+        // written blocks come back so their buffers are reused
+        let (give_back, reuse) = std::sync::mpsc::channel::<Compressed>();
+        let w = &mut w;
+        let writer = scope.spawn(move || -> Result<()> {
+            for block in written {
+                w.append(&block).map_err(io)?;
+                let _ = give_back.send(block);
+            }
+            Ok(())
+        });
         for blk in rx {
+            let (mut out_idx, mut out_val) = match reuse.try_recv() {
+                Ok(Compressed {
+                    indices,
+                    data: Values::F32(v),
+                    ..
+                }) => (indices, v),
+                _ => (Vec::new(), Vec::new()),
+            };
             let (start, mut b) = blk.map_err(io)?;
             let vals: Vec<f32> = match std::mem::replace(&mut b.data, Values::F32(Vec::new())) {
                 Values::F32(v) => v,
@@ -256,14 +274,13 @@ pub fn preprocess_stream(
                 indices: std::mem::take(&mut out_idx),
                 data: Values::F32(std::mem::take(&mut out_val)),
             };
-            w.append(&block).map_err(io)?;
-            if let Values::F32(v) = block.data {
-                out_val = v;
+            if to_writer.send(block).is_err() {
+                break; // the writer stopped on an error: reported below
             }
-            out_idx = block.indices;
             progress(1, start + b.nrows);
         }
-        Ok(())
+        drop(to_writer);
+        writer.join().expect("the writer thread does not panic")
     })?;
     if let Some(h) = &o.hvg {
         for (b, st) in levels.iter().zip(state.iter_mut()) {
