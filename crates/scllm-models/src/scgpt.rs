@@ -16,12 +16,11 @@ use burn::nn::{
 };
 use burn::tensor::activation::{leaky_relu, relu, sigmoid};
 use burn::tensor::module::attention;
-
-use crate::attention::packed_self_attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::attention::packed_self_attention;
 use crate::error::{ModelError, Result};
 use crate::peft::{Adapter, LoraQv, PeftState};
 
