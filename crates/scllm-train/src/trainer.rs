@@ -46,14 +46,25 @@ pub trait CellClassifier: Module + Sized {
 
 impl CellClassifier for ScGpt {
     fn classify(&self, b: &BatchInput, dev: &Device) -> Result<Classified> {
-        let (genes, values, mask) = self.inputs(b, dev);
-        let out = self.forward(genes, values, mask);
-        let logits = out.cls_output.ok_or_else(|| {
+        let no_head = || {
             invalid(
                 "the model has no classification head (cls_decoder): load it with \
                  LoadOptions { n_cls: <number of classes>, .. }",
             )
-        })?;
+        };
+        if !dev.is_autodiff() {
+            // inference: only `<cls>` is read, so `encode_cls` (the last layer computes `<cls>`
+            // alone; padding skipped in attention on flex) gives the same embedding for less
+            let cell_emb = self.encode_cls(b, dev);
+            let head = self.cls_decoder.as_ref().ok_or_else(no_head)?;
+            return Ok(Classified {
+                logits: head.forward(cell_emb.clone()),
+                cell_emb,
+            });
+        }
+        let (genes, values, mask) = self.inputs(b, dev);
+        let out = self.forward(genes, values, mask);
+        let logits = out.cls_output.ok_or_else(no_head)?;
         Ok(Classified {
             logits,
             cell_emb: out.cell_emb,
