@@ -106,6 +106,7 @@ impl OutPtr {
     }
 }
 
+/// The kernel of [`PackedSelfAttention`] on `qkv` `[b, l, 3d]` (row-major); returns `[b, Lq, d]`.
 fn attend(
     qkv: &[f32],
     [b, l, d]: [usize; 3],
@@ -116,7 +117,7 @@ fn attend(
     let dh = d / heads;
     let lq = if first_only { 1 } else { l };
     let mut out = vec![0f32; b * lq * d];
-    // (cell, head, first query row) of every task
+    // (cell, head, query rows q0..q1) of every task
     let mut tasks = Vec::new();
     for (c, &n) in lengths.iter().enumerate() {
         let nq = if first_only { 1 } else { n };
