@@ -26,6 +26,16 @@ pub fn counts_per_cell(x: &Compressed) -> Vec<f32> {
         .collect()
 }
 
+/// What a cell with size factor `f` (`total / target`) is divided by: zero-total cells are
+/// divided by 1 (no division by zero), so they stay zero.
+pub(crate) fn divisor(f: f32) -> f32 {
+    if f == 0.0 {
+        1.0
+    } else {
+        f
+    }
+}
+
 /// Scale each cell to `target_sum` total counts (default: the median of cell totals, as scanpy
 /// does for CSR input). Cells with zero total stay zero. Returns the normalised matrix and the
 /// per-cell factors (`counts / target_sum`).
@@ -45,8 +55,7 @@ pub fn normalize_total(x: &Compressed, target_sum: Option<f64>) -> (Compressed, 
         .into_par_iter()
         .zip(factors.par_iter())
         .for_each(|(row, &f)| {
-            // division by zero is avoided by dividing zero-total cells by 1
-            let d = if f == 0.0 { 1.0 } else { f };
+            let d = divisor(f);
             for v in row.iter_mut() {
                 *v /= d;
             }

@@ -105,15 +105,7 @@ impl ClipHist {
 /// operations, so the bits equal the element-wise computation (`log1p` was ~30 % of the run).
 fn transform_row(src: &[f32], dst: &mut [f32], target: Option<f32>, log1p: bool) {
     let d = match target {
-        Some(t) => {
-            let total = src.iter().map(|&x| x as f64).sum::<f64>() as f32;
-            let f = total / t;
-            if f == 0.0 {
-                1.0
-            } else {
-                f
-            }
-        }
+        Some(t) => crate::normalize::divisor(src.iter().map(|&x| x as f64).sum::<f64>() as f32 / t),
         None => 1.0,
     };
     let f = |v: f32| {
