@@ -36,17 +36,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let genes =
         scllm_tokenize::match_genes(&ad.var, &model.vocab, None, std::path::Path::new(&a[2]))?;
     let opts = EmbedOptions {
-        max_len: model.config.max_seq_len,
         batch_size,
         max_batch_tokens: batch_size * model.config.max_seq_len,
         max_padding,
-        seed: 0,
     };
-    let mut e = Embedder::new(&model, &genes, opts)?;
+    let tok = model.embed_tokenizer(&genes, model.config.max_seq_len, 0)?;
+    let mut e = Embedder::new(
+        &model.model,
+        &dev,
+        &tok,
+        scllm_models::scgpt::EMBEDDING,
+        true,
+        opts,
+    )?;
     let d = e.dim();
     let mut emb = vec![0f32; x.nrows * d];
     let n = x.nrows;
-    e.embed_block(&x, &mut emb, &mut |_| {})?;
+    e.embed_block(&x, None, &mut emb, &mut |_| {})?;
     ad.set_obsm(
         "X_scGPT",
         Matrix::Dense {

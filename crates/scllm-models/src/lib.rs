@@ -1,33 +1,39 @@
-//! Single-cell foundation models on burn 0.22: the architectures (one file per family, modules
-//! named after the reference's state-dict keys), checkpoint import from PyTorch `.pt` and
-//! safetensors with a key-by-key report, and the cell-embedding pipeline.
+//! Single-cell foundation models on burn 0.22, every family through one interface
+//! ([`CellModel`]): the architectures (one folder per family, modules named after the
+//! reference's state-dict keys), checkpoint import from PyTorch `.pt` and safetensors with a
+//! key-by-key report ([`weights`]), adapters written once and attached at the sites each family
+//! names ([`peft`]), and the cell-embedding pipeline ([`embed`]).
 //!
 //! Inference runs on the plain (non-autodiff) device, so no gradient graph is ever built.
 
-pub mod attention;
-pub mod checkpoint;
 pub mod embed;
 pub mod error;
+pub mod family;
+pub mod folder;
 pub mod memory;
+pub mod model;
+pub mod nn;
+pub mod params;
 pub mod peft;
 pub mod scgpt;
-pub mod softmax;
-pub mod torch_save;
+pub mod weights;
 
-pub use checkpoint::{load_into, save_safetensors, state_dict, Checkpoint, LoadReport};
 pub use error::{ModelError, Result};
+pub use family::Family;
+pub use folder::{open as open_folder, AnyFolder, EmbeddingDefaults, ModelFolder, TokenOptions};
+pub use model::{BatchInput, CellModel, Classified, EmbeddingSpec, Pooling};
+pub use params::{param_counts, param_table, ParamInfo, Part};
 pub use peft::{
-    count_params, load_adapter, load_adapter_weights, read_adapter_meta, save_adapter, sha256_file,
-    AdapterMeta, BaseArgs, PeftConfig, Strategy,
+    attach, load_adapter, load_adapter_weights, read_adapter_meta, save_adapter, sha256_file,
+    AdapterMeta, PeftConfig, Strategy,
 };
-pub use scgpt::{ScGpt, ScGptBuild, ScGptConfig};
-pub use torch_save::save_pt;
-
-use std::path::{Path, PathBuf};
+pub use scgpt::{
+    find_weights, LoadOptions, ScGpt, ScGptBuild, ScGptConfig, ScGptFolder, ScGptModel,
+};
+pub use weights::{load_into, save_pt, save_safetensors, state_dict, Checkpoint, LoadReport};
 
 pub use burn;
 pub use burn::tensor::Device;
-use scllm_tokenize::GeneVocab;
 
 /// Where the model runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,90 +78,4 @@ pub fn set_threads(n: usize) -> Result<()> {
 /// Threads the CPU kernels use (rayon's global pool).
 pub fn threads() -> usize {
     rayon::current_num_threads()
-}
-
-/// A released scGPT model folder: `args.json`, `vocab.json`, and weights (`best_model.pt`,
-/// or `model.safetensors` / `best_model.safetensors`).
-pub struct ScGptModel {
-    pub dir: PathBuf,
-    pub config: ScGptConfig,
-    pub vocab: GeneVocab,
-    pub model: ScGpt,
-    pub report: LoadReport,
-    pub device: Device,
-}
-
-/// Options for [`ScGptModel::load`].
-#[derive(Clone, Debug)]
-pub struct LoadOptions {
-    /// Classes of the `cls_decoder` head (`embed_data` builds 1; the release has none).
-    pub n_cls: usize,
-    pub do_mvc: bool,
-    /// Fail on anything missing or skipped.
-    pub strict: bool,
-    /// A weights file other than the folder's own.
-    pub weights: Option<PathBuf>,
-}
-
-impl Default for LoadOptions {
-    /// As `embed_data`: `n_cls=1, do_mvc=True`.
-    fn default() -> Self {
-        LoadOptions {
-            n_cls: 1,
-            do_mvc: true,
-            strict: false,
-            weights: None,
-        }
-    }
-}
-
-/// The weights file of a model folder.
-pub fn find_weights(dir: &Path) -> Result<PathBuf> {
-    for name in [
-        "best_model.pt",
-        "model.safetensors",
-        "best_model.safetensors",
-        "model.pt",
-    ] {
-        let p = dir.join(name);
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    Err(ModelError::file(dir, "no weights found (expected best_model.pt or model.safetensors next to args.json and vocab.json)"))
-}
-
-impl ScGptModel {
-    pub fn load(dir: impl AsRef<Path>, opts: &LoadOptions, device: &Device) -> Result<Self> {
-        let dir = dir.as_ref();
-        if !dir.is_dir() {
-            return Err(ModelError::file(dir, "not a model folder (expected the released scGPT folder with best_model.pt, vocab.json, args.json)"));
-        }
-        let config = ScGptConfig::from_json_file(dir.join("args.json"))?;
-        let mut vocab = GeneVocab::from_json_file(dir.join("vocab.json"))?;
-        // embed_data appends missing specials the same way
-        vocab.append_missing(&[config.pad_token.as_str(), "<cls>", "<eoc>"]);
-        let pad_id = vocab.special(&config.pad_token)? as usize;
-        let build = ScGptBuild {
-            ntoken: vocab.len(),
-            pad_id,
-            n_cls: opts.n_cls,
-            do_mvc: opts.do_mvc,
-        };
-        let mut model = ScGpt::new(&config, &build, device)?;
-        let weights = match &opts.weights {
-            Some(p) => p.clone(),
-            None => find_weights(dir)?,
-        };
-        let ckpt = Checkpoint::open(&weights)?;
-        let report = load_into(&mut model, &ckpt, opts.strict, device)?;
-        Ok(ScGptModel {
-            dir: dir.to_path_buf(),
-            config,
-            vocab,
-            model,
-            report,
-            device: device.clone(),
-        })
-    }
 }

@@ -8,7 +8,7 @@ use burn::tensor::Device;
 use common::*;
 use scllm_io::{Compressed, Values};
 use scllm_models::embed::{EmbedOptions, Embedder};
-use scllm_models::{LoadOptions, ScGptModel};
+use scllm_models::{scgpt, LoadOptions, ScGptModel};
 
 /// Rows `rows` of `x` as a new CSR block.
 fn pick(x: &Compressed, rows: &[usize]) -> Compressed {
@@ -45,17 +45,27 @@ fn embed(
     batch_size: usize,
     max_len: usize,
 ) -> Vec<f32> {
+    embed_seeded(m, genes, block, batch_size, max_len, 0)
+}
+
+fn embed_seeded(
+    m: &ScGptModel,
+    genes: &scllm_tokenize::GeneMatch,
+    block: &Compressed,
+    batch_size: usize,
+    max_len: usize,
+    seed: u64,
+) -> Vec<f32> {
     let opts = EmbedOptions {
         batch_size,
-        max_len,
         max_batch_tokens: 1 << 20,
         // any padding: every batch of mixed lengths is padded, which these tests exercise
         max_padding: 1.0,
-        seed: 0,
     };
-    let mut e = Embedder::new(m, genes, opts).unwrap();
+    let tok = m.embed_tokenizer(genes, max_len, seed).unwrap();
+    let mut e = Embedder::new(&m.model, &m.device, &tok, scgpt::EMBEDDING, true, opts).unwrap();
     let mut out = vec![0f32; block.nrows * e.dim()];
-    e.embed_block(block, &mut out, &mut |_| {}).unwrap();
+    e.embed_block(block, None, &mut out, &mut |_| {}).unwrap();
     out
 }
 
@@ -125,15 +135,6 @@ fn same_seed_same_embeddings_other_seed_other_sampling() {
     let a = embed(&m, &genes, &block, 5, 32);
     let b = embed(&m, &genes, &block, 5, 32);
     assert_eq!(a, b, "deterministic for a seed");
-    let opts = EmbedOptions {
-        batch_size: 5,
-        max_len: 32,
-        max_batch_tokens: 1 << 20,
-        max_padding: 1.0,
-        seed: 1,
-    };
-    let mut e = Embedder::new(&m, &genes, opts).unwrap();
-    let mut c = vec![0f32; a.len()];
-    e.embed_block(&block, &mut c, &mut |_| {}).unwrap();
+    let c = embed_seeded(&m, &genes, &block, 5, 32, 1);
     assert_ne!(a, c, "cells longer than max_len are sampled with the seed");
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use burn::tensor::Device;
 use common::*;
-use scllm_models::scgpt::BatchInput;
+use scllm_models::BatchInput;
 use scllm_models::{LoadOptions, ScGptModel};
 
 const TOL: f64 = 1e-4;

@@ -10,13 +10,34 @@ use burn::module::{Module, Param};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Tensor};
 use common::*;
-use scllm_models::peft::{count_params, is_trainable};
-use scllm_models::scgpt::BatchInput;
+use scllm_models::params::trains;
+use scllm_models::peft::apply_trainability;
 use scllm_models::{
-    load_adapter, load_adapter_weights, load_into, save_adapter, sha256_file, state_dict,
-    AdapterMeta, Checkpoint, LoadOptions, ModelError, PeftConfig, ScGpt, ScGptBuild, ScGptConfig,
-    ScGptModel, Strategy,
+    attach, load_adapter, load_adapter_weights, load_into, param_counts, param_table, save_adapter,
+    sha256_file, state_dict, AdapterMeta, BatchInput, Checkpoint, LoadOptions, ModelError,
+    PeftConfig, ScGpt, ScGptBuild, ScGptConfig, ScGptModel, Strategy,
 };
+
+/// `(trainable, total)` of a model of this shape under `s`, built (lazily) and adapted.
+fn count_params(
+    cfg: &ScGptConfig,
+    build: &ScGptBuild,
+    s: Strategy,
+    peft: &PeftConfig,
+) -> Result<(usize, usize), ModelError> {
+    let dev = Device::flex();
+    let m = ScGpt::new(cfg, build, &dev)?;
+    Ok(param_counts(&attach(m, s, peft, &dev)?))
+}
+
+/// `(key, trains)` of every parameter under the model's strategy.
+fn trainable_table(m: &ScGpt) -> Vec<(String, bool)> {
+    let s = scllm_models::peft::strategy_of(m);
+    param_table(m)
+        .into_iter()
+        .map(|p| (p.key, trains(s, p.part)))
+        .collect()
+}
 
 struct Out {
     cell: Vec<f32>,
@@ -104,9 +125,9 @@ fn whole_human_counts_match_the_reference() {
     );
 }
 
-/// The shape-only count agrees with the built model's, for every strategy.
+/// The structural count agrees with burn's own, for every strategy.
 #[test]
-fn counts_from_shapes_agree_with_the_model() {
+fn counts_agree_with_burns_own() {
     let dev = Device::flex();
     let cfg = ScGptConfig::from_json_file(scgpt_dir("small").join("args.json")).unwrap();
     let build = ScGptBuild {
@@ -120,13 +141,8 @@ fn counts_from_shapes_agree_with_the_model() {
         ..PeftConfig::default()
     };
     for s in Strategy::ALL {
-        let m = ScGpt::new(&cfg, &build, &dev)
-            .unwrap()
-            .with_peft(s, &peft, &dev)
-            .unwrap();
-        let counted = count_params(&cfg, &build, s, &peft).unwrap();
-        assert_eq!(m.param_counts(), counted, "{s}");
-        assert_eq!(m.param_counts().1, m.num_params(), "{s}: burn's own count");
+        let m = attach(ScGpt::new(&cfg, &build, &dev).unwrap(), s, &peft, &dev).unwrap();
+        assert_eq!(param_counts(&m).1, m.num_params(), "{s}: burn's own count");
     }
 }
 
@@ -140,21 +156,21 @@ fn training_updates_only_trainable_tensors() {
     let batch = Batch::of(&scgpt_dir("tiny"));
     for s in Strategy::ALL {
         let base = load("tiny", 3, &dev).model;
-        let mut m = base.with_peft(s, &PeftConfig::default(), &dev).unwrap();
+        let mut m = attach(base, s, &PeftConfig::default(), &dev).unwrap();
         if s == Strategy::Lora {
             // B = 0 at init gives A no gradient; make both live
             for l in &mut m.transformer_encoder.layers {
-                let lora = l.self_attn.lora.as_mut().unwrap();
+                let lora = l.self_attn.wqkv.lora.as_mut().unwrap();
                 let shape = lora.lora_b.dims();
                 lora.lora_b =
                     Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, 0.1), &dev));
             }
-            m.apply_trainability();
+            apply_trainability(&mut m);
         }
         let before: HashMap<String, Vec<f32>> =
             state_dict(&m).into_iter().map(|(k, _, v)| (k, v)).collect();
-        let table = m.param_table();
-        let n_trainable = table.iter().filter(|(_, _, t)| *t).count();
+        let table = trainable_table(&m);
+        let n_trainable = table.iter().filter(|(_, t)| *t).count();
         let mut tm = m.train();
         let mut opt = AdamConfig::new().init();
         for step in 0..3 {
@@ -187,6 +203,7 @@ fn training_updates_only_trainable_tensors() {
                     Strategy::Lora => {
                         let lora = tm.transformer_encoder.layers[0]
                             .self_attn
+                            .wqkv
                             .lora
                             .as_ref()
                             .unwrap();
@@ -215,7 +232,7 @@ fn training_updates_only_trainable_tensors() {
         let after = state_dict(&tm.valid());
         for (k, _, v) in after {
             let b = &before[&k];
-            let trainable = table.iter().find(|(t, _, _)| *t == k).unwrap().2;
+            let trainable = table.iter().find(|(t, _)| *t == k).unwrap().1;
             if trainable {
                 assert!(b != &v, "{s}: trainable {k} did not move");
             } else {
@@ -238,10 +255,13 @@ fn prefix_mask_extension_matches_unpadded_cells() {
     let dir = scgpt_dir("small");
     let batch = Batch::of(&dir);
     let plain = load("small", 5, &dev).model;
-    let zero = plain
-        .clone()
-        .with_peft(Strategy::Prefix, &PeftConfig::default(), &dev)
-        .unwrap();
+    let zero = attach(
+        plain.clone(),
+        Strategy::Prefix,
+        &PeftConfig::default(),
+        &dev,
+    )
+    .unwrap();
     let o_plain = run(&plain, &batch, &dev);
     let o_zero = run(&zero, &batch, &dev);
     assert_eq!(
@@ -367,10 +387,7 @@ fn lora_equals_merged_weights() {
     let o_base = run(&base, &batch, &dev);
     let keep = batch.keep();
     let d = base.d_model();
-    let m0 = base
-        .clone()
-        .with_peft(Strategy::Lora, &PeftConfig::default(), &dev)
-        .unwrap();
+    let m0 = attach(base.clone(), Strategy::Lora, &PeftConfig::default(), &dev).unwrap();
     let o0 = run(&m0, &batch, &dev);
     let wide = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
     assert!(max_diff_kept(&o0.last, &wide(&o_base.last), &keep, d) <= 1e-6);
@@ -381,9 +398,9 @@ fn lora_equals_merged_weights() {
             lora_eval_multiplier: mult,
             ..PeftConfig::default()
         };
-        let mut m = base.clone().with_peft(Strategy::Lora, &cfg, &dev).unwrap();
+        let mut m = attach(base.clone(), Strategy::Lora, &cfg, &dev).unwrap();
         for l in &mut m.transformer_encoder.layers {
-            let lora = l.self_attn.lora.as_mut().unwrap();
+            let lora = l.self_attn.wqkv.lora.as_mut().unwrap();
             let shape = lora.lora_b.dims();
             lora.lora_b =
                 Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, 0.5), &dev));
@@ -419,12 +436,9 @@ fn adapter_round_trip_and_hash_check() {
     ] {
         let loaded = load("small", 5, &dev);
         let cfg = loaded.config.clone();
-        let mut m = loaded
-            .model
-            .with_peft(s, &PeftConfig::default(), &dev)
-            .unwrap();
+        let mut m = attach(loaded.model, s, &PeftConfig::default(), &dev).unwrap();
         for l in &mut m.transformer_encoder.layers {
-            if let Some(lora) = l.self_attn.lora.as_mut() {
+            if let Some(lora) = l.self_attn.wqkv.lora.as_mut() {
                 let shape = lora.lora_b.dims();
                 lora.lora_b =
                     Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, 0.5), &dev));
@@ -437,18 +451,19 @@ fn adapter_round_trip_and_hash_check() {
                 ));
             }
         }
-        m.apply_trainability();
+        apply_trainability(&mut m);
         let want = run(&m, &batch, &dev);
         let labels: Vec<String> = (0..5).map(|i| format!("type{i}")).collect();
-        let meta = AdapterMeta::for_model(&m, &cfg, labels.clone(), None, sha.clone());
+        let base_args = serde_json::to_value(&cfg).unwrap();
+        let meta = AdapterMeta::for_model(&m, base_args, labels.clone(), None, sha.clone());
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("adapter");
         save_adapter(&m, &out, &meta).unwrap();
         let ck = Checkpoint::open(out.join("adapter.safetensors")).unwrap();
-        let n_lora = m.transformer_encoder.layers.len();
-        let lora_layers: Vec<usize> = (0..n_lora).collect();
-        assert!(ck.keys().all(|k| is_trainable(s, k, &lora_layers)), "{s}");
-        assert_eq!(ck.len(), m.param_table().iter().filter(|t| t.2).count());
+        let table = trainable_table(&m);
+        let trained: Vec<&String> = table.iter().filter(|t| t.1).map(|t| &t.0).collect();
+        assert!(ck.keys().all(|k| trained.iter().any(|t| *t == k)), "{s}");
+        assert_eq!(ck.len(), trained.len());
 
         let fresh = load("small", 5, &dev).model;
         let (back, meta2) = load_adapter(fresh, &out, &sha, &dev).unwrap();
@@ -457,7 +472,7 @@ fn adapter_round_trip_and_hash_check() {
         let got = run(&back, &batch, &dev);
         assert_eq!(got.cls, want.cls, "{s}: identical cls logits");
         assert_eq!(got.cell, want.cell, "{s}: identical <cls> embedding");
-        assert_eq!(back.param_counts(), m.param_counts());
+        assert_eq!(param_counts(&back), param_counts(&m));
 
         let fresh = load("small", 5, &dev).model;
         let wrong = "0".repeat(64);
@@ -474,7 +489,7 @@ fn parity_case(strategy: Strategy, cfg: &PeftConfig, suffix: &str) -> Vec<(Strin
     let fx = fixtures().join("peft").join(strategy.as_str());
     let batch = Batch::of(&scgpt_dir("small"));
     let base = load("small", 5, &dev).model;
-    let mut m = base.with_peft(strategy, cfg, &dev).unwrap();
+    let mut m = attach(base, strategy, cfg, &dev).unwrap();
     load_adapter_weights(&mut m, fx.join("adapter.safetensors"), &dev).unwrap();
     let r = read_outputs(&fx);
     let o = run(&m, &batch, &dev);
@@ -562,17 +577,14 @@ fn dropout_only_in_training() {
         lora_eval_multiplier: 2.0,
         ..PeftConfig::default()
     };
-    let mut m = load("small", 5, &dev)
-        .model
-        .with_peft(Strategy::Lora, &cfg2, &dev)
-        .unwrap();
+    let mut m = attach(load("small", 5, &dev).model, Strategy::Lora, &cfg2, &dev).unwrap();
     for l in &mut m.transformer_encoder.layers {
-        let lora = l.self_attn.lora.as_mut().unwrap();
+        let lora = l.self_attn.wqkv.lora.as_mut().unwrap();
         let shape = lora.lora_b.dims();
         lora.lora_b =
             Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, 0.5), &dev));
     }
-    m.apply_trainability();
+    apply_trainability(&mut m);
     let d = m.d_model();
     let plain = run(&m, &batch, &dev);
     let tm = m.clone().train();
@@ -589,7 +601,7 @@ fn dropout_only_in_training() {
     // vanishing dropout: the training path equals inference with one ΔW
     let mut one = m.clone();
     for l in &mut one.transformer_encoder.layers {
-        l.self_attn.lora.as_mut().unwrap().eval_multiplier = 1.0;
+        l.self_attn.wqkv.lora.as_mut().unwrap().eval_multiplier = 1.0;
     }
     let want = run(&one, &batch, &dev);
     let mut tiny_p = m.clone();

@@ -1,7 +1,7 @@
 //! Batches of cells grouped by length, so a batch pads to its own longest cell and little
 //! compute goes to padding.
 
-use crate::scgpt::TokenizedCell;
+use crate::TokenizedCell;
 
 /// What one batch may hold.
 #[derive(Clone, Copy, Debug)]

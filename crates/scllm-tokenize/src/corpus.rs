@@ -16,8 +16,9 @@ use std::path::PathBuf;
 use rand_mt::Mt64;
 use scllm_io::BackedAnnData;
 
-use crate::scgpt::{TokenizedCell, Tokenizer, TokenizerConfig};
+use crate::scgpt::{Tokenizer, TokenizerConfig};
 use crate::vocab::{gene_symbols, match_genes, GeneMatch, GeneVocab};
+use crate::TokenizedCell;
 use crate::{Result, TokenizeError};
 
 /// Cells to leave out, e.g. a benchmark's test donor: `donor=1015`, `donor=1015,1016`, or scoped

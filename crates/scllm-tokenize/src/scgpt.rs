@@ -13,7 +13,7 @@ use rand_mt::Mt;
 use scllm_pp::binning::{cell_seed, BinRng, Binner};
 
 use crate::vocab::{GeneMatch, GeneVocab};
-use crate::{Result, TokenizeError};
+use crate::{Result, RowTokenizer, TokenizeError, TokenizedCell};
 
 #[derive(Clone, Debug)]
 pub struct TokenizerConfig {
@@ -52,22 +52,6 @@ impl TokenizerConfig {
             n_bins: None,
             ..Self::embedding(max_len, 51, seed)
         }
-    }
-}
-
-/// One cell as the model reads it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TokenizedCell {
-    pub genes: Vec<u32>,
-    pub values: Vec<f32>,
-}
-
-impl TokenizedCell {
-    pub fn len(&self) -> usize {
-        self.genes.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.genes.is_empty()
     }
 }
 
@@ -170,6 +154,96 @@ impl Tokenizer {
             values: vals,
         })
     }
+}
+
+impl RowTokenizer for Tokenizer {
+    fn tokenize_row(&self, cols: &[u32], vals: &[f32], _total: f64) -> Result<TokenizedCell> {
+        Tokenizer::tokenize_row(self, cols, vals)
+    }
+    fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+    fn pad_value(&self) -> f32 {
+        self.cfg.pad_value
+    }
+}
+
+/// What scGPT's input preparation reads from the model's `args.json`.
+#[derive(Clone, Debug)]
+pub struct ScGptPrep {
+    /// Bins per cell (`n_bins`, 51).
+    pub n_bins: usize,
+    /// `pad_value` (-2) and `pad_token` (`<pad>`).
+    pub pad_value: f32,
+    pub pad_token: String,
+}
+
+/// Tokenise every cell of `adata` for scGPT fine-tuning and prediction, as the reference's
+/// annotation tutorials and scPEFT do (docs/models/scgpt.md §2-3): genes absent from the
+/// vocabulary removed first; then `normalize_total` to 1e4, `log1p` when X holds counts (the
+/// value-kind detector decides; log-normalised input is only normalised, as `data_is_raw=False`),
+/// per-cell binning into `n_bins`, and `tokenize_and_pad_batch`: expressed genes only, `<cls>`
+/// first with value 0, at most `max_len` tokens (a random subset of genes, in random order, when
+/// a cell has more). Randomness (binning ties, gene sampling) is seeded per cell from `seed` and
+/// the cell's content. `file` names the data in messages.
+pub fn prepare_cells(
+    adata: &scllm_io::AnnData,
+    file: &std::path::Path,
+    vocab: &GeneVocab,
+    model: &ScGptPrep,
+    opts: &crate::PrepOptions,
+) -> Result<crate::Prepared> {
+    use crate::prepare::{check_match, check_values, input_matrix, restrict_to};
+    use rayon::prelude::*;
+    use scllm_pp::ValueKind;
+    let m = input_matrix(adata, file, opts)?;
+    let mut genes = crate::match_genes(&adata.var, vocab, opts.gene_col.as_deref(), file)?;
+    check_match(&genes, file, opts)?;
+    if let Some(only) = &opts.only_genes {
+        restrict_to(&mut genes, only, |g| vocab.get(g), file)?;
+    }
+    let kind = check_values(m, file, opts)?;
+    // genes absent from the vocabulary are removed before preprocessing, as the reference does
+    let cols = genes.matched_columns();
+    let sub = m.select_cols(&cols);
+    let x = scllm_pp::to_csr_f32(&sub);
+    let (x, _, _) = scllm_pp::normalize_total(&x, Some(1e4));
+    let log1p = kind == ValueKind::Counts;
+    let x = if log1p { scllm_pp::log1p(&x) } else { x };
+    let (binned, _) = Binner::new(model.n_bins, BinRng::per_cell(opts.seed)).bin_matrix(&x)?;
+    let sub_match = GeneMatch {
+        ids: cols.iter().map(|&j| genes.ids[j]).collect(),
+        n_matched: cols.len(),
+        n_genes: cols.len(),
+        key: genes.key.clone(),
+        unmatched_examples: vec![],
+    };
+    let mut tc = TokenizerConfig::finetune(opts.max_len, opts.seed);
+    tc.pad_value = model.pad_value;
+    let tok = Tokenizer::new(tc, &sub_match, vocab, "<cls>", &model.pad_token)?;
+    let vals: Vec<f32> = match &binned.data {
+        scllm_io::Values::I64(v) => v.iter().map(|&b| b as f32).collect(),
+        other => other.to_f32(),
+    };
+    let cells = (0..binned.nrows)
+        .into_par_iter()
+        .map(|i| {
+            let r = binned.range(i);
+            tok.tokenize_row(&binned.indices[r.clone()], &vals[r])
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(crate::Prepared {
+        cells,
+        gene_match: genes,
+        value_kind: kind,
+        steps: if log1p {
+            "normalize_total 1e4 + log1p + binning".into()
+        } else {
+            "normalize_total 1e4 + binning".into()
+        },
+        pad_id: tok.pad_id,
+        pad_value: tok.cfg.pad_value,
+    })
 }
 
 #[cfg(test)]

@@ -2,12 +2,12 @@
 
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
-use scllm_models::scgpt::BatchInput;
+use scllm_models::{BatchInput, CellModel};
 use scllm_tokenize::{pad_batch, TokenizedCell};
 
 use crate::error::{invalid, Result, TrainError};
 use crate::sampler::{epoch_batches, SplitMix64};
-use crate::trainer::{argmax, CellClassifier};
+use crate::trainer::loss::argmax;
 
 /// Per cell, in the input order.
 #[derive(Clone, Debug)]
@@ -53,7 +53,7 @@ impl PredictOptions {
 /// Classify `cells` with `model` (put on the inference device with `Module::valid`, so a model
 /// straight from training works too). `dev`: the device (autodiff or not; its plain form is used).
 /// Batches hold cells of similar length.
-pub fn predict<M: CellClassifier>(
+pub fn predict<M: CellModel>(
     model: &M,
     cells: &[TokenizedCell],
     opts: &PredictOptions,

@@ -21,7 +21,8 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand_mt::Mt64;
-use scllm_models::scgpt::{BatchInput, ScGpt, ScGptBuild, ScGptConfig};
+use scllm_models::scgpt::{ScGpt, ScGptBuild, ScGptConfig};
+use scllm_models::BatchInput;
 use scllm_tokenize::{
     list_inputs, mask_values, pad_batch, union_vocab, Corpus, CorpusOptions, GeneVocab, ObsFilter,
     TokenizedCell,
@@ -29,7 +30,9 @@ use scllm_tokenize::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{file_err, invalid, Result, TrainError};
-use crate::trainer::{checkpoint_dir, ck_err, clip_global_norm, load_module, write_checkpoint};
+use crate::trainer::loss::clip_global_norm;
+use crate::trainer::resume::{ck_err, write_checkpoint};
+use crate::trainer::{checkpoint_dir, load_module};
 
 /// The architecture to pretrain (the `args.json` fields that set sizes).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -362,9 +365,7 @@ fn scalar(t: Tensor<1>) -> Result<f64> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| ck_err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| ck_err(path, e))
+    scllm_fs::write_atomic(path, bytes).map_err(|e| ck_err(path, e))
 }
 
 /// Pretrain a model as `run` says; writes the model folder (`args.json`, `vocab.json`,

@@ -6,8 +6,39 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use scllm_models::{LoadOptions, ScGptConfig, ScGptModel};
-use scllm_tokenize::GeneVocab;
+use scllm_tokenize::{GeneVocab, PrepOptions};
 use scllm_train::*;
+
+/// scGPT's fine-tuning input of `path`'s labelled cells, for the model `cfg` + `vocab`.
+fn from_h5ad(
+    path: impl AsRef<Path>,
+    vocab: &GeneVocab,
+    cfg: &ScGptConfig,
+    prep: &PrepOptions,
+    labels: &LabelOptions,
+) -> Result<AnnotationData> {
+    let path = path.as_ref();
+    let adata = scllm_io::read_h5ad(path)?;
+    from_ad(&adata, path, vocab, cfg, prep, labels)
+}
+
+fn from_ad(
+    adata: &scllm_io::AnnData,
+    path: &Path,
+    vocab: &GeneVocab,
+    cfg: &ScGptConfig,
+    prep: &PrepOptions,
+    labels: &LabelOptions,
+) -> Result<AnnotationData> {
+    let model = scllm_tokenize::scgpt::ScGptPrep {
+        n_bins: cfg.n_bins,
+        pad_value: cfg.pad_value as f32,
+        pad_token: cfg.pad_token.clone(),
+    };
+    AnnotationData::from_anndata(adata, path, labels, |a| {
+        scllm_tokenize::scgpt::prepare_cells(a, path, vocab, &model, prep)
+    })
+}
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -31,13 +62,13 @@ fn annotation_data(name: &str, max_len: usize) -> AnnotationData {
     let (vocab, cfg) = vocab_and_config(name);
     let prep = PrepOptions {
         max_len,
-        ..PrepOptions::for_model(&cfg)
+        ..PrepOptions::default()
     };
     let labels = LabelOptions {
         label_col: "cell_type".into(),
         min_cells_per_class: Some(2),
     };
-    AnnotationData::from_h5ad(kang(), &vocab, &cfg, &prep, &labels).unwrap()
+    from_h5ad(kang(), &vocab, &cfg, &prep, &labels).unwrap()
 }
 
 /// Training draws dropout masks (and lazily initialised weights) from the device's global RNG,
@@ -91,7 +122,7 @@ fn data_preparation_reports_what_it_did() {
     let mut sorted = d.classes.clone();
     sorted.sort();
     assert_eq!(d.classes, sorted, "class ids follow the sorted label list");
-    assert!(d.log1p, "the fixture holds counts");
+    assert!(d.steps.contains("log1p"), "the fixture holds counts");
     for c in &d.cells {
         assert!(c.len() <= 64 && !c.is_empty());
         assert_eq!(c.values[0], 0.0, "<cls> value 0 for fine-tuning");
@@ -127,10 +158,10 @@ fn bad_input_gives_clear_errors() {
     let (vocab, cfg) = vocab_and_config("tiny");
     let prep = PrepOptions {
         max_len: 32,
-        ..PrepOptions::for_model(&cfg)
+        ..PrepOptions::default()
     };
     // label column missing: the columns present are listed
-    let e = AnnotationData::from_h5ad(kang(), &vocab, &cfg, &prep, &LabelOptions::new("celltype"))
+    let e = from_h5ad(kang(), &vocab, &cfg, &prep, &LabelOptions::new("celltype"))
         .unwrap_err()
         .to_string();
     println!("{e}");
@@ -139,7 +170,7 @@ fn bad_input_gives_clear_errors() {
         "{e}"
     );
     // a class with a single cell is named, with the fix
-    let e = AnnotationData::from_h5ad(kang(), &vocab, &cfg, &prep, &LabelOptions::new("cell_type"))
+    let e = from_h5ad(kang(), &vocab, &cfg, &prep, &LabelOptions::new("cell_type"))
         .unwrap_err()
         .to_string();
     println!("{e}");
@@ -170,7 +201,7 @@ fn bad_input_gives_clear_errors() {
     let mut few: Vec<String> = adata.var.index[..20].to_vec();
     few.extend(["<pad>", "<cls>", "<eoc>"].map(String::from));
     let small_vocab = GeneVocab::from_tokens(few);
-    let e = AnnotationData::from_h5ad(
+    let e = from_h5ad(
         kang(),
         &small_vocab,
         &cfg,
@@ -574,9 +605,9 @@ fn random_batches_learn_pancreas_types_across_species() {
     let prep = PrepOptions {
         max_len: 3001,
         min_match_fraction: 0.0,
-        ..PrepOptions::for_model(&cfg)
+        ..PrepOptions::default()
     };
-    let d = AnnotationData::from_anndata(
+    let d = from_ad(
         &adata,
         &path,
         &vocab,

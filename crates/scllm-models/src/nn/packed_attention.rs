@@ -12,7 +12,7 @@
 //! (as PyTorch's nested-tensor fast path leaves them); nothing reads them.
 //!
 //! Only the plain (non-autodiff) flex device takes this path; training and other backends use
-//! burn's ops (see `MultiheadAttention::forward`).
+//! burn's ops (see `super::self_attention::attend`).
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;

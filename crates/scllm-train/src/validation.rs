@@ -1,8 +1,8 @@
 //! Train/validation splits: every cell with a given obs value held out (`--val-by donor=1015`,
 //! the honest split for new donors), or a stratified random fraction with a seed.
 
-use crate::data::AnnotationData;
 use crate::error::{invalid, Result};
+use crate::labelled::AnnotationData;
 use crate::sampler::SplitMix64;
 
 #[derive(Clone, Debug, PartialEq)]

@@ -153,14 +153,14 @@ pub fn write_state_dict(path: impl AsRef<Path>, tensors: &[StateTensor]) -> Resu
         .map_err(zerr)?;
     z.write_all(b"3\n").map_err(io)?;
     let bytes = z.finish().map_err(zerr)?.into_inner();
-    crate::checkpoint::write_atomic(path, &bytes)
+    super::save::write_atomic(path, &bytes)
 }
 
 /// Save the model as `torch.save` does for a state dict (released layout: PyTorch names and
 /// shapes, `Wqkv`), so `torch.load(path, weights_only=True)` and the reference's
 /// `load_pretrained` read it.
-pub fn save_pt(model: &crate::ScGpt, path: impl AsRef<Path>) -> Result<()> {
-    let tensors: Vec<StateTensor> = crate::state_dict(model)
+pub fn save_pt<M: crate::CellModel>(model: &M, path: impl AsRef<Path>) -> Result<()> {
+    let tensors: Vec<StateTensor> = super::state_dict(model)
         .into_iter()
         .map(|(name, shape, data)| StateTensor { name, shape, data })
         .collect();
@@ -195,7 +195,7 @@ mod tests {
             },
         ];
         write_state_dict(&p, &tensors).unwrap();
-        let ck = crate::Checkpoint::open(&p).unwrap();
+        let ck = crate::weights::Checkpoint::open(&p).unwrap();
         assert_eq!(ck.len(), 2);
         assert_eq!(ck.shape("encoder.embedding.weight"), Some(&[3usize, 2][..]));
         assert_eq!(

@@ -1,0 +1,159 @@
+//! A model folder of any family: the one reader of a family's files (config, vocabulary,
+//! weights), how the family tokenises a file's cells, and which family a folder holds.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use scllm_io::{AnnData, DataFrame};
+use scllm_tokenize::{GeneMatch, PrepOptions, Prepared, RowTokenizer};
+
+use crate::error::{ModelError, Result};
+use crate::family::Family;
+use crate::model::{CellModel, EmbeddingSpec};
+use crate::weights::{load_into, Checkpoint, LoadReport};
+
+/// How a family's cell embedding is made and stored.
+#[derive(Clone, Copy, Debug)]
+pub struct EmbeddingDefaults {
+    pub spec: EmbeddingSpec,
+    /// L2-normalise each embedding (scGPT's `embed_data` does).
+    pub normalize: bool,
+    /// Where users of the family look for it (`obsm['X_scGPT']`, `obsm['X_geneformer']`).
+    pub obsm_key: &'static str,
+}
+
+/// Tokenisation options for embedding a file (each family's defaults where `None`).
+#[derive(Clone, Debug, Default)]
+pub struct TokenOptions {
+    /// Longest sequence, special tokens included.
+    pub max_len: Option<usize>,
+    /// Seed of the tokenisation's randomness (scGPT's binning ties and gene sampling).
+    pub seed: u64,
+}
+
+/// A model folder of one family: what every command needs from it.
+pub trait ModelFolder: Sized + Send + Sync {
+    type Model: CellModel;
+
+    fn family(&self) -> Family;
+    fn dir(&self) -> &Path;
+    /// The weights file the model loads from.
+    fn weights(&self) -> &Path;
+    /// One line: family, shape, vocabulary.
+    fn describe(&self) -> String;
+    /// What `adapter.json` records about the base model.
+    fn base_args(&self) -> serde_json::Value;
+
+    /// The model at the folder's shape, randomly initialised, with a classifier head of `n_cls`
+    /// classes (0: none, the pretraining heads instead).
+    fn build(&self, n_cls: usize, dev: &Device) -> Result<Self::Model>;
+    /// The weights file, its keys read as the family spells them.
+    fn checkpoint(&self) -> Result<Checkpoint>;
+
+    /// [`Self::build`] then the weights by name and shape, reported key by key; with `strict`,
+    /// anything missing or skipped is an error.
+    fn load(&self, n_cls: usize, strict: bool, dev: &Device) -> Result<(Self::Model, LoadReport)> {
+        let mut m = self.build(n_cls, dev)?;
+        let report = load_into(&mut m, &self.checkpoint()?, strict, dev)?;
+        Ok((m, report))
+    }
+
+    /// The vocabulary id of each of a file's genes (`gene_col`: the `var` column naming them).
+    fn match_genes(
+        &self,
+        var: &DataFrame,
+        gene_col: Option<&str>,
+        file: &Path,
+    ) -> Result<GeneMatch>;
+    /// A vocabulary token's id, and back (adapters record the genes they were trained on).
+    fn token_id(&self, token: &str) -> Option<u32>;
+    fn token(&self, id: u32) -> Option<String>;
+
+    /// Every cell of a file as the family's fine-tuning and prediction read it.
+    fn prepare_cells(&self, adata: &AnnData, file: &Path, opts: &PrepOptions) -> Result<Prepared>;
+    /// The tokenizer of the family's embedding pipeline for a file whose genes matched as
+    /// `genes`.
+    fn embed_tokenizer(
+        &self,
+        genes: &GeneMatch,
+        opts: &TokenOptions,
+    ) -> Result<Box<dyn RowTokenizer>>;
+    fn embedding(&self) -> EmbeddingDefaults;
+    /// The `obs` column holding each cell's total count over all genes, where the family's
+    /// tokenizer normalises by it (Geneformer's `n_counts`).
+    fn totals_column(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// A model folder of whichever family it holds; [`open`] detects it.
+pub enum AnyFolder {
+    ScGpt(crate::scgpt::ScGptFolder),
+}
+
+/// Run `$body` with `$f` bound to the folder of whichever family `$any` holds (a generic
+/// function over [`ModelFolder`] is then instantiated once per family).
+#[macro_export]
+macro_rules! with_folder {
+    ($any:expr, |$f:ident| $body:expr) => {
+        match $any {
+            $crate::folder::AnyFolder::ScGpt($f) => $body,
+        }
+    };
+}
+
+impl AnyFolder {
+    pub fn family(&self) -> Family {
+        with_folder!(self, |f| f.family())
+    }
+    pub fn dir(&self) -> &Path {
+        with_folder!(self, |f| f.dir())
+    }
+}
+
+/// Which family `dir` holds, from its files: `args.json` (scGPT). Anything else is an error
+/// naming what was looked for.
+pub fn detect(dir: &Path) -> Result<Family> {
+    if !dir.is_dir() {
+        return Err(ModelError::file(
+            dir,
+            "not a model folder (no such directory)",
+        ));
+    }
+    if dir.join("args.json").is_file() {
+        return Ok(Family::ScGpt);
+    }
+    Err(ModelError::file(
+        dir,
+        "no known model family here: looked for args.json (scGPT: with vocab.json and best_model.pt)",
+    ))
+}
+
+/// Open the model folder `dir` (its family detected); `weights`: a weights file other than the
+/// folder's own.
+pub fn open(dir: &Path, weights: Option<&Path>) -> Result<AnyFolder> {
+    Ok(match detect(dir)? {
+        Family::ScGpt => AnyFolder::ScGpt(crate::scgpt::ScGptFolder::open(dir, weights)?),
+        Family::Geneformer => unreachable!("detect does not return Geneformer yet"),
+    })
+}
+
+/// `weights` if given (it must exist), else the first of `names` in `dir`.
+pub fn weights_file(dir: &Path, weights: Option<&Path>, names: &[&str]) -> Result<PathBuf> {
+    if let Some(w) = weights {
+        if !w.is_file() {
+            return Err(ModelError::file(w, "no such weights file"));
+        }
+        return Ok(w.to_path_buf());
+    }
+    names
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            ModelError::file(
+                dir,
+                format!("no weights found (expected one of {})", names.join(", ")),
+            )
+        })
+}

@@ -1,0 +1,190 @@
+//! Parameters with their state-dict keys and the part of the model they belong to.
+//!
+//! Each family pairs every parameter with the reference's key (PyTorch names and layouts) in one
+//! function, [`crate::CellModel::visit_params`]; loading, saving, the load report, parameter
+//! counts and trainability all walk it. What trains under a strategy follows from the [`Part`]
+//! a parameter is visited as (its place in the model's structure), never from its key: `cls`
+//! would match Geneformer's `cls.predictions.*` as well as scGPT's `cls_decoder`.
+
+use burn::module::Param;
+use burn::nn::{Embedding, LayerNorm, Linear};
+use burn::tensor::Tensor;
+
+use crate::peft::Strategy;
+
+/// Where a parameter sits in a model; decides whether it trains (see [`trains`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Part {
+    /// The pretrained model: trains under `full` only.
+    Backbone,
+    /// Never trains, even under `full` (layers frozen by an option, fixed tables and buffers).
+    Frozen,
+    /// The task head (a cell classifier): trains under every strategy.
+    Head,
+    /// Adapter parameters (and the bias of a LoRA target where the family's reference trains
+    /// it): train under the adapter strategies.
+    Adapter,
+}
+
+/// Whether a parameter of `part` trains under `strategy`.
+pub fn trains(strategy: Strategy, part: Part) -> bool {
+    match part {
+        Part::Frozen => false,
+        Part::Head => true,
+        Part::Backbone => strategy == Strategy::Full,
+        Part::Adapter => strategy != Strategy::Head,
+    }
+}
+
+/// How a parameter's burn layout relates to its PyTorch layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Same shape and order.
+    AsIs,
+    /// A `Linear` weight: burn holds `[in, out]`, PyTorch stores `[out, in]`.
+    Transposed,
+}
+
+/// Walks parameters with their keys (see [`crate::CellModel::visit_params`]).
+pub trait ParamVisitor {
+    fn param<const D: usize>(
+        &mut self,
+        key: &str,
+        part: Part,
+        layout: Layout,
+        p: &mut Param<Tensor<D>>,
+    );
+}
+
+/// `{key}.weight` (`[out, in]` in PyTorch) and `{key}.bias`.
+pub fn linear(v: &mut impl ParamVisitor, key: &str, part: Part, m: &mut Linear) {
+    linear_parts(v, key, part, part, m);
+}
+
+/// A linear layer whose weight and bias belong to different parts (a LoRA target whose bias
+/// trains with the adapter).
+pub fn linear_parts(
+    v: &mut impl ParamVisitor,
+    key: &str,
+    weight: Part,
+    bias: Part,
+    m: &mut Linear,
+) {
+    v.param(
+        &format!("{key}.weight"),
+        weight,
+        Layout::Transposed,
+        &mut m.weight,
+    );
+    if let Some(b) = &mut m.bias {
+        v.param(&format!("{key}.bias"), bias, Layout::AsIs, b);
+    }
+}
+
+/// `{key}.weight` (gamma) and `{key}.bias` (beta).
+pub fn layer_norm(v: &mut impl ParamVisitor, key: &str, part: Part, m: &mut LayerNorm) {
+    v.param(&format!("{key}.weight"), part, Layout::AsIs, &mut m.gamma);
+    if let Some(b) = &mut m.beta {
+        v.param(&format!("{key}.bias"), part, Layout::AsIs, b);
+    }
+}
+
+/// `{key}.weight`, `[num_embeddings, dim]` in both layouts.
+pub fn embedding(v: &mut impl ParamVisitor, key: &str, part: Part, m: &mut Embedding) {
+    v.param(&format!("{key}.weight"), part, Layout::AsIs, &mut m.weight);
+}
+
+/// The PyTorch shape of a parameter, without materialising a lazily initialised one.
+pub fn torch_shape<const D: usize>(layout: Layout, p: &Param<Tensor<D>>) -> Vec<usize> {
+    let mut s = p.lazy_shape().to_vec();
+    if layout == Layout::Transposed {
+        s.reverse();
+    }
+    s
+}
+
+/// One parameter of a model's table.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ParamInfo {
+    pub key: String,
+    /// PyTorch layout.
+    pub shape: Vec<usize>,
+    pub part: Part,
+}
+
+impl ParamInfo {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+struct Lister(Vec<ParamInfo>);
+
+impl ParamVisitor for Lister {
+    fn param<const D: usize>(
+        &mut self,
+        key: &str,
+        part: Part,
+        layout: Layout,
+        p: &mut Param<Tensor<D>>,
+    ) {
+        self.0.push(ParamInfo {
+            key: key.to_string(),
+            shape: torch_shape(layout, p),
+            part,
+        });
+    }
+}
+
+/// Every parameter of `model` with its key, PyTorch shape and part, in visiting order.
+pub fn param_table<M: crate::CellModel>(model: &M) -> Vec<ParamInfo> {
+    let mut l = Lister(Vec::new());
+    model.clone().visit_params(&mut l);
+    l.0
+}
+
+/// `(trainable, total)` parameter counts of `model` under its strategy.
+pub fn param_counts<M: crate::CellModel>(model: &M) -> (usize, usize) {
+    let s = crate::peft::strategy_of(model);
+    param_table(model).iter().fold((0, 0), |(t, n), p| {
+        (
+            t + if trains(s, p.part) { p.numel() } else { 0 },
+            n + p.numel(),
+        )
+    })
+}
+
+/// Sets each parameter's gradient requirement from its part and the strategy.
+pub(crate) struct Trainability(pub Strategy);
+
+impl ParamVisitor for Trainability {
+    fn param<const D: usize>(
+        &mut self,
+        _key: &str,
+        part: Part,
+        _layout: Layout,
+        p: &mut Param<Tensor<D>>,
+    ) {
+        *p = p.clone().set_require_grad(trains(self.0, part));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_trains_under_each_strategy() {
+        use Strategy::*;
+        for s in Strategy::ALL {
+            assert!(trains(s, Part::Head), "{s}: the head always trains");
+            assert!(!trains(s, Part::Frozen), "{s}: frozen never trains");
+            assert_eq!(trains(s, Part::Backbone), s == Full, "{s}");
+        }
+        assert!(!trains(Head, Part::Adapter));
+        for s in [Prefix, Lora, TokenPrompt, EncoderPrompt] {
+            assert!(trains(s, Part::Adapter), "{s}");
+        }
+    }
+}

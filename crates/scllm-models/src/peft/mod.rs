@@ -1,0 +1,352 @@
+//! Parameter-efficient fine-tuning, written once for every family (He et al. 2024, scPEFT; see
+//! `docs/models/scpeft.md`).
+//!
+//! Six strategies: `full` (everything trains), `head` (the classifier only), and four with a
+//! frozen backbone where the adapters and the whole classifier train:
+//! - `token-prompt`: one skip adapter on the token (scGPT: value) embedding;
+//! - `encoder-prompt`: a skip adapter after the attention block's LayerNorm and a parallel adapter
+//!   (×0.5, added after the FFN's LayerNorm) in layers 0-5;
+//! - `prefix`: 64 zero-initialised prompt tokens per layer, after position 0;
+//! - `lora`: rank-8 LoRA on the attention's query and value projections of every layer.
+//!
+//! A family names where each attaches ([`Sites`], its target map, as Hugging Face `peft` keeps
+//! one per model type); [`attach`] places the adapters there and sets what trains from the
+//! structure ([`crate::params::Part`]). Adapters save apart from the base model ([`file`]),
+//! tied to the base weights by SHA-256.
+
+pub mod adapter;
+pub mod file;
+pub mod lora;
+pub mod prefix;
+pub mod sites;
+
+pub use adapter::Adapter;
+pub use file::{
+    load_adapter, load_adapter_weights, read_adapter_meta, save_adapter, sha256_file, AdapterMeta,
+    ADAPTER_META, ADAPTER_WEIGHTS,
+};
+pub use lora::{Lora, LoraKeys, LoraLinear};
+pub use prefix::{has_prompts, run_layers, strip_prompts, PromptLayer};
+pub use sites::{LayerSites, LoraTarget, Sites};
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::module::Param;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+use crate::params::Trainability;
+use crate::CellModel;
+
+/// How a model is fine-tuned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Every parameter trains (the paper's "Full_finetune").
+    Full,
+    /// Only the `cls_decoder` trains ("Cls_finetune").
+    Head,
+    /// Deep prefix prompts (`prefix_prompt`).
+    Prefix,
+    /// LoRA on q and v (`LoRA`).
+    Lora,
+    /// Value-encoder adapter (`Gene_token_prompt`).
+    TokenPrompt,
+    /// Per-layer adapters (`Gene_encoder_prompt`).
+    EncoderPrompt,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 6] = [
+        Strategy::Full,
+        Strategy::Head,
+        Strategy::Prefix,
+        Strategy::Lora,
+        Strategy::TokenPrompt,
+        Strategy::EncoderPrompt,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Full => "full",
+            Strategy::Head => "head",
+            Strategy::Prefix => "prefix",
+            Strategy::Lora => "lora",
+            Strategy::TokenPrompt => "token-prompt",
+            Strategy::EncoderPrompt => "encoder-prompt",
+        }
+    }
+
+    /// Whether the backbone stays frozen (everything but `full`).
+    pub fn freezes_backbone(self) -> bool {
+        self != Strategy::Full
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Strategy::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown strategy \"{s}\" (use full, head, prefix, lora, token-prompt or encoder-prompt)")
+            })
+    }
+}
+
+/// Adapter options, with the v1 reference defaults (§2.2-2.6).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeftConfig {
+    /// Adapter bottleneck width = floor(ratio · d) (0.25: 512 → 128).
+    pub adapter_mlp_ratio: f64,
+    /// Layers with the two encoder-prompt adapters; `None`: the first 6 (reference:
+    /// `[1]*6 + [0]*6`), or all of a model with fewer layers.
+    pub encoder_prompt_layers: Option<Vec<usize>>,
+    /// Scale of the parallel `MLP_Adapter` (reference `self.scale = 0.5`).
+    pub parallel_adapter_scale: f64,
+    /// Prefix prompt tokens per layer (reference `num_tokens` 64).
+    pub prefix_tokens: usize,
+    /// Layers with a prefix prompt; `None`: all (reference `n_layers_conf = [1]*12`).
+    pub prefix_layers: Option<Vec<usize>>,
+    /// LoRA rank (loralib `r`).
+    pub lora_r: usize,
+    /// LoRA alpha; the update is scaled by alpha / r.
+    pub lora_alpha: f64,
+    /// Layers with LoRA; `None`: all (v1; the reproduction repo and v2 use 0-5).
+    pub lora_layers: Option<Vec<usize>>,
+    /// How many ΔW the LoRA layers add at inference. 1 is the mathematically intended model;
+    /// 2 reproduces the reference's evaluation quirk (§2.6: loralib merges ΔW into `Wqkv.weight`
+    /// on `eval()` and the custom attention adds it again). A parity option only; training
+    /// always uses one ΔW.
+    pub lora_eval_multiplier: f64,
+    /// Layers `0..freeze_layers` never train, whatever the strategy (Geneformer's
+    /// `Classifier(freeze_layers=K)`, which freezes `bert.encoder.layer[:K]`).
+    pub freeze_layers: usize,
+}
+
+impl Default for PeftConfig {
+    fn default() -> Self {
+        PeftConfig {
+            adapter_mlp_ratio: 0.25,
+            encoder_prompt_layers: None,
+            parallel_adapter_scale: 0.5,
+            prefix_tokens: 64,
+            prefix_layers: None,
+            lora_r: 8,
+            lora_alpha: 1.0,
+            lora_layers: None,
+            lora_eval_multiplier: 1.0,
+            freeze_layers: 0,
+        }
+    }
+}
+
+impl PeftConfig {
+    /// The adapter bottleneck width for model width `d`.
+    pub fn bottleneck(&self, d: usize) -> usize {
+        (self.adapter_mlp_ratio * d as f64).floor() as usize
+    }
+
+    fn layers_or_all(v: &Option<Vec<usize>>, nlayers: usize) -> Vec<usize> {
+        v.clone().unwrap_or_else(|| (0..nlayers).collect())
+    }
+    pub fn encoder_prompt_layer_list(&self, nlayers: usize) -> Vec<usize> {
+        self.encoder_prompt_layers
+            .clone()
+            .unwrap_or_else(|| (0..nlayers.min(6)).collect())
+    }
+    pub fn prefix_layer_list(&self, nlayers: usize) -> Vec<usize> {
+        Self::layers_or_all(&self.prefix_layers, nlayers)
+    }
+    pub fn lora_layer_list(&self, nlayers: usize) -> Vec<usize> {
+        Self::layers_or_all(&self.lora_layers, nlayers)
+    }
+
+    /// Check the options against a model of width `d` and `nlayers` layers.
+    pub fn validate(&self, strategy: Strategy, d: usize, nlayers: usize) -> Result<()> {
+        let bad = |m: String| Err(ModelError::Invalid(m));
+        let check_layers = |name: &str, l: &[usize]| -> Result<()> {
+            if let Some(&i) = l.iter().find(|&&i| i >= nlayers) {
+                return bad(format!(
+                    "{name}: layer {i} does not exist (the model has {nlayers} layers, 0..{})",
+                    nlayers - 1
+                ));
+            }
+            if l.is_empty() {
+                return bad(format!("{name}: no layer selected"));
+            }
+            Ok(())
+        };
+        match strategy {
+            Strategy::TokenPrompt | Strategy::EncoderPrompt => {
+                if self.bottleneck(d) == 0 || !self.adapter_mlp_ratio.is_finite() {
+                    return bad(format!(
+                        "adapter_mlp_ratio {} gives an empty bottleneck for width {d}",
+                        self.adapter_mlp_ratio
+                    ));
+                }
+                if strategy == Strategy::EncoderPrompt {
+                    check_layers(
+                        "encoder_prompt_layers",
+                        &self.encoder_prompt_layer_list(nlayers),
+                    )?;
+                }
+            }
+            Strategy::Prefix => {
+                if self.prefix_tokens == 0 {
+                    return bad("prefix_tokens must be at least 1".into());
+                }
+                check_layers("prefix_layers", &self.prefix_layer_list(nlayers))?;
+            }
+            Strategy::Lora => {
+                if self.lora_r == 0 {
+                    return bad("lora_r must be at least 1".into());
+                }
+                check_layers("lora_layers", &self.lora_layer_list(nlayers))?;
+            }
+            Strategy::Full | Strategy::Head => {}
+        }
+        if self.freeze_layers > nlayers {
+            return bad(format!(
+                "freeze_layers {} is more than the model's {nlayers} layers",
+                self.freeze_layers
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The strategy attached to a model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeftState {
+    pub strategy: Strategy,
+    pub config: PeftConfig,
+}
+
+/// The strategy in force on `model` (`full` for a plain model).
+pub fn strategy_of<M: CellModel>(model: &M) -> Strategy {
+    model
+        .peft_state()
+        .map(|p| p.strategy)
+        .unwrap_or(Strategy::Full)
+}
+
+/// Layers `0..k` a family visits as [`crate::params::Part::Frozen`] (the `freeze_layers` option).
+pub fn frozen_layers(state: Option<&PeftState>) -> usize {
+    state.map(|p| p.config.freeze_layers).unwrap_or(0)
+}
+
+/// Attach `strategy`'s adapters at the sites `model`'s family names and set which parameters
+/// train (by structure: the head and the adapters, or everything for `full`). Works on a plain
+/// device (the setting takes effect on `.train()`) or on an autodiff device. A model that
+/// already has adapters, a strategy other than `full` on a model without a classifier head, and
+/// a strategy the family has no site for are refused.
+pub fn attach<M: CellModel>(
+    mut model: M,
+    strategy: Strategy,
+    cfg: &PeftConfig,
+    dev: &Device,
+) -> Result<M> {
+    if model.peft_state().is_some() {
+        return Err(ModelError::Invalid(
+            "the model already has adapters attached".into(),
+        ));
+    }
+    let family = model.family();
+    let d = model.d_model();
+    let nlayers = model.n_layers();
+    cfg.validate(strategy, d, nlayers)?;
+    if strategy != Strategy::Full && model.n_classes() == 0 {
+        return Err(ModelError::Invalid(format!(
+            "strategy {strategy} trains the classifier head, but the model has none (build it with n_cls > 0)"
+        )));
+    }
+    let unsupported = |what: &str| {
+        ModelError::Invalid(format!(
+            "{family} models cannot host the {strategy} strategy: {what}"
+        ))
+    };
+    let hidden = cfg.bottleneck(d);
+    let mut sites = model.sites();
+    match strategy {
+        Strategy::Full | Strategy::Head => {}
+        Strategy::TokenPrompt => {
+            let slot = sites
+                .token
+                .as_mut()
+                .ok_or_else(|| unsupported("the family names no token-embedding site"))?;
+            **slot = Some(Adapter::new(d, hidden, true, 1.0, dev));
+        }
+        Strategy::EncoderPrompt => {
+            for i in cfg.encoder_prompt_layer_list(nlayers) {
+                let l = &mut sites.layers[i];
+                let (Some(after), Some(par)) =
+                    (l.after_attention.as_mut(), l.parallel_ffn.as_mut())
+                else {
+                    return Err(unsupported("its layers name no adapter sites"));
+                };
+                **after = Some(Adapter::new(d, hidden, true, 1.0, dev));
+                **par = Some(Adapter::new(
+                    d,
+                    hidden,
+                    false,
+                    cfg.parallel_adapter_scale,
+                    dev,
+                ));
+            }
+        }
+        Strategy::Prefix => {
+            for i in cfg.prefix_layer_list(nlayers) {
+                let slot = sites.layers[i]
+                    .prefix
+                    .as_mut()
+                    .ok_or_else(|| unsupported("its layers take no prompt tokens"))?;
+                **slot = Some(Param::from_tensor(Tensor::zeros(
+                    [1, cfg.prefix_tokens, d],
+                    dev,
+                )));
+            }
+        }
+        Strategy::Lora => {
+            for i in cfg.lora_layer_list(nlayers) {
+                let targets = &mut sites.layers[i].lora;
+                if targets.is_empty() {
+                    return Err(unsupported("its layers name no LoRA targets"));
+                }
+                for t in targets.iter_mut() {
+                    *t.slot = Some(Lora::new(
+                        t,
+                        cfg.lora_r,
+                        cfg.lora_alpha,
+                        cfg.lora_eval_multiplier,
+                        dev,
+                    ));
+                }
+            }
+        }
+    }
+    drop(sites);
+    model.set_peft_state(Some(PeftState {
+        strategy,
+        config: cfg.clone(),
+    }));
+    apply_trainability(&mut model);
+    Ok(model)
+}
+
+/// Re-apply the strategy's trainability to every parameter (after loading tensors, which
+/// makes them trainable).
+pub fn apply_trainability<M: CellModel>(model: &mut M) {
+    let mut t = Trainability(strategy_of(model));
+    model.visit_params(&mut t);
+}

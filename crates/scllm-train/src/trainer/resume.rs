@@ -1,0 +1,147 @@
+//! Exact resume: after every epoch `OUT/checkpoint/` holds the model (`model.bpk`, burnpack, with
+//! the parameter ids the optimizer state is keyed by), the optimizer state (`optimizer.bpk`), the
+//! best model so far (`best.bpk`) and `state.json` (epoch, step, best loss, patience counter, RNG
+//! state, the log so far), swapped into place whole.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use serde::{Deserialize, Serialize};
+
+use super::log::EpochLog;
+use super::stopping::EarlyStopping;
+use crate::error::{Result, TrainError};
+use crate::sampler::SplitMix64;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct TrainState {
+    pub(crate) version: u32,
+    pub(crate) epochs_done: usize,
+    pub(crate) step: usize,
+    pub(crate) stopping: EarlyStopping,
+    pub(crate) stopped_early: bool,
+    pub(crate) rng: SplitMix64,
+    pub(crate) n_train: usize,
+    pub(crate) n_val: usize,
+    pub(crate) n_classes: usize,
+    pub(crate) history: Vec<EpochLog>,
+}
+
+pub(crate) const STATE_VERSION: u32 = 1;
+
+pub(crate) fn ck_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// Save a module's parameters (with their ids) as burnpack at exactly `path`.
+pub fn save_module<M: Module>(m: &M, path: &Path) -> Result<()> {
+    let mut store = BurnpackStore::from_file(path)
+        .auto_extension(false)
+        .overwrite(true);
+    m.save_into(&mut store)
+        .map_err(|e| ck_err(path, format!("{e:?}")))
+}
+
+/// Load parameters saved by [`save_module`] into `m` (ids restored; frozen flags kept); every
+/// parameter of `m` must be in the file.
+pub fn load_module<M: Module>(m: &mut M, path: &Path) -> Result<()> {
+    let mut store = BurnpackStore::from_file(path).auto_extension(false);
+    let r = m
+        .load_from(&mut store)
+        .map_err(|e| ck_err(path, format!("cannot read: {e:?}")))?;
+    if !r.errors.is_empty() || !r.missing.is_empty() {
+        return Err(ck_err(
+            path,
+            format!(
+                "does not fit the model ({} missing, {} errors, e.g. {}): was it written for another model or adapter setup?",
+                r.missing.len(),
+                r.errors.len(),
+                r.missing
+                    .first()
+                    .map(|m| m.0.clone())
+                    .or_else(|| r.errors.first().map(|e| format!("{e:?}")))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `OUT/checkpoint` (or what an interrupted save left: `checkpoint.old`).
+pub fn checkpoint_dir(out: &Path) -> Option<PathBuf> {
+    let ck = out.join("checkpoint");
+    if ck.join("state.json").is_file() {
+        return Some(ck);
+    }
+    let old = out.join("checkpoint.old");
+    old.join("state.json").is_file().then_some(old)
+}
+
+pub(crate) fn save_checkpoint<M: Module>(
+    out: &Path,
+    model: &M,
+    opt: &ModuleOptimizer,
+    best: Option<&M>,
+    best_changed: bool,
+    st: &TrainState,
+) -> Result<()> {
+    let state = serde_json::to_string_pretty(st).unwrap();
+    write_checkpoint(out, model, opt, &state, |tmp, ck| {
+        let prev_best = ck.join("best.bpk");
+        if let Some(b) = best {
+            if best_changed || !prev_best.is_file() {
+                save_module(b, &tmp.join("best.bpk"))?;
+            } else {
+                std::fs::copy(&prev_best, tmp.join("best.bpk"))
+                    .map_err(|e| ck_err(&prev_best, e))?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Write `OUT/checkpoint/`: the model and optimizer (burnpack), `state.json`, and whatever `extra`
+/// adds (called with the new folder and the current one). Built in `checkpoint.tmp/` and swapped
+/// in, the previous checkpoint kept as `checkpoint.old/` until the new one is in place, so an
+/// interruption at any point leaves a whole checkpoint ([`checkpoint_dir`] finds it).
+pub(crate) fn write_checkpoint<M: Module>(
+    out: &Path,
+    model: &M,
+    opt: &ModuleOptimizer,
+    state_json: &str,
+    extra: impl FnOnce(&Path, &Path) -> Result<()>,
+) -> Result<()> {
+    let ck = out.join("checkpoint");
+    let tmp = out.join("checkpoint.tmp");
+    let old = out.join("checkpoint.old");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| ck_err(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| ck_err(&tmp, e))?;
+    save_module(model, &tmp.join("model.bpk"))?;
+    let op = tmp.join("optimizer.bpk");
+    opt.save(&op).map_err(|e| ck_err(&op, format!("{e:?}")))?;
+    extra(&tmp, &ck)?;
+    let sp = tmp.join("state.json");
+    let mut f = std::fs::File::create(&sp).map_err(|e| ck_err(&sp, e))?;
+    f.write_all(state_json.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| ck_err(&sp, e))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| ck_err(&old, e))?;
+    }
+    if ck.exists() {
+        std::fs::rename(&ck, &old).map_err(|e| ck_err(&ck, e))?;
+    }
+    std::fs::rename(&tmp, &ck).map_err(|e| ck_err(&tmp, e))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| ck_err(&old, e))?;
+    }
+    Ok(())
+}
