@@ -8,6 +8,10 @@ python3 -m venv --system-site-packages .venv-ref
 .venv-ref/bin/pip install -q numpy scipy anndata scanpy scikit-misc scikit-learn h5py
 if [ "${WITH_TORCH:-0}" = 1 ]; then
   .venv-ref/bin/pip install -q torch safetensors loralib
+  # Geneformer (tools/make_geneformer_fixture.py, bench/geneformer_embed_reference.py): its
+  # tokenizer, perturber_utils and emb_extractor modules import these; pandas < 3 because
+  # tokenize_anndata indexes a Series by position
+  .venv-ref/bin/pip install -q transformers datasets peft tdigest loompy "pandas<3"
 fi
 d=$(mktemp -d)
 .venv-ref/bin/pip download -q --no-deps -d "$d" scgpt==0.2.4

@@ -39,6 +39,8 @@ pub trait ModelFolder: Sized + Send + Sync {
     fn dir(&self) -> &Path;
     /// The weights file the model loads from.
     fn weights(&self) -> &Path;
+    /// Encoder layers of the model.
+    fn n_layers(&self) -> usize;
     /// One line: family, shape, vocabulary.
     fn describe(&self) -> String;
     /// What `adapter.json` records about the base model.
@@ -79,6 +81,14 @@ pub trait ModelFolder: Sized + Send + Sync {
         opts: &TokenOptions,
     ) -> Result<Box<dyn RowTokenizer>>;
     fn embedding(&self) -> EmbeddingDefaults;
+    /// The longest input fine-tuning and prediction tokenise to by default (scGPT: scPEFT's
+    /// 2001; others: [`Self::max_len`]).
+    fn finetune_max_len(&self) -> usize {
+        self.max_len()
+    }
+    /// The family's longest input, special tokens included (scGPT: `max_seq_len`; Geneformer:
+    /// its model input size).
+    fn max_len(&self) -> usize;
     /// The `obs` column holding each cell's total count over all genes, where the family's
     /// tokenizer normalises by it (Geneformer's `n_counts`).
     fn totals_column(&self) -> Option<&'static str> {
@@ -89,6 +99,7 @@ pub trait ModelFolder: Sized + Send + Sync {
 /// A model folder of whichever family it holds; [`open`] detects it.
 pub enum AnyFolder {
     ScGpt(crate::scgpt::ScGptFolder),
+    Geneformer(crate::geneformer::GeneformerFolder),
 }
 
 /// Run `$body` with `$f` bound to the folder of whichever family `$any` holds (a generic
@@ -98,6 +109,7 @@ macro_rules! with_folder {
     ($any:expr, |$f:ident| $body:expr) => {
         match $any {
             $crate::folder::AnyFolder::ScGpt($f) => $body,
+            $crate::folder::AnyFolder::Geneformer($f) => $body,
         }
     };
 }
@@ -111,8 +123,8 @@ impl AnyFolder {
     }
 }
 
-/// Which family `dir` holds, from its files: `args.json` (scGPT). Anything else is an error
-/// naming what was looked for.
+/// Which family `dir` holds, from its files: `args.json` (scGPT), or `config.json` with
+/// `model_type` "bert" (Geneformer). Anything else is an error naming what was looked for.
 pub fn detect(dir: &Path) -> Result<Family> {
     if !dir.is_dir() {
         return Err(ModelError::file(
@@ -123,18 +135,51 @@ pub fn detect(dir: &Path) -> Result<Family> {
     if dir.join("args.json").is_file() {
         return Ok(Family::ScGpt);
     }
+    let config = dir.join("config.json");
+    if config.is_file() {
+        let text = std::fs::read_to_string(&config)
+            .map_err(|e| ModelError::file(&config, format!("cannot read: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| ModelError::file(&config, format!("not JSON: {e}")))?;
+        return match v.get("model_type").and_then(|t| t.as_str()) {
+            Some("bert") => Ok(Family::Geneformer),
+            other => Err(ModelError::file(
+                &config,
+                format!(
+                    "model_type {} is not a family scllm runs (Geneformer folders say \"bert\")",
+                    other.map_or("missing".to_string(), |t| format!("\"{t}\""))
+                ),
+            )),
+        };
+    }
     Err(ModelError::file(
         dir,
-        "no known model family here: looked for args.json (scGPT: with vocab.json and best_model.pt)",
+        "no known model family here: looked for args.json (scGPT, with vocab.json and \
+         best_model.pt) and config.json with model_type \"bert\" (Geneformer, with \
+         model.safetensors or pytorch_model.bin)",
     ))
 }
 
-/// Open the model folder `dir` (its family detected); `weights`: a weights file other than the
-/// folder's own.
-pub fn open(dir: &Path, weights: Option<&Path>) -> Result<AnyFolder> {
+/// What a folder may be opened with beyond its own files.
+#[derive(Clone, Debug, Default)]
+pub struct FolderOptions {
+    /// A weights file other than the folder's own.
+    pub weights: Option<PathBuf>,
+    /// Geneformer: a folder holding the dictionary pickles (default: the model folder, else the
+    /// bundled V1 set).
+    pub dictionaries: Option<PathBuf>,
+}
+
+/// Open the model folder `dir` (its family detected).
+pub fn open(dir: &Path, opts: &FolderOptions) -> Result<AnyFolder> {
+    let w = opts.weights.as_deref();
     Ok(match detect(dir)? {
-        Family::ScGpt => AnyFolder::ScGpt(crate::scgpt::ScGptFolder::open(dir, weights)?),
-        Family::Geneformer => unreachable!("detect does not return Geneformer yet"),
+        Family::ScGpt => AnyFolder::ScGpt(crate::scgpt::ScGptFolder::open(dir, w)?),
+        Family::Geneformer => AnyFolder::Geneformer(crate::geneformer::GeneformerFolder::open(
+            dir,
+            w,
+            opts.dictionaries.as_deref(),
+        )?),
     })
 }
 

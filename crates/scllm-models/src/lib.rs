@@ -10,6 +10,7 @@ pub mod embed;
 pub mod error;
 pub mod family;
 pub mod folder;
+pub mod geneformer;
 pub mod memory;
 pub mod model;
 pub mod nn;
@@ -20,7 +21,10 @@ pub mod weights;
 
 pub use error::{ModelError, Result};
 pub use family::Family;
-pub use folder::{open as open_folder, AnyFolder, EmbeddingDefaults, ModelFolder, TokenOptions};
+pub use folder::{
+    open as open_folder, AnyFolder, EmbeddingDefaults, FolderOptions, ModelFolder, TokenOptions,
+};
+pub use geneformer::{Geneformer, GeneformerFolder};
 pub use model::{BatchInput, CellModel, Classified, EmbeddingSpec, Pooling};
 pub use params::{param_counts, param_table, ParamInfo, Part};
 pub use peft::{

@@ -140,11 +140,11 @@ pub fn gencode_id_to_name() -> HashMap<String, String> {
         .collect()
 }
 
-fn strip_version(id: &str) -> &str {
+pub(crate) fn strip_version(id: &str) -> &str {
     id.split('.').next().unwrap_or(id)
 }
 
-fn looks_ensembl(name: &str) -> bool {
+pub(crate) fn looks_ensembl(name: &str) -> bool {
     name.starts_with("ENSG") || name.starts_with("ENSMUSG")
 }
 

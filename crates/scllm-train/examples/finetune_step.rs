@@ -18,8 +18,9 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
-use scllm_models::scgpt::BatchInput;
-use scllm_models::{Device, PeftConfig, ScGpt, ScGptBuild, ScGptConfig, Strategy};
+use scllm_models::{
+    attach, BatchInput, Device, PeftConfig, ScGpt, ScGptBuild, ScGptConfig, Strategy,
+};
 
 fn read<T: Copy>(p: &Path, size: usize, f: fn([u8; 8]) -> T) -> Vec<T> {
     let b = std::fs::read(p).unwrap();
@@ -80,9 +81,8 @@ fn main() {
     let dev = Device::flex();
     let adev = dev.clone().autodiff();
     let m = ScGpt::new(&cfg, &build, &dev).unwrap();
-    let mut m = m.with_peft(strategy, &PeftConfig::default(), &dev).unwrap();
-    m.apply_trainability();
-    let (n_train, n_total) = m.param_counts();
+    let m = attach(m, strategy, &PeftConfig::default(), &dev).unwrap();
+    let (n_train, n_total) = scllm_models::param_counts(&m);
     let mut model = m.train();
     let mut opt = AdamConfig::new().with_epsilon(1e-8).init();
     let input = BatchInput {

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::module::Module;
-use scllm_models::{LoadOptions, ScGptConfig, ScGptModel};
-use scllm_tokenize::GeneVocab;
+use scllm_models::{LoadOptions, ModelFolder, ScGptFolder, ScGptModel};
+use scllm_tokenize::PrepOptions;
 use scllm_train::*;
 
 fn main() {
@@ -25,23 +25,20 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let dir = root.join("tests/fixtures/scgpt").join(name);
     let data_path = root.join("tests/fixtures/data/kang2018_pbmc_400.h5ad");
-    let cfg = ScGptConfig::from_json_file(dir.join("args.json")).unwrap();
-    let mut vocab = GeneVocab::from_json_file(dir.join("vocab.json")).unwrap();
-    vocab.append_missing(&[cfg.pad_token.as_str(), "<cls>", "<eoc>"]);
+    let folder = ScGptFolder::open(&dir, None).unwrap();
     let t = Instant::now();
-    let d = AnnotationData::from_h5ad(
-        &data_path,
-        &vocab,
-        &cfg,
-        &PrepOptions {
-            max_len,
-            ..PrepOptions::for_model(&cfg)
-        },
-        &LabelOptions {
-            label_col: "cell_type".into(),
-            min_cells_per_class: Some(2),
-        },
-    )
+    let adata = scllm_io::read_h5ad(&data_path).unwrap();
+    let prep = PrepOptions {
+        max_len,
+        ..PrepOptions::default()
+    };
+    let labels = LabelOptions {
+        label_col: "cell_type".into(),
+        min_cells_per_class: Some(2),
+    };
+    let d = AnnotationData::from_anndata(&adata, &data_path, &labels, |a| {
+        folder.prepare_cells(a, &data_path, &prep)
+    })
     .unwrap();
     println!("{}", d.summary());
     let lens: Vec<usize> = d.cells.iter().map(|c| c.len()).collect();

@@ -1,5 +1,6 @@
 //! The `scllm` command: argument parsing and printing only; the work lives in the crates.
 
+mod annotate;
 mod baseline;
 mod benchmark;
 mod embed;
@@ -30,18 +31,18 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Filter, normalize, log1p, select highly variable genes, scale and bin (scanpy/scGPT layers)
     Preprocess(preprocess::PreprocessArgs),
-    /// Cell embeddings with a released scGPT model (obsm['X_scGPT'])
+    /// Cell embeddings with a model of any family (obsm['X_scGPT'], obsm['X_geneformer'])
     Embed(embed::EmbedArgs),
     /// Check a checkpoint against its model (loaded/skipped/missing/unexpected keys); save as safetensors
     Convert(embed::ConvertArgs),
     /// Score predictions, an embedding or a clustering against true labels (scikit-learn's metrics)
     Evaluate(evaluate::EvaluateArgs),
-    /// Adapt a scGPT model to labelled cells: full, head, prefix, lora, token-prompt, encoder-prompt
+    /// Adapt a model to labelled cells: full, head, prefix, lora, token-prompt, encoder-prompt
     Finetune(finetune::FinetuneArgs),
     /// Pretrain a scGPT-style model (masked expression + cell embedding) on many .h5ad files
     Pretrain(pretrain::PretrainArgs),
     /// Predict cell types of a query with a fine-tuned adapter (Unknown below a confidence)
-    Annotate(finetune::AnnotateArgs),
+    Annotate(annotate::AnnotateArgs),
     /// Run a benchmark config: baselines, model embeddings + kNN, fine-tuning strategies; report
     Benchmark(benchmark::BenchmarkArgs),
     /// 2-D UMAP of an embedding (or PCA of the data), stored in obsm['X_umap'] and drawn as PNG/SVG
@@ -82,63 +83,8 @@ fn exit_code(e: &anyhow::Error) -> i32 {
     1
 }
 
-/// An input problem found by the command itself.
-#[derive(Debug)]
-pub struct BadInput(pub String);
-impl std::fmt::Display for BadInput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl std::error::Error for BadInput {}
-
-/// The model folder to use: `--model`, else `$SCLLM_MODEL`, else the shipped small model
-/// (`models/scllm-small` in the current folder, or next to the repository this binary was built
-/// in).
-pub fn model_dir(given: Option<&std::path::Path>) -> anyhow::Result<std::path::PathBuf> {
-    if let Some(p) = given {
-        return Ok(p.to_path_buf());
-    }
-    if let Some(p) = std::env::var_os("SCLLM_MODEL") {
-        let p = std::path::PathBuf::from(p);
-        if !p.join("args.json").is_file() {
-            return Err(bad(format!(
-                "SCLLM_MODEL={}: not a model folder (no args.json there); point it at a scGPT model folder (args.json, vocab.json, best_model.pt) or unset it",
-                p.display()
-            )));
-        }
-        return Ok(p);
-    }
-    let mut tried = vec![std::path::PathBuf::from("models/scllm-small")];
-    if let Ok(exe) = std::env::current_exe() {
-        // target/{debug,release}/scllm → the repository root
-        if let Some(root) = exe
-            .parent()
-            .and_then(|p| p.parent())
-            .and_then(|p| p.parent())
-        {
-            tried.push(root.join("models/scllm-small"));
-        }
-    }
-    tried
-        .iter()
-        .find(|p| p.join("args.json").is_file())
-        .cloned()
-        .ok_or_else(|| {
-            bad(format!(
-                "no --model given and the shipped model is not at {}: pass --model DIR (a scGPT model folder) or set SCLLM_MODEL",
-                tried
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            ))
-        })
-}
-
-pub fn bad(msg: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(BadInput(msg.into()))
-}
+pub use scllm_tasks::bad;
+use scllm_tasks::BadInput;
 
 fn main() {
     scllm_models::memory::reuse_freed_memory();
@@ -151,9 +97,9 @@ fn main() {
         Command::Evaluate(a) => evaluate::run(a),
         Command::Baseline(a) => baseline::run(a),
         Command::Umap(a) => umap::run(a),
-        Command::Finetune(a) => finetune::run_finetune(a),
+        Command::Finetune(a) => finetune::run(a),
         Command::Pretrain(a) => pretrain::run(a),
-        Command::Annotate(a) => finetune::run_annotate(a),
+        Command::Annotate(a) => annotate::run(a),
         Command::Benchmark(a) => benchmark::run(a),
         Command::Papers(a) => scllm_papers::cli::run(a),
     };

@@ -98,6 +98,9 @@ impl ModelFolder for ScGptFolder {
     fn weights(&self) -> &Path {
         &self.weights
     }
+    fn n_layers(&self) -> usize {
+        self.config.nlayers
+    }
     fn describe(&self) -> String {
         let c = &self.config;
         format!(
@@ -168,6 +171,12 @@ impl ModelFolder for ScGptFolder {
         Ok(Box::new(
             self.embed_tokenizer_with(genes, max_len, opts.seed)?,
         ))
+    }
+    fn max_len(&self) -> usize {
+        self.config.max_seq_len
+    }
+    fn finetune_max_len(&self) -> usize {
+        2001
     }
     fn embedding(&self) -> EmbeddingDefaults {
         EmbeddingDefaults {

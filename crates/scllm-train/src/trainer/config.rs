@@ -25,6 +25,11 @@ pub enum Schedule {
     StepLr {
         gamma: f64,
     },
+    /// Linear warm-up over `warmup_steps`, then linear decay to 0 at the last step (Hugging
+    /// Face's `linear` schedule, `get_linear_schedule_with_warmup`).
+    WarmupLinear {
+        warmup_steps: usize,
+    },
     /// Linear warm-up over `warmup_ratio` of all steps, then cosine decay to `lr · min_ratio`.
     WarmupCosine {
         warmup_ratio: f64,
@@ -119,11 +124,42 @@ impl TrainConfig {
         }
     }
 
+    /// Geneformer's cell classifier (`Classifier`, `get_default_train_args`; docs/models/
+    /// geneformer.md §6): Hugging Face's AdamW (lr 5e-5, weight decay 0.001, eps 1e-8), batch 12,
+    /// 10 epochs, linear decay with 500 warm-up steps for 6-layer models (none otherwise),
+    /// gradient-norm clipping at 1.0 (the Trainer's default), plain cross-entropy, and the best
+    /// epoch by validation loss.
+    pub fn geneformer(n_layers: usize) -> Self {
+        TrainConfig {
+            epochs: 10,
+            batch_size: 12,
+            eval_batch_size: 12,
+            max_batch_tokens: 12 * 4096,
+            lr: 5e-5,
+            optimizer: OptimizerKind::AdamW {
+                weight_decay: 0.001,
+            },
+            eps: 1e-8,
+            schedule: Schedule::WarmupLinear {
+                warmup_steps: if n_layers <= 6 { 500 } else { 0 },
+            },
+            ..Default::default()
+        }
+    }
+
     /// The learning rate at `step` (0-based) of `epoch` (0-based), `total_steps` in the run.
     pub fn lr_at(&self, epoch: usize, step: usize, total_steps: usize) -> f64 {
         match &self.schedule {
             Schedule::Constant => self.lr,
             Schedule::StepLr { gamma } => self.lr * gamma.powi(epoch as i32),
+            Schedule::WarmupLinear { warmup_steps } => {
+                let (s, w, t) = (step as f64, *warmup_steps as f64, total_steps.max(1) as f64);
+                if s < w {
+                    self.lr * s / w
+                } else {
+                    self.lr * ((t - s) / (t - w).max(1.0)).max(0.0)
+                }
+            }
             Schedule::WarmupCosine {
                 warmup_ratio,
                 min_ratio,

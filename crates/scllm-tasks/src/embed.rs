@@ -1,0 +1,305 @@
+//! `embed`: cell embeddings of a file with any family's model, into `obsm`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use scllm_io::{DataFrame, Matrix, Values};
+use scllm_models::embed::{EmbedOptions, Embedder};
+use scllm_models::{with_folder, EmbeddingSpec, LoadReport, ModelFolder, Pooling, TokenOptions};
+use serde_json::json;
+
+use crate::bad;
+
+/// One `scllm embed` run.
+#[derive(Clone, Debug)]
+pub struct EmbedJob {
+    pub input: PathBuf,
+    /// The output `.h5ad` (written to a temporary file, then renamed).
+    pub output: PathBuf,
+    /// The model folder (any family).
+    pub model: PathBuf,
+    /// A weights file other than the folder's own.
+    pub weights: Option<PathBuf>,
+    /// Geneformer: a folder with the model's dictionary pickles (default: the model folder).
+    pub dictionaries: Option<PathBuf>,
+    /// Fail when a model weight is missing from the checkpoint or has another shape.
+    pub strict: bool,
+    /// Write the load report as JSON here.
+    pub load_report: Option<PathBuf>,
+    /// `obsm` key (default: the family's, e.g. `X_scGPT`, `X_geneformer`).
+    pub obsm_key: Option<String>,
+    /// Most cells per forward pass.
+    pub batch_size: usize,
+    /// Most tokens per cell (default: the family's).
+    pub max_len: Option<usize>,
+    pub seed: u64,
+    /// `cpu` or `cuda`.
+    pub device: String,
+    pub threads: Option<usize>,
+    /// `var` column naming genes (default: the index).
+    pub gene_col: Option<String>,
+    /// Use this layer instead of X.
+    pub layer: Option<String>,
+    /// Read X in blocks of `block_cells` (bounded memory); the output then holds obs, var and the
+    /// embeddings, not X.
+    pub stream: bool,
+    pub block_cells: usize,
+    /// Pooling and layer of the embedding (default: the family's).
+    pub pooling: Option<Pooling>,
+    pub emb_layer: Option<i32>,
+    pub progress: bool,
+}
+
+impl EmbedJob {
+    /// A job with the defaults of `scllm embed`.
+    pub fn new(input: PathBuf, output: PathBuf, model: PathBuf) -> Self {
+        EmbedJob {
+            input,
+            output,
+            model,
+            weights: None,
+            dictionaries: None,
+            strict: false,
+            load_report: None,
+            obsm_key: None,
+            batch_size: 64,
+            max_len: None,
+            seed: 0,
+            device: "cpu".into(),
+            threads: None,
+            gene_col: None,
+            layer: None,
+            stream: false,
+            block_cells: 20_000,
+            pooling: None,
+            emb_layer: None,
+            progress: true,
+        }
+    }
+}
+
+/// What an embed run did.
+pub struct EmbedOutcome {
+    /// Machine-readable summary (`--json`).
+    pub summary: serde_json::Value,
+    pub report: LoadReport,
+}
+
+/// Embed `job.input`'s cells with the model in `job.model` and write `job.output`.
+pub fn embed(job: &EmbedJob) -> anyhow::Result<EmbedOutcome> {
+    if job.batch_size == 0 {
+        return Err(bad("--batch-size must be at least 1"));
+    }
+    if job.stream && job.layer.is_some() {
+        return Err(bad(
+            "--stream reads X; drop --layer or run without --stream",
+        ));
+    }
+    let dev = crate::device::compute_device(&job.device, job.threads)?;
+    let folder = scllm_models::open_folder(
+        &job.model,
+        &scllm_models::FolderOptions {
+            weights: job.weights.clone(),
+            dictionaries: job.dictionaries.clone(),
+        },
+    )?;
+    with_folder!(&folder, |f| embed_with(f, job, &dev))
+}
+
+fn embed_with<F: ModelFolder>(
+    folder: &F,
+    job: &EmbedJob,
+    dev: &scllm_models::Device,
+) -> anyhow::Result<EmbedOutcome> {
+    let t0 = Instant::now();
+    let (model, report) = folder.load(0, job.strict, dev)?;
+    if job.progress {
+        eprint!("{}", report.to_text());
+    }
+    if let Some(p) = &job.load_report {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?).map_err(|e| {
+            bad(format!(
+                "{}: cannot write the load report: {e}",
+                p.display()
+            ))
+        })?;
+    }
+    let defaults = folder.embedding();
+    let spec = EmbeddingSpec {
+        pooling: job.pooling.unwrap_or(defaults.spec.pooling),
+        layer: job.emb_layer.unwrap_or(defaults.spec.layer),
+    };
+    let key = job
+        .obsm_key
+        .clone()
+        .unwrap_or_else(|| defaults.obsm_key.to_string());
+    let topts = TokenOptions {
+        max_len: job.max_len,
+        seed: job.seed,
+    };
+    let max_len = job.max_len.unwrap_or_else(|| folder.max_len());
+    let eopts = EmbedOptions {
+        batch_size: job.batch_size,
+        max_batch_tokens: job.batch_size * max_len,
+        ..EmbedOptions::default()
+    };
+    let d = scllm_models::CellModel::d_model(&model);
+    let src = job.input.display().to_string();
+    let emb_matrix = |n: usize, emb: Vec<f32>| Matrix::Dense {
+        nrows: n,
+        ncols: d,
+        data: Values::F32(emb),
+    };
+    let totals_of = |obs: &DataFrame| -> Option<Vec<f64>> {
+        let col = obs.column(folder.totals_column()?)?;
+        (0..col.len()).map(|i| col.get_f64(i)).collect()
+    };
+    let (n_cells, stats, n_matched, n_genes, totals_from) = if job.stream {
+        // X goes to the output block by block as it is read: the matrix is never whole in memory
+        let backed = scllm_io::BackedAnnData::open(&job.input, "X")?;
+        let (n, g) = backed.shape();
+        let genes = folder.match_genes(&backed.var, job.gene_col.as_deref(), &job.input)?;
+        let tok = folder.embed_tokenizer(&genes, &topts)?;
+        let mut e = Embedder::new(&model, dev, tok.as_ref(), spec, defaults.normalize, eopts)?;
+        let totals = totals_of(&backed.obs);
+        let mut w =
+            scllm_io::backed::CsrStreamWriter::create(&job.output, g, scllm_io::Compression::None)?;
+        let bar = progress(job.progress, n);
+        let mut emb = vec![0f32; n * d];
+        for block in backed.blocks(job.block_cells.max(1)) {
+            let (start, block) = block?;
+            let out = &mut emb[start * d..(start + block.nrows) * d];
+            let t = totals.as_ref().map(|t| &t[start..start + block.nrows]);
+            e.embed_block(&block, t, out, &mut |k| bar.inc(k as u64))?;
+            w.append(&block)?;
+        }
+        bar.finish();
+        let obsm = vec![(key.clone(), emb_matrix(n, emb))];
+        w.finish(&backed.obs, &backed.var, &obsm, &[])?;
+        (n, e.stats, genes.n_matched, g, totals.is_some())
+    } else {
+        let mut a = scllm_io::read_h5ad(&job.input)?;
+        let m = match &job.layer {
+            None => a.x()?,
+            Some(l) => a.layer(l).ok_or_else(|| {
+                let names: Vec<&str> = a.layers.iter().map(|(n, _)| n.as_str()).collect();
+                bad(format!(
+                    "{src}: no layer `{l}` (layers: {})",
+                    names.join(", ")
+                ))
+            })?,
+        };
+        let x = scllm_pp::to_csr_f32(m);
+        let (n, g) = (x.nrows, x.ncols);
+        let genes = folder.match_genes(&a.var, job.gene_col.as_deref(), &job.input)?;
+        let tok = folder.embed_tokenizer(&genes, &topts)?;
+        let mut e = Embedder::new(&model, dev, tok.as_ref(), spec, defaults.normalize, eopts)?;
+        let totals = totals_of(&a.obs);
+        let bar = progress(job.progress, n);
+        let mut emb = vec![0f32; n * d];
+        e.embed_block(&x, totals.as_deref(), &mut emb, &mut |k| bar.inc(k as u64))?;
+        bar.finish();
+        drop(x);
+        a.obsm.retain(|(k, _)| k != &key);
+        a.set_obsm(&key, emb_matrix(n, emb));
+        scllm_io::write_h5ad(&a, &job.output, scllm_io::Compression::None)?;
+        (n, e.stats, genes.n_matched, g, totals.is_some())
+    };
+    let secs = t0.elapsed().as_secs_f64();
+    let mut summary = json!({
+        "input": src,
+        "output": job.output.display().to_string(),
+        "model": job.model.display().to_string(),
+        "family": folder.family(),
+        "obsm_key": key,
+        "cells": n_cells,
+        "dim": d,
+        "genes_matched": [n_matched, n_genes],
+        "embedding": spec,
+        "max_len": max_len,
+        "normalized": defaults.normalize,
+        "batch_size": job.batch_size,
+        "seed": job.seed,
+        "streamed": job.stream,
+        "tokens": stats.tokens,
+        "padded_tokens": stats.padded_tokens,
+        "batches": stats.batches,
+        "forward_seconds": stats.forward_seconds,
+        "tokenize_seconds": stats.tokenize_seconds,
+        "seconds": secs,
+        "cells_per_second": n_cells as f64 / secs,
+        "forward_gflops_per_second": stats.gflops_per_second(),
+        "threads": scllm_models::threads(),
+        "load_report": report,
+    });
+    if let Some(c) = folder.totals_column() {
+        summary["cell_totals"] = json!(if totals_from {
+            format!("obs['{c}']")
+        } else {
+            "the sum of each cell's stored values (no obs['n_counts'] in the file)".to_string()
+        });
+    }
+    Ok(EmbedOutcome { summary, report })
+}
+
+fn progress(show: bool, n: usize) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let style = ProgressStyle::with_template(
+        "{prefix:>10} [{bar:30}] {pos}/{len} cells {per_sec} ETA {eta}",
+    )
+    .expect("valid template")
+    .progress_chars("=> ");
+    let b = ProgressBar::new(n as u64).with_style(style);
+    b.set_prefix("embedding");
+    b
+}
+
+/// Embed `a`'s cells in memory with an already loaded model (the benchmark's zero-shot
+/// methods), storing them in `obsm[key]`.
+pub fn embed_into<F: ModelFolder>(
+    folder: &F,
+    model: &F::Model,
+    a: &mut scllm_io::AnnData,
+    key: &str,
+    topts: &TokenOptions,
+    batch_size: usize,
+    dev: &scllm_models::Device,
+) -> anyhow::Result<()> {
+    let x = scllm_pp::to_csr_f32(a.x()?);
+    let genes = folder.match_genes(&a.var, None, Path::new("<benchmark data>"))?;
+    let tok = folder.embed_tokenizer(&genes, topts)?;
+    let defaults = folder.embedding();
+    let opts = EmbedOptions {
+        batch_size,
+        max_batch_tokens: batch_size * topts.max_len.unwrap_or_else(|| folder.max_len()),
+        ..Default::default()
+    };
+    let mut e = Embedder::new(
+        model,
+        dev,
+        tok.as_ref(),
+        defaults.spec,
+        defaults.normalize,
+        opts,
+    )?;
+    let d = e.dim();
+    let totals: Option<Vec<f64>> = folder.totals_column().and_then(|c| {
+        let col = a.obs.column(c)?;
+        (0..col.len()).map(|i| col.get_f64(i)).collect()
+    });
+    let mut emb = vec![0f32; x.nrows * d];
+    e.embed_block(&x, totals.as_deref(), &mut emb, &mut |_| {})?;
+    a.obsm.retain(|(k, _)| k != key);
+    a.set_obsm(
+        key,
+        Matrix::Dense {
+            nrows: x.nrows,
+            ncols: d,
+            data: Values::F32(emb),
+        },
+    );
+    Ok(())
+}

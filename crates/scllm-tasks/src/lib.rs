@@ -1,0 +1,22 @@
+//! The model verbs of scllm, for any model family: each is one job struct and one function
+//! (the CLI parses its arguments into the job; the Python package will build the same jobs).
+//!
+//! * [`embed`]: cell embeddings into `obsm`, in memory or streamed.
+//! * [`convert`]: a checkpoint's load report, and the weights saved as safetensors.
+//! * [`finetune`]: adapt a model to labelled cells with one of six strategies; parameter counts.
+//! * [`annotate`]: predict cell types of a query with a saved adapter.
+//! * [`bench_methods`]: the model methods of `scllm benchmark` (zero-shot kNN, fine-tuning).
+//!
+//! The model folder's family is detected ([`scllm_models::open_folder`]); each verb is written
+//! once, generically over [`scllm_models::ModelFolder`].
+
+pub mod annotate;
+pub mod bench_methods;
+pub mod convert;
+pub mod device;
+pub mod embed;
+pub mod error;
+pub mod finetune;
+pub mod model_dir;
+
+pub use error::{bad, BadInput};

@@ -1,0 +1,93 @@
+//! `scllm annotate`: arguments into an [`AnnotateJob`], printing. The work is
+//! `scllm_tasks::annotate`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use scllm_tasks::annotate::{annotate, AnnotateJob};
+use scllm_tasks::{bad, model_dir};
+
+#[derive(Args, Debug)]
+#[command(after_help = "Writes obs['predicted_cell_type'] (categorical), \
+obs['prediction_confidence'] (float32, softmax probability of the prediction) and the adapted \
+model's cell embeddings in obsm (default key X_scGPT_adapted, X_geneformer_adapted). With --unknown-below P, cells \
+whose confidence is below P are labelled Unknown (a type the reference lacks is the usual \
+reason). The adapter must have been trained on this base model: its recorded SHA-256 of the \
+base weights is checked.\n\n\
+Example:\n  \
+scllm finetune --model scGPT_human --train ref.h5ad --method encoder-prompt -o ad/\n  \
+scllm annotate --model scGPT_human --adapter ad/ query.h5ad -o annotated.h5ad --unknown-below 0.5\n  \
+scllm evaluate annotated.h5ad --truth cell_type --pred predicted_cell_type")]
+pub struct AnnotateArgs {
+    /// Query .h5ad
+    pub query: PathBuf,
+    /// Base model folder (default: the shipped models/scllm-small, or $SCLLM_MODEL)
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Geneformer: a folder holding the model's dictionary pickles (token_dictionary.pkl,
+    /// gene_median_dictionary.pkl, or the V2 *_gc104M.pkl set; default: the model folder, else
+    /// the V1 dictionaries bundled with scllm)
+    #[arg(long, value_name = "DIR")]
+    pub dictionaries: Option<PathBuf>,
+    /// Adapter folder written by `scllm finetune`
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Label cells whose confidence is below P as `Unknown`
+    #[arg(long, value_name = "P")]
+    pub unknown_below: Option<f64>,
+    /// obsm key for the adapted model's cell embeddings (default: the family's key + _adapted,
+    /// e.g. X_scGPT_adapted)
+    #[arg(long)]
+    pub obsm_key: Option<String>,
+    /// Longest cell in tokens (default: the family's fine-tuning length: scGPT 2001, Geneformer
+    /// its model input size)
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long)]
+    pub gene_col: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: AnnotateArgs) -> anyhow::Result<()> {
+    let adapter = a.adapter.clone().ok_or_else(|| {
+        bad("--adapter ADAPTER_DIR is required: a base model has no trained classifier. Train one with `scllm finetune`, or transfer labels zero-shot with `scllm embed` then `scllm baseline knn --use-rep X_scGPT`")
+    })?;
+    let s = annotate(&AnnotateJob {
+        query: a.query.clone(),
+        model: model_dir::resolve(a.model.as_deref())?,
+        adapter,
+        output: a.output.clone(),
+        dictionaries: a.dictionaries.clone(),
+        unknown_below: a.unknown_below,
+        obsm_key: a.obsm_key.clone(),
+        max_len: a.max_len,
+        batch_size: a.batch_size,
+        gene_col: a.gene_col.clone(),
+        seed: a.seed,
+        progress: !a.json,
+    })?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        eprintln!(
+            "annotated {} cells with the {} adapter ({} Unknown) → {}",
+            s["cells"],
+            s["strategy"].as_str().unwrap_or(""),
+            s["unknown"],
+            a.output.display()
+        );
+        if let Some(c) = s["predicted_counts"].as_object() {
+            for (k, v) in c {
+                eprintln!("  {k:<30} {v}");
+            }
+        }
+    }
+    Ok(())
+}
