@@ -20,7 +20,7 @@ Which code:
   encoder-prompt laolintou/scPEFT      prompt_type "Gene_encoder_prompt", adapters in layers 0-1
   lora           laolintou/scPEFT      prompt_type "LoRA" (loralib MergedLinear r=8 alpha=1, q and v)
   prefix         scPEFT_reproduction   prompt_type "prefix-prompt", 64 tokens in every layer
-                 (v1's prefix path calls an undefined `forward_deep_prompt`; see reference-models.md §2.1)
+                 (v1's prefix path calls an undefined `forward_deep_prompt`; see docs/models/scpeft.md §1.1)
 
 Reference paths taken. The forward runs with autograd ON (parameters require grad) so that
 torch's fused eval fast path (`torch._transformer_encoder_layer_fwd`), which would skip every
@@ -99,7 +99,7 @@ def load_model_module(root):
 
 
 def trainable(name, prompt_type):
-    """The reference's rule (Tutorial_Annotation_Prompt.py; reference-models.md §2.7)."""
+    """The reference's rule (Tutorial_Annotation_Prompt.py; docs/models/scpeft.md §7)."""
     if any(p in name for p in ("lora_", "cls", "prompt_embeddings", "Adapter")):
         return True
     return prompt_type == "LoRA" and name.endswith("self_attn.Wqkv.bias")

@@ -314,7 +314,7 @@ fn must_exist(p: &Path, cfg: &str, field: &str) -> Result<()> {
 }
 
 /// Read, parse and check a config; resolves paths and checks that the files exist.
-/// Method names are checked against a registry by [`crate::MethodRegistry::check`].
+/// Method names are checked against a registry by [`crate::MethodRegistry::instantiate`].
 pub fn load_config(path: impl AsRef<Path>) -> Result<LoadedConfig> {
     let path = path.as_ref().to_path_buf();
     let text = std::fs::read_to_string(&path).map_err(|e| BenchError::File {

@@ -4,7 +4,7 @@
 //! scikit-learn-parity metrics, and writes `results.json`, `results.md` and `predictions.tsv`.
 //!
 //! * [`config`]: the TOML schema ([`BenchConfig`]), path resolution (`${SHARED}`), validation.
-//! * [`split`]: reading the files and building train / query sets ([`Split`]).
+//! * [`train_query_split`]: reading the files and building train / query sets ([`Split`]).
 //! * [`method`]: the [`BenchMethod`] trait, the built-in baselines (`logreg`, `knn-pca`,
 //!   `correlation`) and the [`MethodRegistry`] where the caller plugs in model methods
 //!   (`scgpt-knn`, `finetune:<strategy>`).
@@ -18,7 +18,7 @@ pub mod memory;
 pub mod method;
 pub mod report;
 pub mod runner;
-pub mod split;
+pub mod train_query_split;
 
 pub use config::{load_config, BenchConfig, LoadedConfig};
 pub use method::{BenchMethod, MethodFactory, MethodRegistry, MethodSpec, Predictions};
@@ -27,7 +27,7 @@ pub use report::{
     BenchmarkReport, PictureHook,
 };
 pub use runner::{run_benchmark, RunOptions};
-pub use split::{build_split, Split};
+pub use train_query_split::{build_split, Split};
 
 /// What went wrong, in words a user can act on: messages name the config file and the field.
 #[derive(Debug, thiserror::Error)]

@@ -19,9 +19,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use scllm_eval::baselines::{run_baseline, BaselineOptions, Method};
 use scllm_eval::correlation::CorrelationOptions;
 use scllm_eval::knn::Vote;
-use scllm_eval::run::{run_baseline, BaselineOptions, Method};
 use scllm_eval::Distance;
 use scllm_io::AnnData;
 use serde::Deserialize;
@@ -353,7 +353,7 @@ impl BenchMethod for BaselineMethod {
         let mut notes = Vec::new();
         if opts.method == Method::Logreg && opts.c.is_none() {
             // small (few-shot) training sets: fewer folds, or a fixed C when CV is impossible
-            let tl = crate::split::labels_of(train, label);
+            let tl = crate::train_query_split::labels_of(train, label);
             let minc = smallest_class(&tl);
             if minc < 2 {
                 opts.c = Some(1.0);

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::fewshot::MeanCi;
 use crate::memory::MemoryReading;
-use crate::split::SplitInfo;
+use crate::train_query_split::SplitInfo;
 use crate::{BenchError, Result};
 
 #[derive(Clone, Debug, Serialize)]
@@ -387,25 +387,10 @@ pub fn render_markdown(r: &BenchmarkReport, pictures: &[PathBuf]) -> String {
 /// unless the caller passes one to [`write_report`].
 pub type PictureHook = dyn Fn(&BenchmarkReport, &Path) -> Result<Vec<PathBuf>>;
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp{}",
-        path.extension()
-            .map(|e| e.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let io = |e| BenchError::File {
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    scllm_fs::write_atomic(path, bytes).map_err(|e| BenchError::File {
         path: path.display().to_string(),
         source: e,
-    };
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        BenchError::File {
-            path: path.display().to_string(),
-            source: e,
-        }
     })
 }
 
@@ -457,9 +442,9 @@ pub fn write_report(
         dir.join("results.md"),
         dir.join("predictions.tsv"),
     ];
-    write_atomic(&out[0], json.as_bytes())?;
-    write_atomic(&out[1], render_markdown(r, &pics).as_bytes())?;
-    write_atomic(&out[2], render_predictions_tsv(r).as_bytes())?;
+    write_file(&out[0], json.as_bytes())?;
+    write_file(&out[1], render_markdown(r, &pics).as_bytes())?;
+    write_file(&out[2], render_predictions_tsv(r).as_bytes())?;
     Ok(out
         .into_iter()
         .chain(pics.into_iter().map(|p| dir.join(p)))

@@ -16,11 +16,11 @@ use crate::report::{
     BenchmarkReport, FewShotReport, FewShotRun, FewShotSetting, FewShotSummary, MethodResult,
     PredictionTable, Versions,
 };
-use crate::split::{build_split, labels_of, Split};
+use crate::train_query_split::{build_split, labels_of, Split};
 use crate::{BenchError, Result};
 
 /// The label rejected cells get (as `scllm annotate` / `baseline --unknown-below`).
-pub const UNKNOWN: &str = scllm_eval::run::UNKNOWN;
+pub const UNKNOWN: &str = scllm_eval::baselines::UNKNOWN;
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {

@@ -3,7 +3,7 @@
 //!   bench_baselines knn REF.h5ad QUERY.h5ad OBSM_KEY
 use std::time::Instant;
 
-use scllm_eval::data::log_normalized;
+use scllm_eval::anndata_input::log_normalized;
 use scllm_eval::encode_labels;
 use scllm_eval::knn::{kneighbors, vote, Vote};
 use scllm_eval::logreg::{fit, Design, SolverOptions};
@@ -57,8 +57,8 @@ fn main() {
         "knn" => {
             let r = scllm_io::read_h5ad(&a[2]).unwrap();
             let q = scllm_io::read_h5ad(&a[3]).unwrap();
-            let er = scllm_eval::run::obsm_dense(r.obsm_get(&a[4]).unwrap());
-            let eq = scllm_eval::run::obsm_dense(q.obsm_get(&a[4]).unwrap());
+            let er = scllm_eval::anndata_input::obsm_dense(r.obsm_get(&a[4]).unwrap());
+            let eq = scllm_eval::anndata_input::obsm_dense(q.obsm_get(&a[4]).unwrap());
             let d = r.obsm_get(&a[4]).unwrap().shape().1;
             let yr: Vec<String> = r
                 .obs

@@ -15,7 +15,7 @@ use scllm_eval::knn::{kneighbors, vote, Vote};
 use scllm_eval::metrics::{classification_report, Distance};
 use scllm_eval::plot::{
     plot_confusion_report, plot_embedding, plot_embedding_pair, plot_learning_curves,
-    plot_per_class_f1_report, read_training_log, ScatterOptions,
+    plot_per_class_f1_report, EpochRecord, ScatterOptions,
 };
 use scllm_eval::umap::{umap, UmapOptions};
 
@@ -66,7 +66,25 @@ fn main() {
     )
     .unwrap();
     println!("UMAP of {nq} cells: {:.2} s", t.elapsed().as_secs_f64());
-    let recs = read_training_log(&log).unwrap();
+    // the trainer's JSONL log (scllm-train reads it with `read_train_log`; parsed inline here so
+    // this example does not depend on the training crate)
+    let num = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_f64());
+    let recs: Vec<EpochRecord> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            EpochRecord {
+                epoch: num(&v, "epoch"),
+                train_loss: num(&v, "train_loss"),
+                val_loss: num(&v, "val_loss"),
+                train_acc: num(&v, "train_acc"),
+                val_acc: num(&v, "val_acc"),
+                val_macro_f1: num(&v, "val_macro_f1"),
+            }
+        })
+        .collect();
     // many categories (cell type x donor, ~50) on the reference, to check palette and legend
     let a = scllm_io::read_h5ad(fx.join("kang_ref.h5ad")).unwrap();
     let donors = a.obs_column("donor").unwrap().to_strings();

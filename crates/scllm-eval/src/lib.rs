@@ -7,20 +7,28 @@
 //!   one-vs-rest logistic regression solved as liblinear does, C by cross-validation), [`knn`]
 //!   (label transfer by k nearest neighbours on an embedding or on PCA of the log data) and
 //!   [`correlation`] (SingleR-style Spearman correlation to per-type profiles with fine-tuning).
-//! * [`run`]: the file-level commands (`scllm evaluate`, `scllm baseline`) built on them.
+//! * [`evaluation`] and [`baselines`]: the file-level work of `scllm evaluate` and
+//!   `scllm baseline` built on them; [`anndata_input`]: expression and labels taken out of an
+//!   AnnData the same way for all of them.
 //! * [`umap`]: UMAP of any embedding as umap-learn computes it, with trustworthiness and kNN
 //!   preservation to score a layout; [`plot`]: the pictures (embedding coloured by a label,
 //!   confusion matrix, per-class F1, learning curves) as PNG or SVG.
+//! * The jobs of the commands, one struct and one function each: [`evaluation::evaluate_file`],
+//!   [`baselines::baseline`] and [`umap_file::umap_file`] (`scllm umap`: layout, `obsm['X_umap']`,
+//!   picture).
 
+pub mod anndata_input;
+pub mod baselines;
 pub mod correlation;
-pub mod data;
+pub mod evaluation;
 pub mod knn;
 pub mod linalg;
 pub mod logreg;
 pub mod metrics;
 pub mod plot;
-pub mod run;
+mod progress;
 pub mod umap;
+pub mod umap_file;
 
 pub use metrics::{
     adjusted_rand_score, classification_report, normalized_mutual_info_score, silhouette_score,

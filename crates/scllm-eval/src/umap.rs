@@ -31,7 +31,7 @@
 //! 0.94, 0.41), different on every run; it also adds 56 crates (sprs, dashmap, indicatif 0.18,
 //! ...). `fast-umap` is a parametric (neural) UMAP on burn, which this crate must not pull in.
 
-use crate::run::bar;
+use crate::progress::bar;
 use rayon::prelude::*;
 
 use crate::metrics::Distance;
@@ -841,23 +841,15 @@ pub fn knn_preservation(
 
 /// The embedding `obsm[key]` of `a` as a row-major f32 matrix `(values, n, d)`, for [`umap`].
 pub fn obsm_f32(a: &scllm_io::AnnData, key: &str) -> Result<(Vec<f32>, usize, usize)> {
-    let src = crate::data::name(a);
+    let src = crate::anndata_input::name(a);
     let m = a.obsm_get(key).ok_or_else(|| {
         invalid(format!(
             "{src}: field `obsm['{key}']`: no such embedding (obsm keys: {}); pass an existing key",
-            if a.obsm.is_empty() {
-                "(none)".to_string()
-            } else {
-                a.obsm
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
+            crate::anndata_input::names_of(&a.obsm)
         ))
     })?;
     let (n, d) = m.shape();
-    let x: Vec<f32> = m.to_dense_f64().iter().map(|&v| v as f32).collect();
+    let x = crate::anndata_input::obsm_dense(m);
     if x.iter().any(|v| !v.is_finite()) {
         return Err(invalid(format!(
             "{src}: field `obsm['{key}']`: contains NaN or infinite values"

@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
+use scllm_eval::baselines::{run_baseline, BaselineOptions, Method};
+use scllm_eval::evaluation::{evaluate, EvaluateOptions};
 use scllm_eval::knn::Vote;
 use scllm_eval::logreg::{fit, Design, SolverOptions};
-use scllm_eval::run::{evaluate, run_baseline, BaselineOptions, EvaluateOptions, Method};
 use scllm_eval::{
     adjusted_rand_score, classification_report, encode_labels, normalized_mutual_info_score,
     silhouette_score, Distance, EvalError,
@@ -209,8 +210,8 @@ fn l1_objective(
 #[test]
 fn logreg_matches_liblinear_objective_and_accuracy_per_c() {
     let (r, q, sk) = load_split();
-    let rl = scllm_eval::data::log_normalized(&r, None).unwrap();
-    let ql = scllm_eval::data::log_normalized(&q, None).unwrap();
+    let rl = scllm_eval::anndata_input::log_normalized(&r, None).unwrap();
+    let ql = scllm_eval::anndata_input::log_normalized(&q, None).unwrap();
     let y = r.obs.column("cell_type").unwrap().to_strings();
     let y: Vec<String> = y.into_iter().map(|s| s.unwrap()).collect();
     let (classes, codes) = encode_labels(&y);

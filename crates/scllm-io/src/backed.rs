@@ -9,7 +9,9 @@ use hdf5::{Dataset, File, Group, LocationType};
 
 use crate::error::{H5Context, IoError, Result};
 use crate::frame::{DataFrame, UnsValue};
-use crate::h5ad::{finish_temp, open_h5ad, temp_path, Compression, Writer};
+use crate::h5ad::open::open_h5ad;
+use crate::h5ad::read::read_frames;
+use crate::h5ad::write::{write_uns, Compression, Writer};
 use crate::matrix::{Compressed, Matrix, Values};
 
 enum Layout {
@@ -56,7 +58,7 @@ impl BackedAnnData {
     pub fn open(path: impl AsRef<Path>, element: &str) -> Result<Self> {
         let path = path.as_ref();
         let file = open_h5ad(path)?;
-        let meta = crate::h5ad::read_frames(path, &file)?;
+        let meta = read_frames(path, &file)?;
         let (obs, var) = meta;
         let root: &Group = &file;
         let missing = || {
@@ -245,7 +247,7 @@ pub struct CsrStreamWriter {
 impl CsrStreamWriter {
     pub fn create(path: impl AsRef<Path>, ncols: usize, compression: Compression) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let tmp = temp_path(&path);
+        let tmp = scllm_fs::temp_path_for(&path);
         let w = Writer {
             path: path.clone(),
             compression,
@@ -373,12 +375,12 @@ impl CsrStreamWriter {
                 let g = file.create_group(name).at(&self.path, name)?;
                 self.w.set_encoding(&g, "dict", "0.1.0")?;
             }
-            crate::h5ad::write_uns(&self.w, &file, uns)?;
+            write_uns(&self.w, &file, uns)?;
             file.close()
                 .map_err(|e| IoError::file(&self.path, format!("closing: {e}")))?;
             Ok(())
         })();
-        finish_temp(&self.tmp, &self.path, res)
+        scllm_fs::finish(&self.tmp, &self.path, res, |e| IoError::os(&self.path, e))
     }
 }
 
@@ -386,7 +388,7 @@ impl Drop for CsrStreamWriter {
     fn drop(&mut self) {
         // Not finished: remove the temporary file instead of leaving a half-written one.
         if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
+            scllm_fs::discard(&self.tmp);
         }
     }
 }

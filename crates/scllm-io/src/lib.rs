@@ -1,6 +1,7 @@
 //! Reading and writing single-cell data: AnnData `.h5ad` (in memory or in row blocks), 10x
 //! `matrix.mtx` folders and CSV tables.
 
+pub mod anndata;
 pub mod backed;
 pub mod error;
 pub mod frame;

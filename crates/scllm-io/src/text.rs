@@ -3,9 +3,10 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use crate::anndata::AnnData;
 use crate::error::{IoError, Result};
 use crate::frame::{Column, DataFrame};
-use crate::h5ad::{read_h5ad, AnnData};
+use crate::h5ad::read_h5ad;
 use crate::matrix::{Compressed, Matrix, Values};
 
 fn open_text(path: &Path) -> Result<Box<dyn BufRead>> {

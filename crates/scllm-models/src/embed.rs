@@ -81,6 +81,8 @@ pub struct Embedder<'a, M: CellModel> {
     pub normalize: bool,
     pub opts: EmbedOptions,
     pub stats: EmbedStats,
+    /// Row of the file the next block starts at (for messages naming a cell).
+    pub row_offset: usize,
 }
 
 impl<'a, M: CellModel> Embedder<'a, M> {
@@ -105,6 +107,7 @@ impl<'a, M: CellModel> Embedder<'a, M> {
             normalize,
             opts,
             stats: EmbedStats::default(),
+            row_offset: 0,
         })
     }
 
@@ -112,7 +115,8 @@ impl<'a, M: CellModel> Embedder<'a, M> {
         self.model.d_model()
     }
 
-    /// Tokenise a block's rows (in parallel; each cell on its own). `totals`: each row's total
+    /// Tokenise a block's rows (in parallel; each cell on its own); a cell the tokenizer refuses
+    /// is an error naming its row within the block. `totals`: each row's total
     /// count over all genes where the file records it (Geneformer's `obs['n_counts']`); else the
     /// sum of the row's stored values.
     pub fn tokenize(
@@ -123,6 +127,7 @@ impl<'a, M: CellModel> Embedder<'a, M> {
         let t0 = Instant::now();
         let vals = block.data.to_f32();
         let tok = self.tokenizer;
+        let offset = self.row_offset;
         let cells = (0..block.nrows)
             .into_par_iter()
             .map(|i| {
@@ -132,7 +137,9 @@ impl<'a, M: CellModel> Embedder<'a, M> {
                     Some(t) => t[i],
                     None => v.iter().map(|&x| x as f64).sum(),
                 };
-                tok.tokenize_row(&block.indices[r], v, total)
+                tok.tokenize_row(&block.indices[r], v, total).map_err(|e| {
+                    ModelError::Invalid(format!("row {} of the input: {e}", offset + i))
+                })
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
         self.stats.tokenize_seconds += t0.elapsed().as_secs_f64();

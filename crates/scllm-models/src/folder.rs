@@ -37,8 +37,9 @@ pub trait ModelFolder: Sized + Send + Sync {
 
     fn family(&self) -> Family;
     fn dir(&self) -> &Path;
-    /// The weights file the model loads from.
-    fn weights(&self) -> &Path;
+    /// The weights file the model loads from (a folder opened for its configuration alone, as
+    /// `finetune --dry-run` does, may have none: then this is the error saying so).
+    fn weights(&self) -> Result<&Path>;
     /// Encoder layers of the model.
     fn n_layers(&self) -> usize;
     /// One line: family, shape, vocabulary.
@@ -98,18 +99,25 @@ pub trait ModelFolder: Sized + Send + Sync {
 
 /// A model folder of whichever family it holds; [`open`] detects it.
 pub enum AnyFolder {
-    ScGpt(crate::scgpt::ScGptFolder),
-    Geneformer(crate::geneformer::GeneformerFolder),
+    ScGpt(Box<crate::scgpt::ScGptFolder>),
+    Geneformer(Box<crate::geneformer::GeneformerFolder>),
 }
 
-/// Run `$body` with `$f` bound to the folder of whichever family `$any` holds (a generic
-/// function over [`ModelFolder`] is then instantiated once per family).
+/// Run `$body` with `$f` bound to (a reference to) the folder of whichever family the
+/// `&AnyFolder` `$any` holds (a generic function over [`ModelFolder`] is then instantiated once
+/// per family).
 #[macro_export]
 macro_rules! with_folder {
     ($any:expr, |$f:ident| $body:expr) => {
         match $any {
-            $crate::folder::AnyFolder::ScGpt($f) => $body,
-            $crate::folder::AnyFolder::Geneformer($f) => $body,
+            $crate::folder::AnyFolder::ScGpt(boxed) => {
+                let $f = &**boxed;
+                $body
+            }
+            $crate::folder::AnyFolder::Geneformer(boxed) => {
+                let $f = &**boxed;
+                $body
+            }
         }
     };
 }
@@ -174,31 +182,37 @@ pub struct FolderOptions {
 pub fn open(dir: &Path, opts: &FolderOptions) -> Result<AnyFolder> {
     let w = opts.weights.as_deref();
     Ok(match detect(dir)? {
-        Family::ScGpt => AnyFolder::ScGpt(crate::scgpt::ScGptFolder::open(dir, w)?),
-        Family::Geneformer => AnyFolder::Geneformer(crate::geneformer::GeneformerFolder::open(
-            dir,
-            w,
-            opts.dictionaries.as_deref(),
-        )?),
+        Family::ScGpt => AnyFolder::ScGpt(Box::new(crate::scgpt::ScGptFolder::open(dir, w)?)),
+        Family::Geneformer => AnyFolder::Geneformer(Box::new(
+            crate::geneformer::GeneformerFolder::open(dir, w, opts.dictionaries.as_deref())?,
+        )),
     })
 }
 
-/// `weights` if given (it must exist), else the first of `names` in `dir`.
-pub fn weights_file(dir: &Path, weights: Option<&Path>, names: &[&str]) -> Result<PathBuf> {
+/// `weights` if given (it must exist), else the first of `names` in `dir`; the error is kept
+/// for [`ModelFolder::weights`] when the folder has none.
+pub fn weights_file(
+    dir: &Path,
+    weights: Option<&Path>,
+    names: &[&str],
+) -> Result<std::result::Result<PathBuf, String>> {
     if let Some(w) = weights {
         if !w.is_file() {
             return Err(ModelError::file(w, "no such weights file"));
         }
-        return Ok(w.to_path_buf());
+        return Ok(Ok(w.to_path_buf()));
     }
-    names
+    Ok(names
         .iter()
         .map(|n| dir.join(n))
         .find(|p| p.is_file())
-        .ok_or_else(|| {
-            ModelError::file(
-                dir,
-                format!("no weights found (expected one of {})", names.join(", ")),
-            )
-        })
+        .ok_or_else(|| format!("no weights found (expected one of {})", names.join(", "))))
+}
+
+/// The weights path of a folder, or the error [`weights_file`] kept.
+pub(crate) fn weights_of<'a>(
+    dir: &Path,
+    w: &'a std::result::Result<PathBuf, String>,
+) -> Result<&'a Path> {
+    w.as_deref().map_err(|m| ModelError::file(dir, m.clone()))
 }

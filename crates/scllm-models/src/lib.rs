@@ -24,7 +24,7 @@ pub use family::Family;
 pub use folder::{
     open as open_folder, AnyFolder, EmbeddingDefaults, FolderOptions, ModelFolder, TokenOptions,
 };
-pub use geneformer::{Geneformer, GeneformerFolder};
+pub use geneformer::{BertConfig, Geneformer, GeneformerFolder};
 pub use model::{BatchInput, CellModel, Classified, EmbeddingSpec, Pooling};
 pub use params::{param_counts, param_table, ParamInfo, Part};
 pub use peft::{

@@ -127,7 +127,11 @@ fn train_steps(strategy: Strategy, peft: &PeftConfig) -> (Geneformer, Vec<(Strin
         let out = tm.classify(&batch.input(), &adev).unwrap();
         let loss = out.logits.powi_scalar(2).mean();
         let grads = GradientsParams::from_grads(loss.backward(), &tm);
-        assert_eq!(grads.len(), n_trainable, "{strategy}: a gradient per trainable tensor");
+        assert_eq!(
+            grads.len(),
+            n_trainable,
+            "{strategy}: a gradient per trainable tensor"
+        );
         if step == 0 {
             let mut sums = GradSums(&grads, HashMap::new());
             tm.clone().visit_params(&mut sums);
@@ -199,7 +203,8 @@ fn freeze_layers_keeps_the_first_layers_out_of_full_fine_tuning() {
     };
     let (_, tab) = train_steps(Strategy::Full, &peft);
     for (k, t, _) in &tab {
-        let frozen = k.starts_with("bert.encoder.layer.0.") || k.starts_with("bert.encoder.layer.1.");
+        let frozen =
+            k.starts_with("bert.encoder.layer.0.") || k.starts_with("bert.encoder.layer.1.");
         assert_eq!(*t, !frozen, "{k}");
     }
 }
@@ -208,9 +213,14 @@ fn freeze_layers_keeps_the_first_layers_out_of_full_fine_tuning() {
 fn adapters_round_trip_through_their_files() {
     let dev = Device::flex();
     let f = folder();
-    let sha = sha256_file(f.weights()).unwrap();
+    let sha = sha256_file(f.weights().unwrap()).unwrap();
     let batch = Small::new();
-    for s in [Strategy::Lora, Strategy::EncoderPrompt, Strategy::Prefix, Strategy::TokenPrompt] {
+    for s in [
+        Strategy::Lora,
+        Strategy::EncoderPrompt,
+        Strategy::Prefix,
+        Strategy::TokenPrompt,
+    ] {
         let (base, _) = f.load(3, false, &dev).unwrap();
         let mut m = attach(base, s, &PeftConfig::default(), &dev).unwrap();
         liven_lora(&mut m, &dev);

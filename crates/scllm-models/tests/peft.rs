@@ -100,7 +100,7 @@ fn strategy_names_round_trip() {
     assert_eq!(c.lora_eval_multiplier, 1.0);
 }
 
-/// The reference's counts for the whole-human model, n_cls 8, no MVC (reference-models.md §2.7).
+/// The reference's counts for the whole-human model, n_cls 8, no MVC (docs/models/scpeft.md §7).
 /// The paper's 1.27M for LoRA is not what the code gives (0.75M): see `count_params`.
 #[test]
 fn whole_human_counts_match_the_reference() {

@@ -2,7 +2,7 @@
 //! `Retry-After`, Cloudflare challenge detection, timeouts, and an on-disk cache.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -307,18 +307,16 @@ impl HttpClient {
     }
 }
 
-fn write_cache(path: &PathBuf, body: &str) -> Result<()> {
+fn write_cache(path: &Path, body: &str) -> Result<()> {
     let err = |source| PapersError::Cache {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(err)?;
     }
-    // Write then rename so a crash never leaves a truncated entry behind.
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, body).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    // Atomic so a crash never leaves a truncated entry behind.
+    scllm_fs::write_atomic(path, body.as_bytes()).map_err(err)
 }
 
 /// `scheme://host:port` part of a URL, the unit of rate limiting.

@@ -31,6 +31,17 @@ impl std::str::FromStr for HvgFlavor {
     }
 }
 
+impl HvgFlavor {
+    /// scanpy's name of the flavor (what [`FromStr`](std::str::FromStr) reads).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            HvgFlavor::Seurat => "seurat",
+            HvgFlavor::CellRanger => "cell_ranger",
+            HvgFlavor::SeuratV3 => "seurat_v3",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct HvgOptions {
     pub n_top_genes: usize,

@@ -4,13 +4,19 @@
 //!
 //! Functions take and return CSR matrices ([`scllm_io::Compressed`]) with float32 values, the
 //! layout and dtype scanpy uses for counts; dense input is converted first (zeros dropped).
+//!
+//! The file-level jobs built on them: [`recipe`] (`scllm preprocess`: the steps in order, with
+//! the layers named as scanpy/scGPT users expect, in memory or streamed) and [`inspect`]
+//! (`scllm inspect`: what a dataset holds).
 
 pub mod binning;
 pub mod detect;
 pub mod filter;
 pub mod hvg;
+pub mod inspect;
 pub mod loess;
 pub mod normalize;
+pub mod recipe;
 pub mod scale;
 pub mod stream;
 
@@ -40,6 +46,12 @@ pub enum PpError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// Reading or writing a file (the jobs of [`recipe`] and [`inspect`]).
+    #[error(transparent)]
+    Io(#[from] scllm_io::IoError),
+    /// Matching genes to a vocabulary ([`recipe::VocabMatcher`]), its error as it was.
+    #[error(transparent)]
+    Vocab(Box<dyn std::error::Error + Send + Sync>),
 }
 
 pub type Result<T, E = PpError> = std::result::Result<T, E>;

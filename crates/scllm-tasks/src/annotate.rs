@@ -44,7 +44,7 @@ pub fn load_adapted<F: ModelFolder>(
     adapter: &Path,
 ) -> anyhow::Result<(F::Model, AdapterMeta)> {
     let meta = read_adapter_meta(adapter)?;
-    let sha = sha256_file(folder.weights())?;
+    let sha = sha256_file(folder.weights()?)?;
     let dev = Device::flex();
     let (base, _) = folder.load(meta.n_cls, false, &dev)?;
     Ok(load_adapter(base, adapter, &sha, &dev)?)

@@ -171,6 +171,7 @@ fn embed_with<F: ModelFolder>(
             let (start, block) = block?;
             let out = &mut emb[start * d..(start + block.nrows) * d];
             let t = totals.as_ref().map(|t| &t[start..start + block.nrows]);
+            e.row_offset = start;
             e.embed_block(&block, t, out, &mut |k| bar.inc(k as u64))?;
             w.append(&block)?;
         }

@@ -157,7 +157,7 @@ pub fn finetune_on<F: ModelFolder>(
         folder.prepare_cells(a, file, spec.prep)
     })?;
     let sp = data.split(spec.split)?;
-    let sha = sha256_file(folder.weights())?;
+    let sha = sha256_file(folder.weights()?)?;
     let dev = Device::flex();
     dev.seed(spec.train.seed);
     let (base, _) = folder.load(data.n_classes(), false, &dev)?;

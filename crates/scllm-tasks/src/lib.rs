@@ -2,6 +2,7 @@
 //! (the CLI parses its arguments into the job; the Python package will build the same jobs).
 //!
 //! * [`embed`]: cell embeddings into `obsm`, in memory or streamed.
+//! * [`check`]: the preflight: genes matched, what X holds against what the model needs.
 //! * [`convert`]: a checkpoint's load report, and the weights saved as safetensors.
 //! * [`finetune`]: adapt a model to labelled cells with one of six strategies; parameter counts.
 //! * [`annotate`]: predict cell types of a query with a saved adapter.
@@ -12,6 +13,7 @@
 
 pub mod annotate;
 pub mod bench_methods;
+pub mod check;
 pub mod convert;
 pub mod device;
 pub mod embed;

@@ -435,6 +435,9 @@ impl Dictionaries {
             .map(|i| {
                 let r = x.range(i);
                 tok.tokenize_row(&x.indices[r.clone()], &vals[r], totals.values[i])
+                    .map_err(|e| {
+                        file_err(file, format!("cell {} (`{}`): {e}", i, adata.obs.index[i]))
+                    })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Prepared {
@@ -525,6 +528,15 @@ impl RowTokenizer for Tokenizer {
             .map(|t| (counts[t] / total * 10_000.0 / self.medians[t], *t))
             .filter(|(x, _)| *x != 0.0 && x.is_finite())
             .collect();
+        if ranked.is_empty() {
+            // the reference drops such cells (V2) or fails on them; a row of output per input
+            // row is kept here, so the user decides
+            return Err(TokenizeError::Invalid(
+                "the cell has no gene of the Geneformer vocabulary with a non-zero count, so it \
+                 has no tokens; remove such cells first (`scllm check` counts them)"
+                    .into(),
+            ));
+        }
         // highest first; a stable sort keeps column order among ties
         ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
         ranked.truncate(self.max_genes);

@@ -265,6 +265,28 @@ pub fn match_genes(
     })
 }
 
+/// `scllm preprocess --vocab FILE`: the genes of a file matched to a scGPT `vocab.json`, for
+/// the preprocessing recipe (which cannot depend on this crate: it is the other way round).
+pub struct VocabJson;
+
+impl scllm_pp::recipe::VocabMatcher for VocabJson {
+    fn match_vocab(
+        &self,
+        vocab: &Path,
+        var: &DataFrame,
+        gene_col: Option<&str>,
+        file: &Path,
+    ) -> std::result::Result<scllm_pp::recipe::VocabMatch, Box<dyn std::error::Error + Send + Sync>>
+    {
+        let v = GeneVocab::from_json_file(vocab)?;
+        let m = match_genes(var, &v, gene_col, file)?;
+        Ok(scllm_pp::recipe::VocabMatch {
+            summary: m.summary(),
+            ids: m.ids,
+        })
+    }
+}
+
 /// Labels of a categorical/string column, for printing and class lists.
 pub fn column_labels(col: &Column) -> Vec<Option<String>> {
     col.to_strings()

@@ -9,8 +9,8 @@
 //! * [`trainer`]: Adam/AdamW, StepLR or cosine with warm-up, global gradient-norm clipping,
 //!   (weighted) cross-entropy, early stopping, the best model kept, and exact resume from
 //!   `OUT/checkpoint/`; a progress bar and `OUT/train_log.jsonl`.
-//! * [`predict`]: class ids, softmax confidence and cell embeddings on the inference device.
-//! * [`pretrain`]: scGPT-style masked-expression pretraining.
+//! * [`predict`](mod@predict): class ids, softmax confidence and cell embeddings on the inference device.
+//! * [`pretrain`](mod@pretrain): scGPT-style masked-expression pretraining.
 //!
 //! The model side is [`scllm_models::CellModel`]: any family's model with a classifier head
 //! trains here. What trains is what has `require_grad` (set by `scllm_models::peft::attach`).

@@ -1,13 +1,12 @@
-//! `scllm baseline NAME`: the classical annotators a reviewer expects next to a foundation model.
+//! `scllm baseline NAME`: arguments into a [`BaselineJob`], printing. The work (the classical
+//! annotators a reviewer expects next to a foundation model) is `scllm_eval::baselines::baseline`.
 
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
+use scllm_eval::baselines::{baseline, BaselineJob, BaselineOptions, Method};
 use scllm_eval::knn::Vote;
-use scllm_eval::run::{run_baseline, BaselineOptions, Method};
 use scllm_eval::Distance;
-use scllm_io::{read_h5ad, write_h5ad, Compression};
-use scllm_pp::HvgFlavor;
 
 use crate::bad;
 
@@ -119,26 +118,16 @@ pub fn run(args: BaselineArgs) -> anyhow::Result<()> {
     let mut o = BaselineOptions::new(method, &args.label);
     o.layer = args.layer.clone();
     o.n_hvg = args.n_hvg;
-    o.hvg_flavor = match args.hvg_flavor.parse::<HvgFlavor>().map_err(bad)? {
-        HvgFlavor::SeuratV3 => {
-            return Err(bad(
-                "--hvg-flavor seurat_v3 needs counts; baselines select HVGs on log data: use seurat or cell_ranger",
-            ))
-        }
-        f => f,
-    };
+    o.hvg_flavor = args.hvg_flavor.parse().map_err(bad)?;
     o.unknown_below = args.unknown_below;
     o.c = args.c;
     o.c_grid = args.c_grid.clone();
     o.folds = args.folds;
     o.solver.tol = args.tol;
     o.solver.max_iter = args.max_iter;
-    if args.k == 0 {
-        return Err(bad("--k must be at least 1"));
-    }
     o.k = args.k;
     o.use_rep = args.use_rep.clone();
-    o.n_pcs = args.n_pcs.max(1);
+    o.n_pcs = args.n_pcs;
     o.vote = args.vote.parse::<Vote>().map_err(bad)?;
     o.metric = args.metric.parse::<Distance>().map_err(bad)?;
     o.correlation.de_n = args.de_n;
@@ -146,17 +135,21 @@ pub fn run(args: BaselineArgs) -> anyhow::Result<()> {
     o.correlation.fine_tune = !args.no_fine_tune;
     o.seed = args.seed;
     o.progress = !args.json;
-
-    let reference = read_h5ad(&args.train)?;
-    let mut query = read_h5ad(&args.query)?;
-    let s = run_baseline(&reference, &mut query, &o)?;
-    write_h5ad(&query, &args.output, Compression::None)?;
+    let out = baseline(&BaselineJob {
+        reference: args.train.clone(),
+        query: args.query.clone(),
+        output: args.output.clone(),
+        options: o,
+    })?;
     if args.json {
-        let mut v = serde_json::to_value(&s)?;
-        v["output"] = args.output.display().to_string().into();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        // through a Value, so keys print sorted as they always have
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::to_value(&out)?)?
+        );
         return Ok(());
     }
+    let s = &out.summary;
     for n in &s.notes {
         eprintln!("{n}");
     }
@@ -188,8 +181,7 @@ pub fn run(args: BaselineArgs) -> anyhow::Result<()> {
     }
     println!(
         "wrote {} ({} cells, obs['predicted_cell_type'])",
-        args.output.display(),
-        s.n_query
+        out.output, s.n_query
     );
     Ok(())
 }

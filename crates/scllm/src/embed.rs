@@ -83,7 +83,7 @@ pub struct EmbedArgs {
     #[arg(long, default_value_t = 20000)]
     pub block_cells: usize,
     /// Geneformer: `cell` (mean over the cell's genes, the default) or `cls` (the first
-    /// position; V2 models have <cls> there)
+    /// position; V2 models have `<cls>` there)
     #[arg(long, value_name = "cell|cls")]
     pub emb_mode: Option<String>,
     /// Geneformer: which layer, 0 = the last, -1 = the second-to-last (the default)

@@ -1,11 +1,12 @@
-//! `scllm evaluate`: scikit-learn's metrics on predictions, an embedding or a clustering.
+//! `scllm evaluate`: arguments into an [`EvaluateJob`], printing. The work (scikit-learn's
+//! metrics on predictions, an embedding or a clustering, and the pictures) is
+//! `scllm_eval::evaluation::evaluate_file`.
 
 use std::path::PathBuf;
 
 use clap::Args;
-use scllm_eval::run::{evaluate, EvaluateOptions};
+use scllm_eval::evaluation::{evaluate_file, EvaluateJob, EvaluateOptions};
 use scllm_eval::Distance;
-use scllm_io::read_h5ad;
 
 use crate::bad;
 
@@ -59,10 +60,9 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         "both" => vec![Distance::Euclidean, Distance::Cosine],
         m => vec![m.parse::<Distance>().map_err(bad)?],
     };
-    let a = read_h5ad(&args.file)?;
-    let rep = evaluate(
-        &a,
-        &EvaluateOptions {
+    let out = evaluate_file(&EvaluateJob {
+        file: args.file.clone(),
+        options: EvaluateOptions {
             truth: args.truth.clone(),
             pred: args.pred.clone(),
             embedding: args.embedding.clone(),
@@ -71,19 +71,19 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             silhouette_max_cells: args.silhouette_max_cells,
             seed: args.seed,
         },
-    )?;
-    let pictures = match &args.plots {
-        Some(dir) => write_plots(&a, &args, &rep, dir)?,
-        None => Vec::new(),
-    };
+        plots: args.plots.clone(),
+        progress: !args.json,
+    })?;
     if args.json {
-        let mut v = serde_json::to_value(&rep)?;
-        if args.plots.is_some() {
-            v["plots"] = serde_json::json!(pictures);
-        }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        // through a Value, so keys print sorted as they always have
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::to_value(&out)?)?
+        );
         return Ok(());
     }
+    let rep = &out.report;
+    let pictures = out.plots.unwrap_or_default();
     println!(
         "{}: {} cells, {} scored against obs['{}'] ({} unlabeled skipped)",
         rep.file, rep.n_cells, rep.n_scored, rep.truth, rep.n_unlabeled_skipped
@@ -155,73 +155,4 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The pictures `--plots DIR` asks for; returns the paths written.
-fn write_plots(
-    a: &scllm_io::AnnData,
-    args: &EvaluateArgs,
-    rep: &scllm_eval::run::EvaluationReport,
-    dir: &std::path::Path,
-) -> anyhow::Result<Vec<String>> {
-    use scllm_eval::plot::{
-        plot_confusion_report, plot_embedding, plot_embedding_pair, plot_per_class_f1_report,
-        ScatterOptions,
-    };
-    std::fs::create_dir_all(dir)
-        .map_err(|e| bad(format!("{}: cannot create the folder: {e}", dir.display())))?;
-    let mut out = Vec::new();
-    let name = a
-        .source
-        .as_ref()
-        .and_then(|p| p.file_name())
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    for ext in ["png", "svg"] {
-        if let Some(c) = &rep.classification {
-            let p = dir.join(format!("confusion.{ext}"));
-            plot_confusion_report(&p, c, &format!("{name}: confusion (row-normalised)"))?;
-            out.push(p.display().to_string());
-            let p = dir.join(format!("per_class_f1.{ext}"));
-            plot_per_class_f1_report(&p, c, &format!("{name}: F1 per class"))?;
-            out.push(p.display().to_string());
-        }
-    }
-    if let Some(key) = &args.embedding {
-        let (x, n, d) = scllm_eval::umap::obsm_f32(a, key)?;
-        let layout = scllm_eval::umap::umap(
-            &x,
-            n,
-            d,
-            &scllm_eval::umap::UmapOptions {
-                seed: args.seed,
-                progress: !args.json,
-                ..Default::default()
-            },
-        )?;
-        let col = |c: &str| -> anyhow::Result<Vec<String>> {
-            let col = a.obs_column(c)?;
-            Ok((0..a.n_obs())
-                .map(|i| col.get_str(i).unwrap_or_else(|| "nan".into()))
-                .collect())
-        };
-        let truth = col(&args.truth)?;
-        let title = format!("{name}: UMAP of obsm['{key}']");
-        for ext in ["png", "svg"] {
-            let p = dir.join(format!("umap.{ext}"));
-            match &args.pred {
-                Some(pc) => plot_embedding_pair(
-                    &p,
-                    &layout,
-                    &truth,
-                    &col(pc)?,
-                    &title,
-                    &ScatterOptions::default(),
-                )?,
-                None => plot_embedding(&p, &layout, &truth, &title, &ScatterOptions::default())?,
-            }
-            out.push(p.display().to_string());
-        }
-    }
-    Ok(out)
 }

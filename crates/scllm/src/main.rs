@@ -3,6 +3,7 @@
 mod annotate;
 mod baseline;
 mod benchmark;
+mod check;
 mod embed;
 mod evaluate;
 mod finetune;
@@ -33,6 +34,8 @@ enum Command {
     Preprocess(preprocess::PreprocessArgs),
     /// Cell embeddings with a model of any family (obsm['X_scGPT'], obsm['X_geneformer'])
     Embed(embed::EmbedArgs),
+    /// Preflight a dataset against a model: genes matched, what X holds, cells without genes
+    Check(check::CheckArgs),
     /// Check a checkpoint against its model (loaded/skipped/missing/unexpected keys); save as safetensors
     Convert(embed::ConvertArgs),
     /// Score predictions, an embedding or a clustering against true labels (scikit-learn's metrics)
@@ -94,6 +97,7 @@ fn main() {
         Command::Preprocess(a) => preprocess::run(a),
         Command::Embed(a) => embed::run(a),
         Command::Convert(a) => embed::run_convert(a),
+        Command::Check(a) => check::run(a),
         Command::Evaluate(a) => evaluate::run(a),
         Command::Baseline(a) => baseline::run(a),
         Command::Umap(a) => umap::run(a),

@@ -25,7 +25,7 @@ pub struct PretrainArgs {
     /// .h5ad files or folders of them
     #[arg(long, required = true, num_args = 1..)]
     pub data: Vec<PathBuf>,
-    /// Pretraining config (TOML: [model], [data], [train])
+    /// Pretraining config (TOML: `[model]`, `[data]`, `[train]`)
     #[arg(long)]
     pub config: PathBuf,
     /// Model folder to write

@@ -32,6 +32,9 @@ pub struct BertConfig {
     pub type_vocab_size: usize,
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
+    /// Standard deviation of the weight init (`BertPreTrainedModel._init_weights`).
+    #[serde(default = "default_init")]
+    pub initializer_range: f64,
     #[serde(default)]
     pub pad_token_id: Option<usize>,
     #[serde(default)]
@@ -60,6 +63,9 @@ fn default_type_vocab() -> usize {
 }
 fn default_eps() -> f64 {
     1e-12
+}
+fn default_init() -> f64 {
+    0.02
 }
 
 impl BertConfig {

@@ -15,7 +15,7 @@ use super::model::Geneformer;
 use super::params::canonical_key;
 use crate::error::{ModelError, Result};
 use crate::family::Family;
-use crate::folder::{weights_file, EmbeddingDefaults, ModelFolder, TokenOptions};
+use crate::folder::{weights_file, weights_of, EmbeddingDefaults, ModelFolder, TokenOptions};
 use crate::model::{EmbeddingSpec, Pooling};
 use crate::weights::Checkpoint;
 
@@ -26,7 +26,8 @@ pub struct GeneformerFolder {
     pub dir: PathBuf,
     pub config: BertConfig,
     pub dictionaries: Dictionaries,
-    pub weights: PathBuf,
+    /// The weights file, or why there is none (see [`ModelFolder::weights`]).
+    pub weights: std::result::Result<PathBuf, String>,
 }
 
 impl GeneformerFolder {
@@ -73,8 +74,8 @@ impl ModelFolder for GeneformerFolder {
     fn dir(&self) -> &Path {
         &self.dir
     }
-    fn weights(&self) -> &Path {
-        &self.weights
+    fn weights(&self) -> Result<&Path> {
+        weights_of(&self.dir, &self.weights)
     }
     fn n_layers(&self) -> usize {
         self.config.num_hidden_layers
@@ -103,7 +104,7 @@ impl ModelFolder for GeneformerFolder {
         Geneformer::new(&self.config, n_cls, self.series() == Series::V2, dev)
     }
     fn checkpoint(&self) -> Result<Checkpoint> {
-        Checkpoint::open_with(&self.weights, &canonical_key)
+        Checkpoint::open_with(self.weights()?, &canonical_key)
     }
     fn match_genes(
         &self,

@@ -3,7 +3,7 @@
 //! (paired with them in `params.rs`); the scPEFT adapters in the slots `sites.rs` names.
 
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, Embedding, EmbeddingConfig, LayerNorm, Linear};
+use burn::nn::{Dropout, Embedding, EmbeddingConfig, Initializer, LayerNorm, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, relu};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
@@ -84,6 +84,8 @@ pub struct Geneformer {
     pub has_specials: bool,
     /// For the classifier head built by [`Geneformer::new_head`].
     pub hidden_dropout: f64,
+    /// `initializer_range`, for a new head.
+    pub init_std: f64,
     #[module(skip)]
     pub peft: Option<PeftState>,
 }
@@ -96,30 +98,56 @@ pub struct GeneformerOutput {
     pub logits: Option<Tensor<2>>,
 }
 
+/// `BertPreTrainedModel._init_weights`: weights N(0, `initializer_range`), biases zero.
+fn linear(din: usize, dout: usize, std: f64, dev: &Device) -> Linear {
+    let mut l = LinearConfig::new(din, dout)
+        .with_initializer(Initializer::Normal { mean: 0.0, std })
+        .init(dev);
+    l.bias = Some(Param::from_tensor(Tensor::zeros([dout], dev)));
+    l
+}
+
+/// Embeddings N(0, `initializer_range`), the padding row zero.
+fn embedding(n: usize, d: usize, std: f64, pad: Option<usize>, dev: &Device) -> Embedding {
+    let mut e = EmbeddingConfig::new(n, d)
+        .with_initializer(Initializer::Normal { mean: 0.0, std })
+        .init(dev);
+    if let Some(p) = pad.filter(|&p| p < n) {
+        let w = e
+            .weight
+            .val()
+            .slice_assign([p..p + 1, 0..d], Tensor::zeros([1, d], dev));
+        e.weight = Param::from_tensor(w);
+    }
+    e
+}
+
 impl Geneformer {
-    /// A randomly initialised model of `cfg`'s shape with a classifier of `n_cls` classes (0:
-    /// none); `has_specials`: the token dictionary has `<cls>`/`<eos>` (V2).
+    /// A randomly initialised model of `cfg`'s shape (Hugging Face's BERT init) with a
+    /// classifier of `n_cls` classes (0: none); `has_specials`: the token dictionary has
+    /// `<cls>`/`<eos>` (V2).
     pub fn new(cfg: &BertConfig, n_cls: usize, has_specials: bool, dev: &Device) -> Result<Self> {
         cfg.validate().map_err(ModelError::Invalid)?;
         let d = cfg.hidden_size;
+        let std = cfg.initializer_range;
         let eps = cfg.layer_norm_eps;
         let hp = cfg.hidden_dropout_prob;
         let out = |din: usize| BertOutput {
-            dense: nn::linear(din, d, true, dev),
+            dense: linear(din, d, std, dev),
             layer_norm: nn::layer_norm(d, eps, dev),
             dropout: nn::dropout(hp),
         };
         let layers = (0..cfg.num_hidden_layers)
             .map(|_| BertLayer {
                 attention: BertSelfAttention {
-                    query: LoraLinear::new(nn::linear(d, d, true, dev)),
-                    key: nn::linear(d, d, true, dev),
-                    value: LoraLinear::new(nn::linear(d, d, true, dev)),
+                    query: LoraLinear::new(linear(d, d, std, dev)),
+                    key: linear(d, d, std, dev),
+                    value: LoraLinear::new(linear(d, d, std, dev)),
                     heads: cfg.num_attention_heads,
                     dropout: nn::dropout(cfg.attention_probs_dropout_prob),
                 },
                 attention_output: out(d),
-                intermediate: nn::linear(d, cfg.intermediate_size, true, dev),
+                intermediate: linear(d, cfg.intermediate_size, std, dev),
                 output: out(cfg.intermediate_size),
                 gelu: cfg.hidden_act == "gelu",
                 space_adapter: None,
@@ -129,9 +157,9 @@ impl Geneformer {
             .collect();
         let mut m = Geneformer {
             embeddings: BertEmbeddings {
-                word_embeddings: EmbeddingConfig::new(cfg.vocab_size, d).init(dev),
-                position_embeddings: EmbeddingConfig::new(cfg.max_position_embeddings, d).init(dev),
-                token_type_embeddings: EmbeddingConfig::new(cfg.type_vocab_size, d).init(dev),
+                word_embeddings: embedding(cfg.vocab_size, d, std, cfg.pad_token_id, dev),
+                position_embeddings: embedding(cfg.max_position_embeddings, d, std, None, dev),
+                token_type_embeddings: embedding(cfg.type_vocab_size, d, std, None, dev),
                 layer_norm: nn::layer_norm(d, eps, dev),
                 dropout: nn::dropout(hp),
                 space_adapter: None,
@@ -142,6 +170,7 @@ impl Geneformer {
             classifier_dropout: nn::dropout(cfg.classifier_dropout.unwrap_or(hp)),
             has_specials,
             hidden_dropout: hp,
+            init_std: std,
             peft: None,
         };
         if n_cls > 0 {
@@ -154,8 +183,8 @@ impl Geneformer {
     /// classifier of `n` classes.
     pub fn new_head(&mut self, n: usize, dev: &Device) {
         let d = self.d_model();
-        self.pooler = Some(nn::linear(d, d, true, dev));
-        self.classifier = Some(nn::linear(d, n, true, dev));
+        self.pooler = Some(linear(d, d, self.init_std, dev));
+        self.classifier = Some(linear(d, n, self.init_std, dev));
     }
 
     pub fn d_model(&self) -> usize {

@@ -11,7 +11,7 @@
 //!
 //! A family names where each attaches ([`Sites`], its target map, as Hugging Face `peft` keeps
 //! one per model type); [`attach`] places the adapters there and sets what trains from the
-//! structure ([`crate::params::Part`]). Adapters save apart from the base model ([`file`]),
+//! structure ([`crate::params::Part`]). Adapters save apart from the base model ([`file`](mod@file)),
 //! tied to the base weights by SHA-256.
 
 pub mod adapter;
@@ -103,7 +103,7 @@ impl FromStr for Strategy {
     }
 }
 
-/// Adapter options, with the v1 reference defaults (§2.2-2.6).
+/// Adapter options, with the v1 reference defaults (docs/models/scpeft.md §2-6).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct PeftConfig {
@@ -125,7 +125,7 @@ pub struct PeftConfig {
     /// Layers with LoRA; `None`: all (v1; the reproduction repo and v2 use 0-5).
     pub lora_layers: Option<Vec<usize>>,
     /// How many ΔW the LoRA layers add at inference. 1 is the mathematically intended model;
-    /// 2 reproduces the reference's evaluation quirk (§2.6: loralib merges ΔW into `Wqkv.weight`
+    /// 2 reproduces the reference's evaluation quirk (docs/models/scpeft.md §6.4: loralib merges ΔW into `Wqkv.weight`
     /// on `eval()` and the custom attention adds it again). A parity option only; training
     /// always uses one ΔW.
     pub lora_eval_multiplier: f64,

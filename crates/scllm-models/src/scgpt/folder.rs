@@ -12,7 +12,7 @@ use super::model::ScGpt;
 use super::params::canonical_key;
 use crate::error::{ModelError, Result};
 use crate::family::Family;
-use crate::folder::{weights_file, EmbeddingDefaults, ModelFolder, TokenOptions};
+use crate::folder::{weights_file, weights_of, EmbeddingDefaults, ModelFolder, TokenOptions};
 use crate::weights::{Checkpoint, LoadReport};
 
 /// Weights file names of a scGPT folder, in the order they are looked for.
@@ -30,7 +30,8 @@ pub struct ScGptFolder {
     pub dir: PathBuf,
     pub config: ScGptConfig,
     pub vocab: GeneVocab,
-    pub weights: PathBuf,
+    /// The weights file, or why there is none (see [`ModelFolder::weights`]).
+    pub weights: std::result::Result<PathBuf, String>,
 }
 
 impl ScGptFolder {
@@ -95,8 +96,8 @@ impl ModelFolder for ScGptFolder {
     fn dir(&self) -> &Path {
         &self.dir
     }
-    fn weights(&self) -> &Path {
-        &self.weights
+    fn weights(&self) -> Result<&Path> {
+        weights_of(&self.dir, &self.weights)
     }
     fn n_layers(&self) -> usize {
         self.config.nlayers
@@ -122,7 +123,7 @@ impl ModelFolder for ScGptFolder {
         ScGpt::new(&self.config, &self.build_args(n_cls, n_cls == 0)?, dev)
     }
     fn checkpoint(&self) -> Result<Checkpoint> {
-        Checkpoint::open_with(&self.weights, &canonical_key)
+        Checkpoint::open_with(self.weights()?, &canonical_key)
     }
     fn match_genes(
         &self,
@@ -223,7 +224,7 @@ impl Default for LoadOptions {
 
 /// The weights file of a scGPT model folder.
 pub fn find_weights(dir: &Path) -> Result<PathBuf> {
-    weights_file(dir, None, &WEIGHTS)
+    weights_file(dir, None, &WEIGHTS)?.map_err(|m| ModelError::file(dir, m))
 }
 
 impl ScGptModel {
@@ -252,7 +253,7 @@ impl ScGptModel {
             dir: self.dir.clone(),
             config: self.config.clone(),
             vocab: self.vocab.clone(),
-            weights: PathBuf::new(),
+            weights: Err(String::new()),
         };
         f.embed_tokenizer_with(genes, max_len, seed)
     }

@@ -106,7 +106,7 @@ pub struct ScGpt {
     pub decoder: ExprDecoder,
     pub cls_decoder: Option<ClsDecoder>,
     pub mvc_decoder: Option<MvcDecoder>,
-    /// `n_layers_cls` of `args.json` (the head's depth, for [`ScGpt::new_head`]).
+    /// `n_layers_cls` of `args.json` (the head's depth, for a new classifier head).
     pub n_layers_cls: usize,
     /// The adapter strategy attached by [`crate::peft::attach`] (`None`: the plain model).
     #[module(skip)]

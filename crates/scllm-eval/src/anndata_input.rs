@@ -1,10 +1,10 @@
 //! Getting expression and labels out of AnnData the same way for every baseline: log1p(CP10k)
 //! from whatever X holds (said, never guessed silently), query genes aligned to the reference's,
-//! labels with missing values (NaN) left out of training and scoring.
+//! labels with missing values (NaN) left out of training and scoring, embeddings of obsm as f32.
 
 use std::collections::HashMap;
 
-use scllm_io::{AnnData, Compressed, Values};
+use scllm_io::{AnnData, Compressed, Matrix, Values};
 use scllm_pp::{detect_values, log1p, normalize_total, to_csr_f32, ValueKind};
 
 use crate::{invalid, Result};
@@ -27,6 +27,19 @@ pub fn name(a: &AnnData) -> String {
         .unwrap_or_else(|| "<in memory>".into())
 }
 
+/// The names of an AnnData's layers or obsm entries for a message; `(none)` when empty.
+pub(crate) fn names_of(items: &[(String, Matrix)]) -> String {
+    if items.is_empty() {
+        "(none)".to_string()
+    } else {
+        items
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// log1p(CP10k) of X (or of `layer`, `raw` for `.raw.X`): counts are normalised to 10,000 per
 /// cell and logged, normalised values are logged, log-normalised values are used as they are;
 /// scaled (negative) values are refused.
@@ -44,11 +57,7 @@ pub fn log_normalized(a: &AnnData, layer: Option<&str>) -> Result<LogData> {
             a.layer(l).ok_or_else(|| {
                 invalid(format!(
                     "{src}: field `layers['{l}']`: no such layer (layers: {}); pass an existing --layer or none to use X",
-                    if a.layers.is_empty() {
-                        "(none)".to_string()
-                    } else {
-                        a.layers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
-                    }
+                    names_of(&a.layers)
                 ))
             })?,
             a.var.index.clone(),
@@ -149,4 +158,9 @@ pub fn labeled_cells(a: &AnnData, col: &str) -> Result<(Vec<usize>, Vec<String>)
         }
     }
     Ok((idx, out))
+}
+
+/// A dense row-major f32 copy of an obsm matrix (an embedding), as kNN and UMAP take it.
+pub fn obsm_dense(m: &Matrix) -> Vec<f32> {
+    m.to_dense_f64().into_iter().map(|v| v as f32).collect()
 }

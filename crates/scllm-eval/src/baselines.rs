@@ -1,221 +1,27 @@
-//! The file-level work behind `scllm evaluate` and `scllm baseline`: read columns, compute,
-//! write columns. Printing and argument parsing live in the `scllm` command.
+//! The file-level work behind `scllm baseline`: train a classical annotator (logreg, kNN,
+//! correlation) on the labeled cells of a reference AnnData and annotate a query in place
+//! ([`run_baseline`]); the command's job ([`baseline`]) adds reading both files and writing the
+//! query. Printing and argument parsing live in the `scllm` command.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
-use scllm_io::{AnnData, Column, Compressed, Matrix, UnsValue};
+use scllm_io::{read_h5ad, write_h5ad, AnnData, Column, Compressed, Compression, UnsValue};
 use scllm_pp::{highly_variable_genes, HvgFlavor, HvgOptions};
 use serde::Serialize;
 
+use crate::anndata_input::{
+    align_genes, labeled_cells, log_normalized, name, names_of, obsm_dense,
+};
 use crate::correlation::{CorrelationOptions, Reference};
-use crate::data::{align_genes, labeled_cells, log_normalized, name};
 use crate::knn::{kneighbors, vote, Vote};
 use crate::logreg::{cross_validate, fit, CvPoint, Design, SolverOptions};
-use crate::metrics::{
-    adjusted_rand_score, classification_report, normalized_mutual_info_score, silhouette_score,
-    ClassificationReport, Distance,
-};
-use crate::{encode_labels, invalid, Result, Rng};
+use crate::metrics::{classification_report, ClassificationReport, Distance};
+use crate::progress::bar;
+use crate::{encode_labels, invalid, Result};
 
 /// The label given to rejected cells, as `annotate` does.
 pub const UNKNOWN: &str = "Unknown";
-
-/// A progress bar with a label, or a hidden one when `show` is false.
-pub(crate) fn bar(len: u64, msg: &str, show: bool) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let b = ProgressBar::new(len);
-    b.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})")
-            .unwrap()
-            .progress_chars("=> "),
-    );
-    b.set_message(msg.to_string());
-    b
-}
-
-// ---------------------------------------------------------------------------------------------
-// evaluate
-
-#[derive(Clone, Debug)]
-pub struct EvaluateOptions {
-    pub truth: String,
-    pub pred: Option<String>,
-    /// obsm key of an embedding to compute silhouette scores on (labels: `truth`).
-    pub embedding: Option<String>,
-    pub distances: Vec<Distance>,
-    /// obs column of a clustering to compare with `truth` (ARI, NMI).
-    pub cluster: Option<String>,
-    /// Silhouette is O(n²): above this many labeled cells, a seeded random subset is used.
-    pub silhouette_max_cells: usize,
-    pub seed: u64,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct SilhouetteResult {
-    pub embedding: String,
-    pub metric: Distance,
-    pub score: f64,
-    pub n_cells: usize,
-    /// True when a random subset of `n_cells` cells was scored.
-    pub subsampled: bool,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct EvaluationReport {
-    pub file: String,
-    pub truth: String,
-    pub n_cells: usize,
-    /// Cells with a truth label; the others (NaN) are left out of every metric.
-    pub n_scored: usize,
-    pub n_unlabeled_skipped: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pred: Option<String>,
-    /// Scored cells whose prediction is missing (NaN); they count as the label `nan`.
-    pub n_missing_pred: usize,
-    /// Scored cells predicted `Unknown`, and accuracy on the others.
-    pub n_unknown: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub accuracy_on_accepted: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub classification: Option<ClassificationReport>,
-    pub silhouette: Vec<SilhouetteResult>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ari: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub nmi: Option<f64>,
-}
-
-/// All metrics `opts` asks for, on the cells of `a` that have a truth label.
-pub fn evaluate(a: &AnnData, opts: &EvaluateOptions) -> Result<EvaluationReport> {
-    let src = name(a);
-    if opts.pred.is_none() && opts.embedding.is_none() && opts.cluster.is_none() {
-        return Err(invalid(format!(
-            "{src}: nothing to evaluate: give --pred COLUMN (classification), --embedding OBSM_KEY (silhouette) and/or --cluster COLUMN (ARI/NMI)"
-        )));
-    }
-    let truth_all = a.obs_column(&opts.truth)?.to_strings();
-    let pred_all = match &opts.pred {
-        Some(p) => Some(a.obs_column(p)?.to_strings()),
-        None => None,
-    };
-    let cl_all = match &opts.cluster {
-        Some(c) => Some(a.obs_column(c)?.to_strings()),
-        None => None,
-    };
-    let idx: Vec<usize> = (0..truth_all.len())
-        .filter(|&i| truth_all[i].is_some())
-        .collect();
-    if idx.is_empty() {
-        return Err(invalid(format!(
-            "{src}: field `obs['{}']`: every value is missing (NaN); choose the column holding the true labels",
-            opts.truth
-        )));
-    }
-    let truth: Vec<&str> = idx
-        .iter()
-        .map(|&i| truth_all[i].as_deref().unwrap())
-        .collect();
-    let mut rep = EvaluationReport {
-        file: src.clone(),
-        truth: opts.truth.clone(),
-        n_cells: a.n_obs(),
-        n_scored: idx.len(),
-        n_unlabeled_skipped: a.n_obs() - idx.len(),
-        pred: opts.pred.clone(),
-        n_missing_pred: 0,
-        n_unknown: 0,
-        accuracy_on_accepted: None,
-        classification: None,
-        silhouette: vec![],
-        cluster: opts.cluster.clone(),
-        ari: None,
-        nmi: None,
-    };
-    if let Some(pa) = &pred_all {
-        let pred: Vec<&str> = idx
-            .iter()
-            .map(|&i| pa[i].as_deref().unwrap_or("nan"))
-            .collect();
-        rep.n_missing_pred = idx.iter().filter(|&&i| pa[i].is_none()).count();
-        rep.n_unknown = pred.iter().filter(|p| **p == UNKNOWN).count();
-        let acc: Vec<usize> = (0..pred.len()).filter(|&k| pred[k] != UNKNOWN).collect();
-        if rep.n_unknown > 0 && !acc.is_empty() {
-            rep.accuracy_on_accepted = Some(
-                acc.iter().filter(|&&k| pred[k] == truth[k]).count() as f64 / acc.len() as f64,
-            );
-        }
-        rep.classification = Some(classification_report(&truth, &pred)?);
-    }
-    if let Some(ca) = &cl_all {
-        let cl: Vec<&str> = idx
-            .iter()
-            .map(|&i| ca[i].as_deref().unwrap_or("nan"))
-            .collect();
-        rep.ari = Some(adjusted_rand_score(&truth, &cl)?);
-        rep.nmi = Some(normalized_mutual_info_score(&truth, &cl)?);
-    }
-    if let Some(key) = &opts.embedding {
-        let m = a.obsm_get(key).ok_or_else(|| {
-            invalid(format!(
-                "{src}: field `obsm['{key}']`: no such embedding (obsm keys: {}); pass an existing --embedding",
-                if a.obsm.is_empty() {
-                    "(none)".to_string()
-                } else {
-                    a.obsm.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
-                }
-            ))
-        })?;
-        let (n, d) = m.shape();
-        if n != a.n_obs() {
-            return Err(invalid(format!(
-                "{src}: field `obsm['{key}']`: has {n} rows for {} cells",
-                a.n_obs()
-            )));
-        }
-        let mut sel = idx.clone();
-        let subsampled = sel.len() > opts.silhouette_max_cells;
-        if subsampled {
-            let mut rng = Rng::new(opts.seed);
-            rng.shuffle(&mut sel);
-            sel.truncate(opts.silhouette_max_cells);
-            sel.sort_unstable();
-        }
-        let dense = m.select_rows(&sel).to_dense_f64();
-        if dense.iter().any(|v| !v.is_finite()) {
-            return Err(invalid(format!(
-                "{src}: field `obsm['{key}']`: contains NaN or infinite values"
-            )));
-        }
-        let labels: Vec<&str> = sel
-            .iter()
-            .map(|&i| truth_all[i].as_deref().unwrap())
-            .collect();
-        for &metric in &opts.distances {
-            let s = silhouette_score(&dense, d, &labels, metric).map_err(|e| {
-                invalid(format!(
-                    "{src}: obsm['{key}'] with obs['{}']: {e}",
-                    opts.truth
-                ))
-            })?;
-            rep.silhouette.push(SilhouetteResult {
-                embedding: key.clone(),
-                metric,
-                score: s,
-                n_cells: sel.len(),
-                subsampled,
-            });
-        }
-    }
-    Ok(rep)
-}
-
-// ---------------------------------------------------------------------------------------------
-// baselines
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -391,10 +197,10 @@ pub fn run_baseline(
             let m = a.obsm_get(key).ok_or_else(|| {
                 invalid(format!(
                     "{an}: field `obsm['{key}']`: no such embedding (obsm keys: {}); compute it for both files or drop --use-rep to use PCA of the expression",
-                    if a.obsm.is_empty() { "(none)".to_string() } else { a.obsm.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ") }
+                    names_of(&a.obsm)
                 ))
             })?;
-            Ok(m.to_dense_f64().into_iter().map(|v| v as f32).collect())
+            Ok(obsm_dense(m))
         };
         let r_all = get(reference, &rname)?;
         let q = get(query, &qname)?;
@@ -704,7 +510,45 @@ fn logreg_train_predict(
     Ok((p, conf, train_s))
 }
 
-/// Read helper for tests and the CLI: a dense f32 copy of an obsm matrix.
-pub fn obsm_dense(m: &Matrix) -> Vec<f32> {
-    m.to_dense_f64().into_iter().map(|v| v as f32).collect()
+/// One `scllm baseline` run: train on `reference`, annotate `query`, write it to `output`.
+#[derive(Clone, Debug)]
+pub struct BaselineJob {
+    /// `.h5ad` with labels.
+    pub reference: PathBuf,
+    /// `.h5ad` to annotate.
+    pub query: PathBuf,
+    /// The query plus predictions (written to a temporary file, then renamed).
+    pub output: PathBuf,
+    pub options: BaselineOptions,
+}
+
+/// What `scllm baseline` reports: the run's summary and where the query went.
+#[derive(Clone, Debug, Serialize)]
+pub struct BaselineOutcome {
+    #[serde(flatten)]
+    pub summary: BaselineSummary,
+    pub output: String,
+}
+
+/// Read both files, train and annotate ([`run_baseline`]), write the annotated query.
+pub fn baseline(job: &BaselineJob) -> Result<BaselineOutcome> {
+    let mut o = job.options.clone();
+    // options that cannot work are refused before the files are read
+    if o.hvg_flavor == HvgFlavor::SeuratV3 {
+        return Err(invalid(
+            "--hvg-flavor seurat_v3 needs counts; baselines select HVGs on log data: use seurat or cell_ranger",
+        ));
+    }
+    if o.k == 0 {
+        return Err(invalid("--k must be at least 1"));
+    }
+    o.n_pcs = o.n_pcs.max(1);
+    let reference = read_h5ad(&job.reference)?;
+    let mut query = read_h5ad(&job.query)?;
+    let summary = run_baseline(&reference, &mut query, &o)?;
+    write_h5ad(&query, &job.output, Compression::None)?;
+    Ok(BaselineOutcome {
+        summary,
+        output: job.output.display().to_string(),
+    })
 }
