@@ -14,6 +14,7 @@ pub mod geneformer;
 pub mod memory;
 pub mod model;
 pub mod nn;
+pub mod param_table;
 pub mod params;
 pub mod peft;
 pub mod scgpt;
@@ -26,10 +27,11 @@ pub use folder::{
 };
 pub use geneformer::{BertConfig, Geneformer, GeneformerFolder};
 pub use model::{BatchInput, CellModel, Classified, EmbeddingSpec, Pooling};
-pub use params::{param_counts, param_table, ParamInfo, Part};
+pub use param_table::{param_table, ParamInfo};
+pub use params::Part;
 pub use peft::{
-    attach, load_adapter, load_adapter_weights, read_adapter_meta, save_adapter, sha256_file,
-    AdapterMeta, PeftConfig, Strategy,
+    attach, load_adapter, load_adapter_weights, param_counts, read_adapter_meta, save_adapter,
+    sha256_file, AdapterMeta, PeftConfig, Strategy,
 };
 pub use scgpt::{
     find_weights, LoadOptions, ScGpt, ScGptBuild, ScGptConfig, ScGptFolder, ScGptModel,

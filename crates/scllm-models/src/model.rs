@@ -6,7 +6,8 @@ use burn::tensor::{Device, Tensor};
 use crate::error::Result;
 use crate::family::Family;
 use crate::params::ParamVisitor;
-use crate::peft::{PeftState, Sites};
+use crate::peft::config::PeftState;
+use crate::peft::sites::Sites;
 
 /// Host-side inputs of one right-padded batch of token sequences, row-major `[batch, seq_len]`:
 /// token ids, a value per token (scGPT's binned expression; families that read only tokens

@@ -3,14 +3,13 @@
 //! Each family pairs every parameter with the reference's key (PyTorch names and layouts) in one
 //! function, [`crate::CellModel::visit_params`]; loading, saving, the load report, parameter
 //! counts and trainability all walk it. What trains under a strategy follows from the [`Part`]
-//! a parameter is visited as (its place in the model's structure), never from its key: `cls`
-//! would match Geneformer's `cls.predictions.*` as well as scGPT's `cls_decoder`.
+//! a parameter is visited as (its place in the model's structure; `crate::peft::trainable`),
+//! never from its key: `cls` would match Geneformer's `cls.predictions.*` as well as scGPT's
+//! `cls_decoder`.
 
 use burn::module::Param;
 use burn::nn::{Embedding, LayerNorm, Linear};
 use burn::tensor::Tensor;
-
-use crate::peft::Strategy;
 
 /// Where a parameter sits in a model; decides whether it trains (see [`trains`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -25,16 +24,6 @@ pub enum Part {
     /// Adapter parameters (and the bias of a LoRA target where the family's reference trains
     /// it): train under the adapter strategies.
     Adapter,
-}
-
-/// Whether a parameter of `part` trains under `strategy`.
-pub fn trains(strategy: Strategy, part: Part) -> bool {
-    match part {
-        Part::Frozen => false,
-        Part::Head => true,
-        Part::Backbone => strategy == Strategy::Full,
-        Part::Adapter => strategy != Strategy::Head,
-    }
 }
 
 /// How a parameter's burn layout relates to its PyTorch layout.
@@ -102,89 +91,4 @@ pub fn torch_shape<const D: usize>(layout: Layout, p: &Param<Tensor<D>>) -> Vec<
         s.reverse();
     }
     s
-}
-
-/// One parameter of a model's table.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct ParamInfo {
-    pub key: String,
-    /// PyTorch layout.
-    pub shape: Vec<usize>,
-    pub part: Part,
-}
-
-impl ParamInfo {
-    pub fn numel(&self) -> usize {
-        self.shape.iter().product()
-    }
-}
-
-struct Lister(Vec<ParamInfo>);
-
-impl ParamVisitor for Lister {
-    fn param<const D: usize>(
-        &mut self,
-        key: &str,
-        part: Part,
-        layout: Layout,
-        p: &mut Param<Tensor<D>>,
-    ) {
-        self.0.push(ParamInfo {
-            key: key.to_string(),
-            shape: torch_shape(layout, p),
-            part,
-        });
-    }
-}
-
-/// Every parameter of `model` with its key, PyTorch shape and part, in visiting order.
-pub fn param_table<M: crate::CellModel>(model: &M) -> Vec<ParamInfo> {
-    let mut l = Lister(Vec::new());
-    model.clone().visit_params(&mut l);
-    l.0
-}
-
-/// `(trainable, total)` parameter counts of `model` under its strategy.
-pub fn param_counts<M: crate::CellModel>(model: &M) -> (usize, usize) {
-    let s = crate::peft::strategy_of(model);
-    param_table(model).iter().fold((0, 0), |(t, n), p| {
-        (
-            t + if trains(s, p.part) { p.numel() } else { 0 },
-            n + p.numel(),
-        )
-    })
-}
-
-/// Sets each parameter's gradient requirement from its part and the strategy.
-pub(crate) struct Trainability(pub Strategy);
-
-impl ParamVisitor for Trainability {
-    fn param<const D: usize>(
-        &mut self,
-        _key: &str,
-        part: Part,
-        _layout: Layout,
-        p: &mut Param<Tensor<D>>,
-    ) {
-        *p = p.clone().set_require_grad(trains(self.0, part));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn what_trains_under_each_strategy() {
-        use Strategy::*;
-        for s in Strategy::ALL {
-            assert!(trains(s, Part::Head), "{s}: the head always trains");
-            assert!(!trains(s, Part::Frozen), "{s}: frozen never trains");
-            assert_eq!(trains(s, Part::Backbone), s == Full, "{s}");
-        }
-        assert!(!trains(Head, Part::Adapter));
-        for s in [Prefix, Lora, TokenPrompt, EncoderPrompt] {
-            assert!(trains(s, Part::Adapter), "{s}");
-        }
-    }
 }

@@ -10,8 +10,8 @@ use burn::module::{Module, Param};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Tensor};
 use common::*;
-use scllm_models::params::trains;
 use scllm_models::peft::apply_trainability;
+use scllm_models::peft::trains;
 use scllm_models::{
     attach, load_adapter, load_adapter_weights, load_into, param_counts, param_table, save_adapter,
     sha256_file, state_dict, AdapterMeta, BatchInput, Checkpoint, LoadOptions, ModelError,

@@ -8,7 +8,7 @@ use crate::config::{ClientConfig, ENV_BIORXIV_API_URL, ENV_BIORXIV_URL, ENV_EURO
 use crate::error::{PapersError, Result};
 use crate::http::{encode_component, CachePolicy, HttpClient};
 use crate::json_util::{lenient_u64, strip_tags, text};
-use crate::paper::{FullTextOutcome, Paper};
+use crate::paper::{strip_version, FullTextOutcome, Paper};
 
 /// Europe PMC's largest page.
 const EUROPEPMC_MAX_PAGE: usize = 1000;
@@ -440,20 +440,6 @@ pub fn normalize_doi(input: &str) -> Result<String> {
         )));
     }
     Ok(s.to_string())
-}
-
-/// `10.1101/2022.12.08.519590v3` → (`10.1101/2022.12.08.519590`, Some(3)).
-pub fn strip_version(s: &str) -> (&str, Option<u32>) {
-    if let Some(i) = s.rfind('v') {
-        let (head, tail) = (&s[..i], &s[i + 1..]);
-        if !tail.is_empty()
-            && tail.bytes().all(|b| b.is_ascii_digit())
-            && head.ends_with(|c: char| c.is_ascii_digit())
-        {
-            return (head, tail.parse().ok());
-        }
-    }
-    (s, None)
 }
 
 /// Parses one bioRxiv API response; "no posts found" and friends become an empty page.

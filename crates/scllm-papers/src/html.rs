@@ -1,9 +1,8 @@
 //! bioRxiv's HTML search page (the surface BioRxivist scraped). A small tag scanner is enough
 //! for the two things read here, so no HTML5 parser is pulled into the build.
 
-use crate::client::strip_version;
 use crate::json_util::strip_tags;
-use crate::paper::Paper;
+use crate::paper::{strip_version, Paper};
 
 pub struct SearchPage {
     pub papers: Vec<Paper>,

@@ -147,3 +147,17 @@ pub enum FullTextOutcome {
         reason: String,
     },
 }
+
+/// `10.1101/2022.12.08.519590v3` → (`10.1101/2022.12.08.519590`, Some(3)).
+pub fn strip_version(s: &str) -> (&str, Option<u32>) {
+    if let Some(i) = s.rfind('v') {
+        let (head, tail) = (&s[..i], &s[i + 1..]);
+        if !tail.is_empty()
+            && tail.bytes().all(|b| b.is_ascii_digit())
+            && head.ends_with(|c: char| c.is_ascii_digit())
+        {
+            return (head, tail.parse().ok());
+        }
+    }
+    (s, None)
+}

@@ -52,3 +52,11 @@ pub(crate) fn file_err(path: &std::path::Path, msg: impl Into<String>) -> TrainE
         message: msg.into(),
     }
 }
+
+/// A checkpoint or log file that cannot be written or read.
+pub(crate) fn ck_err(path: &std::path::Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}

@@ -29,9 +29,10 @@ use scllm_tokenize::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::error::{file_err, invalid, Result, TrainError};
+use crate::error::{ck_err, file_err, invalid, Result, TrainError};
 use crate::trainer::loss::clip_global_norm;
-use crate::trainer::resume::{ck_err, write_checkpoint};
+
+use crate::trainer::resume::write_checkpoint;
 use crate::trainer::{checkpoint_dir, load_module};
 
 /// The architecture to pretrain (the `args.json` fields that set sizes).

@@ -7,12 +7,13 @@ use std::path::Path;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use super::{attach, strategy_of, PeftConfig, Strategy};
+use super::attach::{apply_trainability, attach};
+use super::config::{PeftConfig, Strategy};
+use super::trainable::{strategy_of, trains};
 use crate::error::{ModelError, Result};
 use crate::family::Family;
-use crate::params::trains;
+use crate::model::CellModel;
 use crate::weights::{load_into, params, save::write_atomic, write_tensors, Checkpoint};
-use crate::CellModel;
 
 /// Adapter file format version written by [`save_adapter`]. Version 1 (scGPT only) had no
 /// `family`, `d_model` or `n_layers`; it still reads.
@@ -175,7 +176,7 @@ pub fn load_adapter_weights<M: CellModel>(
     let ckpt = Checkpoint::open(file)?;
     let report = load_into(model, &ckpt, false, dev)?;
     let strategy = strategy_of(model);
-    let trainable: std::collections::HashSet<String> = crate::params::param_table(model)
+    let trainable: std::collections::HashSet<String> = crate::param_table::param_table(model)
         .into_iter()
         .filter(|p| trains(strategy, p.part))
         .map(|p| p.key)
@@ -204,7 +205,7 @@ pub fn load_adapter_weights<M: CellModel>(
     if !report.unexpected.is_empty() {
         problems.push(format!("unexpected {}", report.unexpected.join(", ")));
     }
-    super::apply_trainability(model);
+    apply_trainability(model);
     if problems.is_empty() {
         Ok(())
     } else {

@@ -5,7 +5,6 @@ use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::{Device, Distribution, Tensor};
 
-use super::LoraTarget;
 use crate::params::{self, Layout, ParamVisitor, Part};
 
 /// Low-rank updates of `k` blocks of a linear layer's output rows: `lora_A [k·r, d_in]` (rows
@@ -19,12 +18,27 @@ pub struct Lora {
     pub lora_b: Param<Tensor<2>>,
     /// alpha / r
     pub scaling: f64,
-    /// ΔW multiplier outside training (see [`super::PeftConfig::lora_eval_multiplier`]).
+    /// ΔW multiplier outside training (see [`super::config::PeftConfig::lora_eval_multiplier`]).
     pub eval_multiplier: f64,
     pub starts: Vec<usize>,
     pub block: usize,
     pub d_out: usize,
     /// The adapted layer's bias trains with the adapter.
+    pub trains_bias: bool,
+}
+
+/// A linear layer LoRA can adapt: which of its output rows get a low-rank update.
+pub struct LoraTarget<'a> {
+    pub slot: &'a mut Option<Lora>,
+    pub d_in: usize,
+    pub d_out: usize,
+    /// Start of each adapted block of output rows, all `block` rows long (scGPT's packed
+    /// `Wqkv`: q at 0 and v at 2d, as loralib's `MergedLinear(enable_lora=[True, False, True])`;
+    /// BERT's `query`: one block at 0).
+    pub blocks: Vec<usize>,
+    pub block: usize,
+    /// The target's bias trains with the adapter (scPEFT's `lora_bias_trainable('lora_only')`
+    /// on scGPT; Hugging Face `peft`'s default `bias="none"` elsewhere).
     pub trains_bias: bool,
 }
 
@@ -94,7 +108,7 @@ impl Lora {
     }
 }
 
-/// A linear layer LoRA can adapt (`lora` is attached by [`super::attach`]).
+/// A linear layer LoRA can adapt (`lora` is attached by [`super::attach::attach`]).
 #[derive(Module, Debug)]
 pub struct LoraLinear {
     pub linear: Linear,

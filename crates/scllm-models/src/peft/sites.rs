@@ -3,7 +3,8 @@
 use burn::module::Param;
 use burn::tensor::Tensor;
 
-use super::{Adapter, Lora};
+use super::adapter::Adapter;
+use super::lora::LoraTarget;
 
 /// A family's target map. `None` marks a site the family does not have (the strategy that needs
 /// it is then refused with a clear error).
@@ -26,19 +27,4 @@ pub struct LayerSites<'a> {
     pub prefix: Option<&'a mut Option<Param<Tensor<3>>>>,
     /// LoRA targets (the attention's query and value projections).
     pub lora: Vec<LoraTarget<'a>>,
-}
-
-/// A linear layer LoRA can adapt: which of its output rows get a low-rank update.
-pub struct LoraTarget<'a> {
-    pub slot: &'a mut Option<Lora>,
-    pub d_in: usize,
-    pub d_out: usize,
-    /// Start of each adapted block of output rows, all `block` rows long (scGPT's packed
-    /// `Wqkv`: q at 0 and v at 2d, as loralib's `MergedLinear(enable_lora=[True, False, True])`;
-    /// BERT's `query`: one block at 0).
-    pub blocks: Vec<usize>,
-    pub block: usize,
-    /// The target's bias trains with the adapter (scPEFT's `lora_bias_trainable('lora_only')`
-    /// on scGPT; Hugging Face `peft`'s default `bias="none"` elsewhere).
-    pub trains_bias: bool,
 }

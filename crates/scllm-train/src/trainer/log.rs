@@ -6,8 +6,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::resume::ck_err;
-use crate::error::Result;
+use super::json_floats::de_f64_nan;
+use crate::error::{ck_err, Result};
 
 /// One line of `train_log.jsonl`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -32,18 +32,6 @@ pub struct EpochLog {
     /// Training cells per second (forward + backward + step).
     #[serde(deserialize_with = "de_f64_nan")]
     pub cells_per_s: f64,
-}
-
-// JSON has no NaN or infinity: serde_json writes them as null; read null back.
-pub(crate) fn de_f64_nan<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-}
-pub(crate) fn de_f64_inf<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
 }
 
 pub(crate) fn write_log(path: &Path, lines: &[EpochLog], append: bool) -> Result<()> {

@@ -12,6 +12,7 @@
 //! [`resume`] (the checkpoint); the loop and validation are here.
 
 pub mod config;
+mod json_floats;
 pub mod log;
 pub mod loss;
 pub mod resume;
@@ -31,12 +32,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use scllm_models::{BatchInput, CellModel};
 use scllm_tokenize::{pad_batch, TokenizedCell};
 
-use crate::error::{invalid, Result};
+use crate::error::{ck_err, invalid, Result};
 use crate::sampler::{class_counts, class_weights, epoch_batches, SplitMix64, WeightedSampler};
 use config::{build_optimizer, check};
 use log::write_log;
 use loss::{ce_loss, clip_global_norm, host_ce, to_vec};
-use resume::{ck_err, save_checkpoint, TrainState, STATE_VERSION};
+
+use resume::{save_checkpoint, TrainState, STATE_VERSION};
 
 pub struct TrainOutcome<M> {
     /// The model with the lowest validation loss, on the inference device (`Module::valid`).

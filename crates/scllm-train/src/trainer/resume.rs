@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::log::EpochLog;
 use super::stopping::EarlyStopping;
-use crate::error::{Result, TrainError};
+use crate::error::{ck_err, Result};
 use crate::sampler::SplitMix64;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -31,13 +31,6 @@ pub(crate) struct TrainState {
 }
 
 pub(crate) const STATE_VERSION: u32 = 1;
-
-pub(crate) fn ck_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
-    TrainError::Checkpoint {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
-}
 
 /// Save a module's parameters (with their ids) as burnpack at exactly `path`.
 pub fn save_module<M: Module>(m: &M, path: &Path) -> Result<()> {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::log::de_f64_inf;
+use super::json_floats::de_f64_inf;
 
 /// Early stopping on validation loss as scPEFT (docs/models/scpeft.md §8.1): the counter grows only when an epoch is
 /// strictly worse than the best, resets on an improvement, and stops at `patience`.
