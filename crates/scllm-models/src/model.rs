@@ -78,7 +78,7 @@ pub trait CellModel: Module + Clone + Send + Sync + std::fmt::Debug + Sized + 's
     /// Where adapters attach (the family's target map).
     fn sites(&mut self) -> Sites<'_>;
 
-    /// The adapter strategy attached by [`crate::peft::attach`] (`None`: the plain model).
+    /// The adapter strategy attached by [`crate::peft::attach()`] (`None`: the plain model).
     fn peft_state(&self) -> Option<&PeftState>;
     fn set_peft_state(&mut self, state: Option<PeftState>);
 

@@ -11,7 +11,7 @@ use burn::module::Param;
 use burn::nn::{Embedding, LayerNorm, Linear};
 use burn::tensor::Tensor;
 
-/// Where a parameter sits in a model; decides whether it trains (see [`trains`]).
+/// Where a parameter sits in a model; decides whether it trains (see [`crate::peft::trains`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Part {

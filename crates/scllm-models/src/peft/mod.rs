@@ -10,7 +10,7 @@
 //! - `lora`: rank-8 LoRA on the attention's query and value projections of every layer.
 //!
 //! A family names where each attaches ([`Sites`], its target map, as Hugging Face `peft` keeps
-//! one per model type); [`attach`] places the adapters there and sets what trains from the
+//! one per model type); [`attach()`] places the adapters there and sets what trains from the
 //! structure ([`crate::params::Part`]). Adapters save apart from the base model ([`file`](mod@file)),
 //! tied to the base weights by SHA-256.
 

@@ -1,4 +1,4 @@
-//! The places in a model where adapters attach: what a family hands [`super::attach`].
+//! The places in a model where adapters attach: what a family hands [`super::attach::attach`].
 
 use burn::module::Param;
 use burn::tensor::Tensor;

@@ -108,7 +108,7 @@ pub struct ScGpt {
     pub mvc_decoder: Option<MvcDecoder>,
     /// `n_layers_cls` of `args.json` (the head's depth, for a new classifier head).
     pub n_layers_cls: usize,
-    /// The adapter strategy attached by [`crate::peft::attach`] (`None`: the plain model).
+    /// The adapter strategy attached by [`crate::peft::attach()`] (`None`: the plain model).
     #[module(skip)]
     pub peft: Option<PeftState>,
 }
