@@ -117,13 +117,7 @@ pub fn annotate(job: &AnnotateJob) -> anyhow::Result<serde_json::Value> {
             return Err(bad(format!("--unknown-below must be in [0, 1], got {p}")));
         }
     }
-    let folder = scllm_models::open_folder(
-        &job.model,
-        &scllm_models::FolderOptions {
-            weights: None,
-            dictionaries: job.dictionaries.clone(),
-        },
-    )?;
+    let folder = crate::model_dir::open(&job.model, None, job.dictionaries.as_deref())?;
     with_folder!(&folder, |f| annotate_with(f, job))
 }
 

@@ -66,12 +66,33 @@ struct KnnOptions {
     n_hvg: Option<usize>,
 }
 
-impl BenchMethod for EmbedKnn {
+/// A model method: its name, its model folder, and what it does with the folder's family.
+trait ModelMethod: Send + Sync {
+    fn method_name(&self) -> &str;
+    fn model(&self) -> &Path;
+    /// Trainable parameters, when known before running.
+    fn known_trainable(&self) -> Option<usize> {
+        None
+    }
+    fn run_with<F: ModelFolder>(
+        &self,
+        folder: &F,
+        train: &AnnData,
+        query: &AnnData,
+        label: &str,
+        seed: u64,
+    ) -> anyhow::Result<Predictions>;
+}
+
+/// A [`ModelMethod`] as the benchmark runs it: the folder opened, its family dispatched.
+struct OnModel<T>(T);
+
+impl<T: ModelMethod> BenchMethod for OnModel<T> {
     fn name(&self) -> String {
-        self.name.clone()
+        self.0.method_name().to_string()
     }
     fn trainable_params(&self) -> Option<usize> {
-        Some(0)
+        self.0.known_trainable()
     }
     fn run(
         &self,
@@ -80,14 +101,24 @@ impl BenchMethod for EmbedKnn {
         label: &str,
         seed: u64,
     ) -> scllm_benchmark::Result<Predictions> {
-        let err = |e: anyhow::Error| BenchError::Method(format!("{}: {e:#}", self.name));
-        let folder = scllm_models::open_folder(&self.model, &Default::default())
-            .map_err(|e| err(e.into()))?;
-        with_folder!(&folder, |f| self.run_with(f, train, query, label, seed)).map_err(err)
+        let m = &self.0;
+        let err = |e: anyhow::Error| BenchError::Method(format!("{}: {e:#}", m.method_name()));
+        let folder =
+            scllm_models::open_folder(m.model(), &Default::default()).map_err(|e| err(e.into()))?;
+        with_folder!(&folder, |f| m.run_with(f, train, query, label, seed)).map_err(err)
     }
 }
 
-impl EmbedKnn {
+impl ModelMethod for EmbedKnn {
+    fn method_name(&self) -> &str {
+        &self.name
+    }
+    fn model(&self) -> &Path {
+        &self.model
+    }
+    fn known_trainable(&self) -> Option<usize> {
+        Some(0)
+    }
     fn run_with<F: ModelFolder>(
         &self,
         folder: &F,
@@ -137,25 +168,13 @@ struct FinetuneOptions {
     n_hvg: Option<usize>,
 }
 
-impl BenchMethod for FinetuneMethod {
-    fn name(&self) -> String {
-        self.spec_name.clone()
+impl ModelMethod for FinetuneMethod {
+    fn method_name(&self) -> &str {
+        &self.spec_name
     }
-    fn run(
-        &self,
-        train: &AnnData,
-        query: &AnnData,
-        label: &str,
-        seed: u64,
-    ) -> scllm_benchmark::Result<Predictions> {
-        let err = |e: anyhow::Error| BenchError::Method(format!("{}: {e:#}", self.spec_name));
-        let folder = scllm_models::open_folder(&self.model, &Default::default())
-            .map_err(|e| err(e.into()))?;
-        with_folder!(&folder, |f| self.run_with(f, train, query, label, seed)).map_err(err)
+    fn model(&self) -> &Path {
+        &self.model
     }
-}
-
-impl FinetuneMethod {
     fn run_with<F: ModelFolder>(
         &self,
         folder: &F,
@@ -246,11 +265,11 @@ pub fn registry() -> MethodRegistry {
     let mut reg = MethodRegistry::with_baselines();
     for name in ["embed-knn", "scgpt-knn"] {
         reg.register(name, |spec: &MethodSpec| {
-            Ok(Box::new(EmbedKnn {
+            Ok(Box::new(OnModel(EmbedKnn {
                 name: spec.name.clone(),
                 model: model_dir(spec)?,
                 knn: scllm_benchmark::method::parse_options(spec)?,
-            }) as Box<dyn BenchMethod>)
+            })) as Box<dyn BenchMethod>)
         });
     }
     reg.register_prefix("finetune:", |spec: &MethodSpec| {
@@ -266,12 +285,12 @@ pub fn registry() -> MethodRegistry {
                         spec.name
                     ))
                 })?;
-        Ok(Box::new(FinetuneMethod {
+        Ok(Box::new(OnModel(FinetuneMethod {
             spec_name: spec.name.clone(),
             model: model_dir(spec)?,
             strategy,
             opts: scllm_benchmark::method::parse_options(spec)?,
-        }) as Box<dyn BenchMethod>)
+        })) as Box<dyn BenchMethod>)
     });
     reg
 }

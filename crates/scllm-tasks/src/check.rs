@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use scllm_io::Matrix;
-use scllm_models::{with_folder, Family, FolderOptions, ModelFolder};
+use scllm_models::{with_folder, Family, ModelFolder};
 use scllm_pp::{detect_values, ValueKind};
 use serde::Serialize;
 
@@ -56,13 +56,7 @@ pub struct CheckReport {
 /// Run the check. Problems (too few genes matched, values the model cannot use) are listed in
 /// the report; the caller decides whether they stop the run.
 pub fn check(job: &CheckJob) -> anyhow::Result<CheckReport> {
-    let folder = scllm_models::open_folder(
-        &job.model,
-        &FolderOptions {
-            weights: None,
-            dictionaries: job.dictionaries.clone(),
-        },
-    )?;
+    let folder = crate::model_dir::open(&job.model, None, job.dictionaries.as_deref())?;
     with_folder!(&folder, |f| check_with(f, job))
 }
 

@@ -32,12 +32,10 @@ pub struct ConvertOutcome {
 
 pub fn convert(job: &ConvertJob) -> anyhow::Result<ConvertOutcome> {
     let dev = scllm_models::device(scllm_models::DeviceKind::Cpu)?;
-    let folder = scllm_models::open_folder(
+    let folder = crate::model_dir::open(
         &job.model,
-        &scllm_models::FolderOptions {
-            weights: job.weights.clone(),
-            dictionaries: job.dictionaries.clone(),
-        },
+        job.weights.as_deref(),
+        job.dictionaries.as_deref(),
     )?;
     with_folder!(&folder, |f| convert_with(f, job, &dev))
 }

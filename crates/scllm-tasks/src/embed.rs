@@ -97,12 +97,10 @@ pub fn embed(job: &EmbedJob) -> anyhow::Result<EmbedOutcome> {
         ));
     }
     let dev = crate::device::compute_device(&job.device, job.threads)?;
-    let folder = scllm_models::open_folder(
+    let folder = crate::model_dir::open(
         &job.model,
-        &scllm_models::FolderOptions {
-            weights: job.weights.clone(),
-            dictionaries: job.dictionaries.clone(),
-        },
+        job.weights.as_deref(),
+        job.dictionaries.as_deref(),
     )?;
     with_folder!(&folder, |f| embed_with(f, job, &dev))
 }

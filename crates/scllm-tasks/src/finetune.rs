@@ -201,13 +201,7 @@ pub fn finetune_on<F: ModelFolder>(
 /// Run `job`: fine-tune, save the adapter (`adapter.safetensors` + `adapter.json`) and the
 /// learning curves in `job.output`. Returns the summary.
 pub fn finetune(job: &FinetuneJob) -> anyhow::Result<serde_json::Value> {
-    let folder = scllm_models::open_folder(
-        &job.model,
-        &scllm_models::FolderOptions {
-            weights: None,
-            dictionaries: job.dictionaries.clone(),
-        },
-    )?;
+    let folder = crate::model_dir::open(&job.model, None, job.dictionaries.as_deref())?;
     with_folder!(&folder, |f| finetune_with(f, job))
 }
 

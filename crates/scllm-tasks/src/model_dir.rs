@@ -1,4 +1,4 @@
-//! Which model folder a verb uses when none is named.
+//! Which model folder a verb uses when none is named, and opening it.
 
 use std::path::{Path, PathBuf};
 
@@ -46,4 +46,20 @@ pub fn resolve(given: Option<&Path>) -> anyhow::Result<PathBuf> {
                     .join(" or ")
             ))
         })
+}
+
+/// Open the model folder `dir` (its family detected) with a weights file other than its own
+/// and, for Geneformer, a folder of dictionaries.
+pub fn open(
+    dir: &Path,
+    weights: Option<&Path>,
+    dictionaries: Option<&Path>,
+) -> anyhow::Result<scllm_models::AnyFolder> {
+    Ok(scllm_models::open_folder(
+        dir,
+        &scllm_models::FolderOptions {
+            weights: weights.map(Path::to_path_buf),
+            dictionaries: dictionaries.map(Path::to_path_buf),
+        },
+    )?)
 }

@@ -538,3 +538,33 @@ fn benchmark_runs_the_tiny_config_and_refuses_bad_ones() {
         assert!(err.contains(expect), "{err}");
     }
 }
+
+/// `scllm check` with a scGPT model: the shipped model's vocabulary against the kang fixture's
+/// symbols, and negative (scaled) values refused with exit 2 after the report.
+#[test]
+fn check_preflights_a_file_against_a_scgpt_model() {
+    let model = fixtures().join("scgpt/small");
+    let data = fixtures().join("data/kang2018_pbmc_400.h5ad");
+    let (code, out, err) = scllm(&["check", s(&data), "--model", s(&model), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["family"], "scgpt");
+    assert_eq!(r["values"], "counts");
+    assert_eq!(r["storage"], "sparse (CSR)");
+    assert!(r["genes_matched"].as_u64().unwrap() > 0);
+    let neg = fixtures().join("bad/negative.h5ad");
+    let (code, out, err) = scllm(&[
+        "check",
+        s(&neg),
+        "--model",
+        s(&model),
+        "--min-gene-match",
+        "0",
+    ]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("scaled") || err.contains("non-negative"),
+        "{err}"
+    );
+    assert!(out.contains("fits the model: no"), "{out}");
+}

@@ -10,10 +10,9 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use super::config::BertConfig;
 use crate::error::{ModelError, Result};
 use crate::model::{BatchInput, Pooling};
+use crate::nn::EncoderBlock;
 use crate::nn::{self, attend, drop, is_training, key_padding_mask, Queries};
-use crate::peft::{
-    has_prompts, run_layers, strip_prompts, Adapter, LoraLinear, PeftState, PromptLayer,
-};
+use crate::peft::{has_prompts, run_layers, Adapter, LoraLinear, PeftState};
 
 /// `bert.embeddings`: word + token type 0 + absolute position, LayerNorm, dropout.
 #[derive(Module, Debug)]
@@ -405,32 +404,15 @@ impl BertOutput {
     }
 }
 
-impl BertLayer {
-    /// The layer on a right-padded batch whose cells have the real `lengths` (padding skipped
-    /// in attention on flex at inference; padded rows then are not layer outputs).
-    pub fn forward_cells(
+impl EncoderBlock for BertLayer {
+    fn self_attention(
         &self,
         h: Tensor<3>,
         mask: Option<Tensor<4, Bool>>,
+        queries: Queries,
         lengths: Option<&[usize]>,
     ) -> Tensor<3> {
-        let a = self
-            .attention
-            .forward(h.clone(), mask, Queries::All, lengths);
-        self.after_attention(h, a)
-    }
-
-    /// The layer's output at position 0 only, `[B, d]` (`mask` `[B, 1, 1, L]`).
-    pub fn forward_first(
-        &self,
-        h: Tensor<3>,
-        mask: Option<Tensor<4, Bool>>,
-        lengths: Option<&[usize]>,
-    ) -> Tensor<2> {
-        let [b, _, d] = h.dims();
-        let h0 = h.clone().narrow(1, 0, 1);
-        let a = self.attention.forward(h, mask, Queries::First, lengths);
-        self.after_attention(h0, a).reshape([b, d])
+        self.attention.forward(h, mask, queries, lengths)
     }
 
     /// The attention output block, the adapters, and the feed-forward block.
@@ -447,26 +429,8 @@ impl BertLayer {
             None => y,
         }
     }
-}
 
-impl PromptLayer for BertLayer {
-    fn prompt(&self) -> Option<&Param<Tensor<3>>> {
+    fn prompt_tokens(&self) -> Option<&Param<Tensor<3>>> {
         self.prompt_embeddings.as_ref()
-    }
-
-    fn forward(&self, h: Tensor<3>, mask: Option<Tensor<4, Bool>>) -> Tensor<3> {
-        self.forward_cells(h, mask, None)
-    }
-
-    fn forward_skipping_prompts(
-        &self,
-        h: Tensor<3>,
-        mask: Option<Tensor<4, Bool>>,
-        n: usize,
-    ) -> Tensor<3> {
-        let a = self
-            .attention
-            .forward(h.clone(), mask, Queries::SkipPrompts(n), None);
-        self.after_attention(strip_prompts(h, n), a)
     }
 }

@@ -2,12 +2,14 @@
 //! inference kernel and a softmax with its own backward for training), dropout, padding masks.
 
 pub mod dropout;
+pub mod encoder_layer;
 pub mod mask;
 pub mod packed_attention;
 pub mod self_attention;
 pub mod softmax;
 
 pub use dropout::{drop, dropout_mask, is_training};
+pub use encoder_layer::EncoderBlock;
 pub use mask::{extend_mask, key_padding_mask, right_padded_lengths};
 pub use self_attention::{attend, Queries};
 

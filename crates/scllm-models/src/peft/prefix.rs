@@ -4,9 +4,11 @@
 use burn::module::Param;
 use burn::tensor::{Bool, Tensor};
 
-use crate::nn::extend_mask;
+use crate::nn::encoder_layer::EncoderBlock;
+use crate::nn::mask::extend_mask;
+use crate::nn::self_attention::Queries;
 
-/// An encoder layer that can take prefix prompts.
+/// An encoder layer that can take prefix prompts: any [`EncoderBlock`].
 pub trait PromptLayer {
     /// The layer's prompt tokens `[1, n, d]`, if it has any.
     fn prompt(&self) -> Option<&Param<Tensor<3>>>;
@@ -21,6 +23,26 @@ pub trait PromptLayer {
         mask: Option<Tensor<4, Bool>>,
         n: usize,
     ) -> Tensor<3>;
+}
+
+impl<T: EncoderBlock> PromptLayer for T {
+    fn prompt(&self) -> Option<&Param<Tensor<3>>> {
+        self.prompt_tokens()
+    }
+
+    fn forward(&self, h: Tensor<3>, mask: Option<Tensor<4, Bool>>) -> Tensor<3> {
+        self.forward_cells(h, mask, None)
+    }
+
+    fn forward_skipping_prompts(
+        &self,
+        h: Tensor<3>,
+        mask: Option<Tensor<4, Bool>>,
+        n: usize,
+    ) -> Tensor<3> {
+        let a = self.self_attention(h.clone(), mask, Queries::SkipPrompts(n), None);
+        self.after_attention(strip_prompts(h, n), a)
+    }
 }
 
 /// Run every layer; returns the last output and each layer's output, all of length L.

@@ -13,10 +13,8 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use super::config::{ScGptBuild, ScGptConfig};
 use crate::error::{ModelError, Result};
 use crate::model::BatchInput;
-use crate::nn::{self, attend, drop, is_training, key_padding_mask, Queries};
-use crate::peft::{
-    has_prompts, run_layers, strip_prompts, Adapter, LoraLinear, PeftState, PromptLayer,
-};
+use crate::nn::{self, attend, drop, is_training, key_padding_mask, EncoderBlock, Queries};
+use crate::peft::{has_prompts, run_layers, Adapter, LoraLinear, PeftState};
 
 /// `encoder`: `Embedding(ntoken, d, padding_idx=<pad>)` then LayerNorm.
 #[derive(Module, Debug)]
@@ -342,34 +340,15 @@ impl MultiheadAttention {
     }
 }
 
-impl EncoderLayer {
-    /// [`PromptLayer::forward`] on a right-padded batch whose cells have the real `lengths`
-    /// (`mask` is their key-padding mask): at inference on flex, padded positions are skipped
-    /// (their output rows are then not attention outputs; nothing may read them).
-    pub fn forward_cells(
+impl EncoderBlock for EncoderLayer {
+    fn self_attention(
         &self,
         h: Tensor<3>,
         mask: Option<Tensor<4, Bool>>,
+        queries: Queries,
         lengths: Option<&[usize]>,
     ) -> Tensor<3> {
-        let a = self
-            .self_attn
-            .forward(h.clone(), mask, Queries::All, lengths);
-        self.after_attention(h, a)
-    }
-
-    /// The layer's output at position 0 only, `[B, d]`; `mask` is `[B, 1, 1, L]`, `lengths` as
-    /// in [`Self::forward_cells`].
-    pub fn forward_first(
-        &self,
-        h: Tensor<3>,
-        mask: Option<Tensor<4, Bool>>,
-        lengths: Option<&[usize]>,
-    ) -> Tensor<2> {
-        let [b, _, d] = h.dims();
-        let h0 = h.clone().narrow(1, 0, 1);
-        let a = self.self_attn.forward(h, mask, Queries::First, lengths);
-        self.after_attention(h0, a).reshape([b, d])
+        self.self_attn.forward(h, mask, queries, lengths)
     }
 
     /// `h = LN1(h + Dropout(a))`, the space adapter, the FFN sub-block
@@ -389,27 +368,9 @@ impl EncoderLayer {
             None => y,
         }
     }
-}
 
-impl PromptLayer for EncoderLayer {
-    fn prompt(&self) -> Option<&Param<Tensor<3>>> {
+    fn prompt_tokens(&self) -> Option<&Param<Tensor<3>>> {
         self.prompt_embeddings.as_ref()
-    }
-
-    fn forward(&self, h: Tensor<3>, mask: Option<Tensor<4, Bool>>) -> Tensor<3> {
-        self.forward_cells(h, mask, None)
-    }
-
-    fn forward_skipping_prompts(
-        &self,
-        h: Tensor<3>,
-        mask: Option<Tensor<4, Bool>>,
-        n: usize,
-    ) -> Tensor<3> {
-        let a = self
-            .self_attn
-            .forward(h.clone(), mask, Queries::SkipPrompts(n), None);
-        self.after_attention(strip_prompts(h, n), a)
     }
 }
 
