@@ -176,7 +176,7 @@ impl<'a, M: CellModel> Embedder<'a, M> {
                 .try_into_vec::<f32>()
                 .map_err(|e| ModelError::Backend(format!("{e:?}")))?;
             self.stats.forward_seconds += t0.elapsed().as_secs_f64();
-            self.stats.flops += self.model.embed_flops(b.size(), b.seq_len);
+            self.stats.flops += self.model.embed_flops(b.size(), b.seq_len, &self.spec);
             self.stats.batches += 1;
             self.stats.tokens += b.tokens();
             self.stats.padded_tokens += b.size() * b.seq_len;

@@ -99,7 +99,7 @@ pub trait CellModel: Module + Clone + Send + Sync + std::fmt::Debug + Sized + 's
     /// prediction on a plain one).
     fn classify(&self, batch: &BatchInput, dev: &Device) -> Result<Classified>;
 
-    /// Floating-point operations of [`Self::embed`] on a `[b, l]` batch (multiply-add = 2), for
-    /// throughput reports.
-    fn embed_flops(&self, b: usize, l: usize) -> f64;
+    /// Floating-point operations of [`Self::embed`] with `spec` on a `[b, l]` batch
+    /// (multiply-add = 2), for throughput reports.
+    fn embed_flops(&self, b: usize, l: usize, spec: &EmbeddingSpec) -> f64;
 }

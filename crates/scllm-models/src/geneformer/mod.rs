@@ -69,11 +69,13 @@ impl CellModel for Geneformer {
         Ok(Classified { logits, cell_emb })
     }
 
-    /// Multiply-adds of every layer (the default embedding skips the last one).
-    fn embed_flops(&self, b: usize, l: usize) -> f64 {
+    /// Multiply-adds of the layers the embedding runs (the default, `emb_layer` -1, skips the
+    /// last one; at the last layer `cls` computes only position 0 of it: counted whole here).
+    fn embed_flops(&self, b: usize, l: usize, spec: &EmbeddingSpec) -> f64 {
         let inter = self.layers[0].intermediate.weight.lazy_shape()[1] as f64;
         let (b, l, d) = (b as f64, l as f64, Geneformer::d_model(self) as f64);
         let layer = 2.0 * b * l * (4.0 * d * d + 2.0 * d * inter) + 4.0 * b * l * l * d;
-        self.layers.len() as f64 * layer
+        let run = (self.layers.len() as i64 + spec.layer as i64).max(0) as f64;
+        run * layer
     }
 }

@@ -104,7 +104,7 @@ impl CellModel for ScGpt {
     }
 
     /// Multiply-adds of `encode_cls` (norms and activations left out).
-    fn embed_flops(&self, b: usize, l: usize) -> f64 {
+    fn embed_flops(&self, b: usize, l: usize, _spec: &EmbeddingSpec) -> f64 {
         let first = &self.transformer_encoder.layers[0];
         let d_hid = first.linear1.weight.lazy_shape()[1];
         let (b, l, d, h) = (
