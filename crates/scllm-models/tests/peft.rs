@@ -195,8 +195,8 @@ fn training_updates_only_trainable_tensors() {
                     }
                     Strategy::EncoderPrompt => {
                         let l0 = &tm.transformer_encoder.layers[0];
-                        let sp = l0.space_adapter.as_ref().unwrap();
-                        let mlp = l0.mlp_adapter.as_ref().unwrap();
+                        let sp = l0.adapters.space.as_ref().unwrap();
+                        let mlp = l0.adapters.mlp.as_ref().unwrap();
                         assert!(nz(grads.get::<2>(sp.d_fc1.weight.id).unwrap()));
                         assert!(nz(grads.get::<2>(mlp.d_fc1.weight.id).unwrap()));
                     }
@@ -212,7 +212,8 @@ fn training_updates_only_trainable_tensors() {
                     }
                     Strategy::Prefix => {
                         let p = tm.transformer_encoder.layers[0]
-                            .prompt_embeddings
+                            .adapters
+                            .prompt
                             .as_ref()
                             .unwrap();
                         let g = grads.get::<3>(p.id).unwrap();
@@ -279,7 +280,7 @@ fn prefix_mask_extension_matches_unpadded_cells() {
 
     let mut m = zero;
     for l in &mut m.transformer_encoder.layers {
-        let p = l.prompt_embeddings.as_mut().unwrap();
+        let p = l.adapters.prompt.as_mut().unwrap();
         *p = Param::from_tensor(Tensor::random(
             p.dims(),
             Distribution::Normal(0.0, 0.5),
@@ -443,7 +444,7 @@ fn adapter_round_trip_and_hash_check() {
                 lora.lora_b =
                     Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, 0.5), &dev));
             }
-            if let Some(p) = l.prompt_embeddings.as_mut() {
+            if let Some(p) = l.adapters.prompt.as_mut() {
                 *p = Param::from_tensor(Tensor::random(
                     p.dims(),
                     Distribution::Normal(0.0, 0.5),

@@ -12,7 +12,7 @@ use crate::error::{ModelError, Result};
 use crate::model::{BatchInput, Pooling};
 use crate::nn::EncoderBlock;
 use crate::nn::{self, attend, drop, is_training, key_padding_mask, Queries};
-use crate::peft::{has_prompts, run_layers, Adapter, LoraLinear, PeftState};
+use crate::peft::{has_prompts, run_layers, Adapter, LayerAdapters, LoraLinear, PeftState};
 
 /// `bert.embeddings`: word + token type 0 + absolute position, LayerNorm, dropout.
 #[derive(Module, Debug)]
@@ -60,12 +60,9 @@ pub struct BertLayer {
     pub output: BertOutput,
     /// `hidden_act`: GELU (exact) when set, ReLU otherwise (Geneformer's).
     pub gelu: bool,
-    /// Gene encoder prompt: a skip adapter after the attention block's LayerNorm...
-    pub space_adapter: Option<Adapter>,
-    /// ...and a scaled adapter parallel to the feed-forward block, added after its LayerNorm.
-    pub mlp_adapter: Option<Adapter>,
-    /// Prefix prompt tokens `[1, n, d]`.
-    pub prompt_embeddings: Option<Param<Tensor<3>>>,
+    /// The scPEFT slots: after the attention block's LayerNorm, parallel to the feed-forward
+    /// block, prefix prompts.
+    pub adapters: LayerAdapters,
 }
 
 /// Geneformer: `bert.*`, and for classification `bert.pooler.dense` + `classifier`.
@@ -149,9 +146,7 @@ impl Geneformer {
                 intermediate: linear(d, cfg.intermediate_size, std, dev),
                 output: out(cfg.intermediate_size),
                 gelu: cfg.hidden_act == "gelu",
-                space_adapter: None,
-                mlp_adapter: None,
-                prompt_embeddings: None,
+                adapters: LayerAdapters::none(),
             })
             .collect();
         let mut m = Geneformer {
@@ -417,20 +412,16 @@ impl EncoderBlock for BertLayer {
 
     /// The attention output block, the adapters, and the feed-forward block.
     fn after_attention(&self, h: Tensor<3>, a: Tensor<3>) -> Tensor<3> {
-        let mut h = self.attention_output.forward(a, h);
-        if let Some(s) = &self.space_adapter {
-            h = s.forward(h);
-        }
+        let h = self
+            .adapters
+            .after_attention(self.attention_output.forward(a, h));
         let i = self.intermediate.forward(h.clone());
         let i = if self.gelu { gelu(i) } else { relu(i) };
         let y = self.output.forward(i, h.clone());
-        match &self.mlp_adapter {
-            Some(m) => y + m.forward(h),
-            None => y,
-        }
+        self.adapters.add_parallel(y, h)
     }
 
     fn prompt_tokens(&self) -> Option<&Param<Tensor<3>>> {
-        self.prompt_embeddings.as_ref()
+        self.adapters.prompt.as_ref()
     }
 }

@@ -3,7 +3,7 @@
 //! spellings a checkpoint may use.
 
 use super::model::{BertOutput, Geneformer};
-use crate::params::{self, Layout, ParamVisitor, Part};
+use crate::params::{self, ParamVisitor, Part};
 use crate::peft::adapter::visit_opt;
 use crate::peft::{frozen_layers, LoraKeys};
 
@@ -77,11 +77,7 @@ impl Geneformer {
                 &mut l.intermediate,
             );
             output(v, &format!("{p}.output"), part, &mut l.output);
-            visit_opt(&mut l.space_adapter, &format!("{p}.Space_Adapter"), v);
-            visit_opt(&mut l.mlp_adapter, &format!("{p}.MLP_Adapter"), v);
-            if let Some(pe) = &mut l.prompt_embeddings {
-                v.param(&format!("{p}.prompt_embeddings"), Adapter, Layout::AsIs, pe);
-            }
+            l.adapters.visit(&p, v);
         }
         if let Some(d) = &mut self.pooler {
             params::linear(v, "bert.pooler.dense", Head, d);

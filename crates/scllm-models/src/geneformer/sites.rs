@@ -5,7 +5,7 @@
 //! and `value` with the biases frozen (Hugging Face `peft`'s default for BERT).
 
 use super::model::Geneformer;
-use crate::peft::{LayerSites, Sites};
+use crate::peft::Sites;
 
 impl Geneformer {
     pub fn adapter_sites(&mut self) -> Sites<'_> {
@@ -15,15 +15,11 @@ impl Geneformer {
             .iter_mut()
             .map(|l| {
                 let a = &mut l.attention;
-                LayerSites {
-                    after_attention: Some(&mut l.space_adapter),
-                    parallel_ffn: Some(&mut l.mlp_adapter),
-                    prefix: Some(&mut l.prompt_embeddings),
-                    lora: vec![
-                        a.query.target(vec![0], d, false),
-                        a.value.target(vec![0], d, false),
-                    ],
-                }
+                let lora = vec![
+                    a.query.target(vec![0], d, false),
+                    a.value.target(vec![0], d, false),
+                ];
+                l.adapters.sites(lora)
             })
             .collect();
         Sites {

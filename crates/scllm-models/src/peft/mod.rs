@@ -18,6 +18,7 @@ pub mod adapter;
 pub mod attach;
 pub mod config;
 pub mod file;
+pub mod layer_adapters;
 pub mod lora;
 pub mod prefix;
 pub mod sites;
@@ -30,6 +31,7 @@ pub use file::{
     load_adapter, load_adapter_weights, read_adapter_meta, save_adapter, sha256_file, AdapterMeta,
     ADAPTER_META, ADAPTER_WEIGHTS,
 };
+pub use layer_adapters::LayerAdapters;
 pub use lora::{Lora, LoraKeys, LoraLinear, LoraTarget};
 pub use prefix::{has_prompts, run_layers, strip_prompts, PromptLayer};
 pub use sites::{LayerSites, Sites};

@@ -14,7 +14,7 @@ use super::config::{ScGptBuild, ScGptConfig};
 use crate::error::{ModelError, Result};
 use crate::model::BatchInput;
 use crate::nn::{self, attend, drop, is_training, key_padding_mask, EncoderBlock, Queries};
-use crate::peft::{has_prompts, run_layers, Adapter, LoraLinear, PeftState};
+use crate::peft::{has_prompts, run_layers, Adapter, LayerAdapters, LoraLinear, PeftState};
 
 /// `encoder`: `Embedding(ntoken, d, padding_idx=<pad>)` then LayerNorm.
 #[derive(Module, Debug)]
@@ -59,12 +59,8 @@ pub struct EncoderLayer {
     pub dropout: Dropout,
     pub dropout1: Dropout,
     pub dropout2: Dropout,
-    /// `Space_Adapter` (skip) applied after LN1 (gene encoder prompt)
-    pub space_adapter: Option<Adapter>,
-    /// `MLP_Adapter` (no skip, scaled) parallel to the FFN, added after LN2
-    pub mlp_adapter: Option<Adapter>,
-    /// `prompt_embeddings` `[1, n_tokens, d]` (prefix prompt)
-    pub prompt_embeddings: Option<Param<Tensor<3>>>,
+    /// The scPEFT slots: after LN1, parallel to the FFN, prefix prompts.
+    pub adapters: LayerAdapters,
 }
 
 #[derive(Module, Debug)]
@@ -194,9 +190,7 @@ impl ScGpt {
                 dropout: nn::dropout(p),
                 dropout1: nn::dropout(p),
                 dropout2: nn::dropout(p),
-                space_adapter: None,
-                mlp_adapter: None,
-                prompt_embeddings: None,
+                adapters: LayerAdapters::none(),
             })
             .collect();
         let cls_decoder =
@@ -355,22 +349,18 @@ impl EncoderBlock for EncoderLayer {
     /// `LN2(h + Dropout(W2 Dropout(relu(W1 h))))` and the parallel MLP adapter (dropouts are
     /// no-ops at inference).
     fn after_attention(&self, h: Tensor<3>, a: Tensor<3>) -> Tensor<3> {
-        let mut h = self.norm1.forward(h + drop(&self.dropout1, a));
-        if let Some(s) = &self.space_adapter {
-            h = s.forward(h);
-        }
+        let h = self
+            .adapters
+            .after_attention(self.norm1.forward(h + drop(&self.dropout1, a)));
         let f = self
             .linear2
             .forward(drop(&self.dropout, relu(self.linear1.forward(h.clone()))));
         let y = self.norm2.forward(h.clone() + drop(&self.dropout2, f));
-        match &self.mlp_adapter {
-            Some(m) => y + m.forward(h),
-            None => y,
-        }
+        self.adapters.add_parallel(y, h)
     }
 
     fn prompt_tokens(&self) -> Option<&Param<Tensor<3>>> {
-        self.prompt_embeddings.as_ref()
+        self.adapters.prompt.as_ref()
     }
 }
 

@@ -47,16 +47,7 @@ impl ScGpt {
             params::linear(v, &format!("{p}.linear2"), part, &mut l.linear2);
             params::layer_norm(v, &format!("{p}.norm1"), part, &mut l.norm1);
             params::layer_norm(v, &format!("{p}.norm2"), part, &mut l.norm2);
-            visit_opt(&mut l.space_adapter, &format!("{p}.Space_Adapter"), v);
-            visit_opt(&mut l.mlp_adapter, &format!("{p}.MLP_Adapter"), v);
-            if let Some(pe) = &mut l.prompt_embeddings {
-                v.param(
-                    &format!("{p}.prompt_embeddings"),
-                    Adapter,
-                    params::Layout::AsIs,
-                    pe,
-                );
-            }
+            l.adapters.visit(&p, v);
         }
         for (i, l) in self.decoder.fc.iter_mut().enumerate() {
             // nn.Sequential: activations at odd indices

@@ -4,7 +4,7 @@
 //! after `<cls>` (prefix), and q and v of the packed `Wqkv` with its bias trained (LoRA).
 
 use super::model::ScGpt;
-use crate::peft::{LayerSites, Sites};
+use crate::peft::Sites;
 
 impl ScGpt {
     pub fn adapter_sites(&mut self) -> Sites<'_> {
@@ -13,12 +13,10 @@ impl ScGpt {
             .transformer_encoder
             .layers
             .iter_mut()
-            .map(|l| LayerSites {
-                after_attention: Some(&mut l.space_adapter),
-                parallel_ffn: Some(&mut l.mlp_adapter),
-                prefix: Some(&mut l.prompt_embeddings),
-                // rows [q; k; v] of Wqkv: q at 0, v at 2d; k is not adapted
-                lora: vec![l.self_attn.wqkv.target(vec![0, 2 * d], d, true)],
+            // rows [q; k; v] of Wqkv: q at 0, v at 2d; k is not adapted
+            .map(|l| {
+                let lora = vec![l.self_attn.wqkv.target(vec![0, 2 * d], d, true)];
+                l.adapters.sites(lora)
             })
             .collect();
         Sites {
