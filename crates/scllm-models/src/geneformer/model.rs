@@ -379,14 +379,25 @@ impl BertSelfAttention {
     ) -> Tensor<3> {
         let training = is_training(&self.dropout, &x);
         // Q, K and V side by side: the layout the shared attention reads
-        let qkv = Tensor::cat(
-            vec![
-                self.query.forward(x.clone(), training),
-                self.key.forward(x.clone()),
-                self.value.forward(x, training),
-            ],
-            2,
-        );
+        let (q, k, v) = (&self.query.linear, &self.key, &self.value.linear);
+        let plain = !training && self.query.lora.is_none() && self.value.lora.is_none();
+        let qkv = match (&q.bias, &k.bias, &v.bias) {
+            // inference: one product with the three weights side by side (the input is read and
+            // packed once, and the output needs no concatenation)
+            (Some(bq), Some(bk), Some(bv)) if plain => {
+                let w = Tensor::cat(vec![q.weight.val(), k.weight.val(), v.weight.val()], 1);
+                let b = Tensor::cat(vec![bq.val(), bk.val(), bv.val()], 0);
+                burn::tensor::module::linear(x, w, Some(b))
+            }
+            _ => Tensor::cat(
+                vec![
+                    self.query.forward(x.clone(), training),
+                    self.key.forward(x.clone()),
+                    self.value.forward(x, training),
+                ],
+                2,
+            ),
+        };
         attend(qkv, self.heads, mask, queries, lengths, &self.dropout)
     }
 }
