@@ -149,10 +149,6 @@ fn embed_with<F: ModelFolder>(
         ncols: d,
         data: Values::F32(emb),
     };
-    let totals_of = |obs: &DataFrame| -> Option<Vec<f64>> {
-        let col = obs.column(folder.totals_column()?)?;
-        (0..col.len()).map(|i| col.get_f64(i)).collect()
-    };
     let (n_cells, stats, n_matched, n_genes, totals_from) = if job.stream {
         // X goes to the output block by block as it is read: the matrix is never whole in memory
         let backed = scllm_io::BackedAnnData::open(&job.input, "X")?;
@@ -160,7 +156,7 @@ fn embed_with<F: ModelFolder>(
         let genes = folder.match_genes(&backed.var, job.gene_col.as_deref(), &job.input)?;
         let tok = folder.embed_tokenizer(&genes, &topts)?;
         let mut e = Embedder::new(&model, dev, tok.as_ref(), spec, defaults.normalize, eopts)?;
-        let totals = totals_of(&backed.obs);
+        let totals = totals_of(folder, &backed.obs);
         let mut w =
             scllm_io::backed::CsrStreamWriter::create(&job.output, g, scllm_io::Compression::None)?;
         let bar = progress(job.progress, n);
@@ -194,7 +190,7 @@ fn embed_with<F: ModelFolder>(
         let genes = folder.match_genes(&a.var, job.gene_col.as_deref(), &job.input)?;
         let tok = folder.embed_tokenizer(&genes, &topts)?;
         let mut e = Embedder::new(&model, dev, tok.as_ref(), spec, defaults.normalize, eopts)?;
-        let totals = totals_of(&a.obs);
+        let totals = totals_of(folder, &a.obs);
         let bar = progress(job.progress, n);
         let mut emb = vec![0f32; n * d];
         e.embed_block(&x, totals.as_deref(), &mut emb, &mut |k| bar.inc(k as u64))?;
@@ -242,6 +238,11 @@ fn embed_with<F: ModelFolder>(
     Ok(EmbedOutcome { summary, report })
 }
 
+/// Each cell's total count where the family normalises by it and the file records it.
+fn totals_of<F: ModelFolder>(folder: &F, obs: &DataFrame) -> Option<Vec<f64>> {
+    scllm_tokenize::prepare::obs_numbers(obs, folder.totals_column()?)
+}
+
 fn progress(show: bool, n: usize) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
@@ -285,10 +286,7 @@ pub fn embed_into<F: ModelFolder>(
         opts,
     )?;
     let d = e.dim();
-    let totals: Option<Vec<f64>> = folder.totals_column().and_then(|c| {
-        let col = a.obs.column(c)?;
-        (0..col.len()).map(|i| col.get_f64(i)).collect()
-    });
+    let totals = totals_of(folder, &a.obs);
     let mut emb = vec![0f32; x.nrows * d];
     e.embed_block(&x, totals.as_deref(), &mut emb, &mut |_| {})?;
     a.obsm.retain(|(k, _)| k != key);

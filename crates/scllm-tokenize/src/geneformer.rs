@@ -384,14 +384,23 @@ impl Dictionaries {
                 "max_len must be more than {specials}, got {max_len}"
             )));
         }
-        let medians: HashMap<u32, f64> = self
+        let median_of: HashMap<u32, f64> = self
             .token_ids
             .iter()
             .filter_map(|(k, &id)| self.medians.get(k).map(|&m| (id, m)))
             .collect();
+        // match_genes keeps only tokens with a median, so every matched column has one
+        let col_median = genes
+            .ids
+            .iter()
+            .map(|t| {
+                t.and_then(|t| median_of.get(&t).copied())
+                    .unwrap_or(f64::NAN)
+            })
+            .collect();
         Ok(Tokenizer {
             col_token: genes.ids.clone(),
-            medians,
+            col_median,
             max_genes: max_len - specials,
             cls: self.cls_id.filter(|_| self.series == Series::V2),
             eos: self.eos_id.filter(|_| self.series == Series::V2),
@@ -476,13 +485,11 @@ pub struct CellTotals {
 
 /// `obs['n_counts']` when the file has it (Geneformer's input), else each row's sum.
 pub fn cell_totals(adata: &AnnData, x: &scllm_io::Compressed) -> CellTotals {
-    if let Some(col) = adata.obs.column("n_counts") {
-        if let Some(v) = (0..col.len()).map(|i| col.get_f64(i)).collect() {
-            return CellTotals {
-                values: v,
-                source: "obs['n_counts']",
-            };
-        }
+    if let Some(values) = crate::prepare::obs_numbers(&adata.obs, "n_counts") {
+        return CellTotals {
+            values,
+            source: "obs['n_counts']",
+        };
     }
     let vals = x.data.to_f64();
     CellTotals {
@@ -495,9 +502,9 @@ pub fn cell_totals(adata: &AnnData, x: &scllm_io::Compressed) -> CellTotals {
 
 /// Rank-value tokens of one cell at a time.
 pub struct Tokenizer {
-    /// Token per column of the data (after alias mapping).
+    /// Token per column of the data (after alias mapping), and its gene's median.
     col_token: Vec<Option<u32>>,
-    medians: HashMap<u32, f64>,
+    col_median: Vec<f64>,
     /// Genes kept, highest-ranked first.
     max_genes: usize,
     cls: Option<u32>,
@@ -508,7 +515,7 @@ pub struct Tokenizer {
 impl RowTokenizer for Tokenizer {
     fn tokenize_row(&self, cols: &[u32], vals: &[f32], total: f64) -> Result<TokenizedCell> {
         // counts per token, summed over columns collapsed onto one id, in first-column order
-        let mut order: Vec<u32> = Vec::new();
+        let mut order: Vec<(u32, f64)> = Vec::new();
         let mut counts: HashMap<u32, f64> = HashMap::new();
         for (&j, &v) in cols.iter().zip(vals) {
             let Some(t) = self.col_token.get(j as usize).copied().flatten() else {
@@ -518,14 +525,14 @@ impl RowTokenizer for Tokenizer {
                 Some(c) => *c += v as f64,
                 None => {
                     counts.insert(t, v as f64);
-                    order.push(t);
+                    order.push((t, self.col_median[j as usize]));
                 }
             }
         }
         // x / n_counts * 10,000 / median, as the reference computes it (float64)
         let mut ranked: Vec<(f64, u32)> = order
             .iter()
-            .map(|t| (counts[t] / total * 10_000.0 / self.medians[t], *t))
+            .map(|&(t, median)| (counts[&t] / total * 10_000.0 / median, t))
             .filter(|(x, _)| *x != 0.0 && x.is_finite())
             .collect();
         if ranked.is_empty() {

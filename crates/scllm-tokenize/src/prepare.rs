@@ -83,6 +83,12 @@ pub(crate) fn file_err(file: &Path, message: impl Into<String>) -> TokenizeError
     }
 }
 
+/// Every cell's number in `obs[column]`, when the column exists and no cell lacks it.
+pub fn obs_numbers(obs: &scllm_io::DataFrame, column: &str) -> Option<Vec<f64>> {
+    let col = obs.column(column)?;
+    (0..col.len()).map(|i| col.get_f64(i)).collect()
+}
+
 /// X, or the layer the options name.
 pub fn input_matrix<'a>(adata: &'a AnnData, file: &Path, opts: &PrepOptions) -> Result<&'a Matrix> {
     match &opts.layer {

@@ -78,8 +78,6 @@ pub struct Geneformer {
     pub classifier_dropout: Dropout,
     /// Mean pooling leaves out the first and last token (V2's `<cls>` and `<eos>`).
     pub has_specials: bool,
-    /// For the classifier head built by [`Geneformer::new_head`].
-    pub hidden_dropout: f64,
     /// `initializer_range`, for a new head.
     pub init_std: f64,
     #[module(skip)]
@@ -163,7 +161,6 @@ impl Geneformer {
             classifier: None,
             classifier_dropout: nn::dropout(cfg.classifier_dropout.unwrap_or(hp)),
             has_specials,
-            hidden_dropout: hp,
             init_std: std,
             peft: None,
         };
@@ -260,13 +257,12 @@ impl Geneformer {
     }
 
     /// The output of the first `n` layers `[B, L, d]` on the inference path (padding skipped in
-    /// attention on flex), and what the caller needs of layer `n + 1` when `first_only`: position
-    /// 0 of the `n + 1`-th layer, `[B, d]`.
+    /// attention on flex).
     fn encode(&self, b: &BatchInput, dev: &Device, n: usize) -> Result<Tensor<3>> {
         let (ids, mask) = self.inputs(b, dev)?;
         let mut h = self.embed_tokens(ids);
         let layers = &self.layers[..n];
-        if has_prompts(layers) || has_prompts(&self.layers) {
+        if has_prompts(&self.layers) {
             return Ok(run_layers(layers, h, mask).0);
         }
         let lengths = b.lengths();

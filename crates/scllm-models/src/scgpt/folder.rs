@@ -73,17 +73,7 @@ impl ScGptFolder {
         max_len: usize,
         seed: u64,
     ) -> Result<scllm_tokenize::Tokenizer> {
-        let cfg = &self.config;
-        let mut tc = scllm_tokenize::TokenizerConfig::embedding(max_len, cfg.n_bins, seed);
-        tc.cls_value = cfg.pad_value as f32;
-        tc.pad_value = cfg.pad_value as f32;
-        Ok(scllm_tokenize::Tokenizer::new(
-            tc,
-            genes,
-            &self.vocab,
-            "<cls>",
-            &cfg.pad_token,
-        )?)
+        embed_tokenizer(&self.config, &self.vocab, genes, max_len, seed)
     }
 }
 
@@ -188,6 +178,26 @@ impl ModelFolder for ScGptFolder {
     }
 }
 
+/// `embed_data`'s tokenizer for the model of `cfg` and `vocab`.
+fn embed_tokenizer(
+    cfg: &ScGptConfig,
+    vocab: &GeneVocab,
+    genes: &GeneMatch,
+    max_len: usize,
+    seed: u64,
+) -> Result<scllm_tokenize::Tokenizer> {
+    let mut tc = scllm_tokenize::TokenizerConfig::embedding(max_len, cfg.n_bins, seed);
+    tc.cls_value = cfg.pad_value as f32;
+    tc.pad_value = cfg.pad_value as f32;
+    Ok(scllm_tokenize::Tokenizer::new(
+        tc,
+        genes,
+        vocab,
+        "<cls>",
+        &cfg.pad_token,
+    )?)
+}
+
 /// A scGPT folder with its model loaded (what tests and benchmarks reach for).
 pub struct ScGptModel {
     pub dir: PathBuf,
@@ -249,12 +259,6 @@ impl ScGptModel {
         max_len: usize,
         seed: u64,
     ) -> Result<scllm_tokenize::Tokenizer> {
-        let f = ScGptFolder {
-            dir: self.dir.clone(),
-            config: self.config.clone(),
-            vocab: self.vocab.clone(),
-            weights: Err(String::new()),
-        };
-        f.embed_tokenizer_with(genes, max_len, seed)
+        embed_tokenizer(&self.config, &self.vocab, genes, max_len, seed)
     }
 }
