@@ -137,6 +137,17 @@ pub fn umap(data: &[f32], n: usize, d: usize, opts: &UmapOptions) -> Result<Vec<
     Ok(emb)
 }
 
+/// The kNN graph scanpy's `neighbors` builds (umap-learn's fuzzy simplicial set: exact
+/// euclidean `k` nearest neighbours, the point itself counted, then the fuzzy union), as
+/// `(row, col, weight)` triples with both directions present; used by the CellTypist
+/// over-clustering.
+pub(crate) fn connectivities(data: &[f32], n: usize, d: usize, k: usize) -> Vec<(u32, u32, f32)> {
+    let k = k.min(n).max(1);
+    let (idx, dist) = exact_knn(data, n, d, k, false);
+    let (sigmas, rhos) = smooth_knn_dist(&dist, n, k, 1.0);
+    fuzzy_union(&idx, &dist, &sigmas, &rhos, n, k)
+}
+
 /// The `k` nearest rows of each row (itself first, at distance 0): `(indices, distances)`, n × k.
 fn exact_knn(data: &[f32], n: usize, d: usize, k: usize, progress: bool) -> (Vec<u32>, Vec<f32>) {
     let pb = bar(n as u64, "neighbours", progress);

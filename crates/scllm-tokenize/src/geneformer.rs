@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 
 use scllm_io::{AnnData, DataFrame};
 
-use crate::pickle::{read_pickle, read_pickle_file, DictKey, PyValue};
 use crate::prepare::{check_match, check_values, file_err, input_matrix, restrict_to};
 use crate::vocab::{gencode_id_to_name, looks_ensembl, strip_version, GeneMatch};
 use crate::{PrepOptions, Prepared, Result, RowTokenizer, TokenizeError, TokenizedCell};
+use scllm_pickle::{read_pickle, DictKey, PyValue};
 
 /// Which dictionary series a model uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -74,6 +74,14 @@ fn gunzip(b: &[u8]) -> Vec<u8> {
         .read_to_end(&mut out)
         .expect("bundled dictionary is valid gzip");
     out
+}
+
+/// A dictionary pickle (plain values and numpy scalars only; any class is refused by name).
+fn read_pickle_file(path: &Path) -> Result<PyValue> {
+    scllm_pickle::read_pickle_file(path, &[]).map_err(|e| TokenizeError::File {
+        path: path.to_path_buf(),
+        message: e.message,
+    })
 }
 
 fn dict_of(v: PyValue, what: &Path) -> Result<Vec<(String, PyValue)>> {
