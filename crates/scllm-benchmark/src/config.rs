@@ -10,6 +10,13 @@
 //! unknown_below = 0.5                  # optional; confidence below this predicts "Unknown"
 //! seed = 0                             # seed handed to every method (default 0)
 //! rare_classes = 3                     # classes in the rare-type table (default 3)
+//! novel = ["B cells"]                  # optional: types removed from training, kept in the
+//!                                      # query: novel-type results per method (see below)
+//! coverage = 0.9                       # optional: conformal prediction sets at this coverage
+//!                                      # (default 0.9 when `novel` is given)
+//! unknown_quantile = 0.05              # optional: the Unknown threshold is this quantile of
+//!                                      # held-out reference cells' confidence (default 0.05)
+//! held_out_fraction = 0.2              # optional: share of training cells held out (default 0.2)
 //!
 //! [data]
 //! file = "${SHARED}/kang2018_pbmc.h5ad"   # one file, split below ...
@@ -42,6 +49,13 @@
 //! shots = [1, 2, 4, 8, 16]
 //! seeds = [0, 1, 2]
 //! ```
+//!
+//! Novel types and held-out reference cells: with `novel` or `coverage`, a stratified
+//! `held_out_fraction` of the training cells (after `novel` types are removed and
+//! `max_train_per_class` applied; seeded by `seed`) is held out of training. Every method trains
+//! on the rest and also predicts the held-out cells; their confidence sets the `Unknown`
+//! threshold (`unknown_quantile`, [`scllm_eval::novelty`]) and their per-class scores calibrate
+//! the conformal sets ([`scllm_eval::conformal`]). No query label is used for either.
 //!
 //! Paths: relative paths resolve against the config file's folder. `${SHARED}` is the shared
 //! data folder: `$SCLLM_SHARED_DATA` when set, else the first `shared/data` folder found beside
@@ -97,6 +111,15 @@ pub struct BenchConfig {
     pub seed: u64,
     #[serde(default = "default_rare")]
     pub rare_classes: usize,
+    /// Types removed from training and kept in the query (novel-type results per method).
+    #[serde(default)]
+    pub novel: Vec<String>,
+    /// Target coverage of the conformal prediction sets (default 0.9 when `novel` is given).
+    pub coverage: Option<f64>,
+    /// Quantile of held-out confidences used as the `Unknown` threshold (default 0.05).
+    pub unknown_quantile: Option<f64>,
+    /// Share of the training cells held out to pick thresholds and calibrate sets (default 0.2).
+    pub held_out_fraction: Option<f64>,
     pub data: DataConfig,
     pub split: Option<SplitConfig>,
     pub label_map: Option<LabelMapConfig>,
@@ -239,6 +262,28 @@ impl LoadedConfig {
     pub fn file(&self) -> String {
         self.path.display().to_string()
     }
+    /// Whether training cells are held out (`novel` or `coverage` given).
+    pub fn held_out_mode(&self) -> bool {
+        !self.config.novel.is_empty() || self.config.coverage.is_some()
+    }
+    /// The conformal coverage in held-out mode.
+    pub fn coverage(&self) -> Option<f64> {
+        self.held_out_mode().then(|| {
+            self.config
+                .coverage
+                .unwrap_or(scllm_eval::conformal::DEFAULT_COVERAGE)
+        })
+    }
+    pub fn unknown_quantile(&self) -> f64 {
+        self.config
+            .unknown_quantile
+            .unwrap_or(scllm_eval::novelty::UNKNOWN_QUANTILE)
+    }
+    pub fn held_out_fraction(&self) -> f64 {
+        self.config
+            .held_out_fraction
+            .unwrap_or(scllm_eval::held_out::HELD_OUT_FRACTION)
+    }
     /// `name`, or the config file's stem.
     pub fn name(&self) -> String {
         self.config.name.clone().unwrap_or_else(|| {
@@ -313,6 +358,57 @@ fn must_exist(p: &Path, cfg: &str, field: &str) -> Result<()> {
     Ok(())
 }
 
+/// The fields of novel types, held-out cells and conformal sets (their data is checked later,
+/// when the split is built).
+fn check_novelty_fields(c: &BenchConfig, cfg: &str) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, t) in c.novel.iter().enumerate() {
+        if !seen.insert(t) {
+            return Err(cfg_err(format!(
+                "{cfg}: field `novel[{i}]`: `{t}` is listed twice"
+            )));
+        }
+        if c.data.drop_labels.contains(t) {
+            return Err(cfg_err(format!(
+                "{cfg}: field `novel[{i}]`: `{t}` is also in `data.drop_labels`, so no cell of it would reach the query; remove it from one of them"
+            )));
+        }
+    }
+    if let Some(v) = c.coverage {
+        if !(v > 0.0 && v < 1.0) {
+            return Err(cfg_err(format!(
+                "{cfg}: field `coverage`: {v} must be strictly between 0 and 1 (e.g. 0.9)"
+            )));
+        }
+    }
+    if let Some(q) = c.unknown_quantile {
+        if !(0.0..1.0).contains(&q) {
+            return Err(cfg_err(format!(
+                "{cfg}: field `unknown_quantile`: {q} must be in [0, 1) (e.g. 0.05: about 5% of known cells called Unknown)"
+            )));
+        }
+    }
+    if let Some(f) = c.held_out_fraction {
+        if !(f > 0.0 && f < 1.0) {
+            return Err(cfg_err(format!(
+                "{cfg}: field `held_out_fraction`: {f} must be strictly between 0 and 1 (e.g. 0.2)"
+            )));
+        }
+    }
+    let held_out = !c.novel.is_empty() || c.coverage.is_some();
+    if !held_out && (c.unknown_quantile.is_some() || c.held_out_fraction.is_some()) {
+        return Err(cfg_err(format!(
+            "{cfg}: field `{}`: only used with `novel` or `coverage`; add one of them or remove it",
+            if c.unknown_quantile.is_some() {
+                "unknown_quantile"
+            } else {
+                "held_out_fraction"
+            }
+        )));
+    }
+    Ok(())
+}
+
 /// Read, parse and check a config; resolves paths and checks that the files exist.
 /// Method names are checked against a registry by [`crate::MethodRegistry::instantiate`].
 pub fn load_config(path: impl AsRef<Path>) -> Result<LoadedConfig> {
@@ -372,6 +468,7 @@ pub fn parse_config(text: &str, path: &Path) -> Result<LoadedConfig> {
             )));
         }
     }
+    check_novelty_fields(&config, &cfg)?;
     let d = &config.data;
     let plan = match (&d.file, &d.train, &d.query) {
         (Some(f), None, None) => {

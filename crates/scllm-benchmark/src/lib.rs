@@ -11,6 +11,10 @@
 //! * [`fewshot`]: stratified subsampling (fractions, k shots per class) and mean ± 95% CI.
 //! * [`runner`]: [`run_benchmark`]; [`memory`]: what "peak memory" means here.
 //! * [`report`]: the report files and [`render_main_table`] for the CLI to print.
+//! * Novel types and uncertainty (configs with `novel` / `coverage`): [`uncertainty`] (per
+//!   method: calibration, novel-type results, conformal sets) and [`uncertainty_tables`] (their
+//!   `results.md` sections); [`stack_cells`] lets a method predict query and held-out cells in one
+//!   run.
 
 pub mod config;
 pub mod fewshot;
@@ -18,7 +22,10 @@ pub mod memory;
 pub mod method;
 pub mod report;
 pub mod runner;
+pub mod stack_cells;
 pub mod train_query_split;
+pub mod uncertainty;
+pub mod uncertainty_tables;
 
 pub use config::{load_config, BenchConfig, LoadedConfig};
 pub use method::{BenchMethod, MethodFactory, MethodRegistry, MethodSpec, Predictions};

@@ -19,7 +19,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use scllm_eval::baselines::{run_baseline, BaselineOptions, Method};
+use scllm_eval::baselines::{run_baseline_scored, BaselineOptions, Method};
+use scllm_eval::class_scores::ClassScores;
 use scllm_eval::correlation::CorrelationOptions;
 use scllm_eval::knn::Vote;
 use scllm_eval::Distance;
@@ -33,14 +34,47 @@ use crate::{cfg_err, BenchError, Result};
 #[derive(Clone, Debug, Default)]
 pub struct Predictions {
     pub labels: Vec<String>,
-    /// Per-cell confidence (probability, vote share, correlation); used by `unknown_below`.
+    /// Per-cell confidence (probability, vote share, correlation); used by `unknown_below`, the
+    /// novel-type threshold and calibration.
     pub confidence: Option<Vec<f32>>,
+    /// Every class's score per cell, where the method has them: probabilities (logreg
+    /// `predict_proba`, kNN vote shares, fine-tuned softmax) or similarities (correlation's
+    /// Spearman ρ, which take part in conformal sets through `1 - ρ`, not in calibration).
+    pub class_scores: Option<ClassScores>,
     /// Parameters fitted in this run, when only known after training (overrides
     /// [`BenchMethod::trainable_params`]).
     pub trainable_params: Option<usize>,
     /// Anything worth keeping in `results.json` (chosen C, genes used, epochs, ...).
     pub details: serde_json::Value,
     pub notes: Vec<String>,
+}
+
+impl Predictions {
+    /// The first `n` cells' predictions and the rest's (the query and the held-out cells of one
+    /// run); parameters, details and notes stay with the first.
+    pub fn split_at(mut self, n: usize) -> (Predictions, Predictions) {
+        let rest_labels = self.labels.split_off(n.min(self.labels.len()));
+        let rest_conf = self
+            .confidence
+            .as_mut()
+            .map(|c| c.split_off(n.min(c.len())));
+        let rest_scores = self.class_scores.as_mut().map(|s| {
+            let k = s.classes.len();
+            let tail = s.values.split_off((n * k).min(s.values.len()));
+            ClassScores {
+                classes: s.classes.clone(),
+                kind: s.kind,
+                values: tail,
+            }
+        });
+        let rest = Predictions {
+            labels: rest_labels,
+            confidence: rest_conf,
+            class_scores: rest_scores,
+            ..Default::default()
+        };
+        (self, rest)
+    }
 }
 
 /// A cell-type annotation method the benchmark can run.
@@ -237,7 +271,7 @@ struct CorrOptions {
     layer: Option<String>,
 }
 
-/// One of `scllm-eval`'s baselines, run through [`run_baseline`].
+/// One of `scllm-eval`'s baselines, run through [`run_baseline_scored`].
 pub struct BaselineMethod {
     name: String,
     opts: BaselineOptions,
@@ -371,7 +405,7 @@ impl BenchMethod for BaselineMethod {
         let mut q = query.clone();
         // the baseline scores the query itself when it carries the label; the runner scores instead
         q.obs.remove(label);
-        let s = run_baseline(train, &mut q, &opts)
+        let (s, scores) = run_baseline_scored(train, &mut q, &opts)
             .map_err(|e| BenchError::Method(format!("{}: {e}", self.name)))?;
         let labels: Vec<String> = q
             .obs
@@ -402,6 +436,7 @@ impl BenchMethod for BaselineMethod {
         Ok(Predictions {
             labels,
             confidence,
+            class_scores: Some(scores),
             trainable_params: fitted,
             details: serde_json::json!({
                 "params": s.params,

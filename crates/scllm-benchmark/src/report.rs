@@ -5,12 +5,17 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use scllm_eval::calibration::Calibration;
+use scllm_eval::conformal::ConformalReport;
+use scllm_eval::novelty::NovelTypeReport;
 use scllm_eval::ClassificationReport;
 use serde::Serialize;
 
 use crate::fewshot::MeanCi;
 use crate::memory::MemoryReading;
 use crate::train_query_split::SplitInfo;
+use crate::uncertainty::HeldOutSettings;
+use crate::uncertainty_tables::{render_uncertainty_sections, MethodRow};
 use crate::{BenchError, Result};
 
 #[derive(Clone, Debug, Serialize)]
@@ -53,6 +58,16 @@ pub struct MethodResult {
     pub peak_increase_bytes: Option<u64>,
     pub details: serde_json::Value,
     pub notes: Vec<String>,
+    /// Calibration of the method's probabilities on query cells of known types (methods with
+    /// probabilities only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
+    /// Novel-type results (configs with `novel`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub novel_types: Option<NovelTypeReport>,
+    /// Conformal prediction sets calibrated on the held-out training cells (held-out mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conformal: Option<ConformalReport>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -122,6 +137,8 @@ pub struct BenchmarkReport {
     pub methods: Vec<MethodResult>,
     /// The query classes with the fewest cells (the rare-type table's columns).
     pub rare_classes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_out: Option<HeldOutSettings>,
     pub fewshot: Option<FewShotReport>,
     pub memory_note: String,
     #[serde(skip)]
@@ -362,6 +379,22 @@ pub fn render_markdown(r: &BenchmarkReport, pictures: &[PathBuf]) -> String {
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
     let _ = writeln!(s, "\nQuery composition: {}.", support.join(", "));
+    let rows: Vec<MethodRow> = r
+        .methods
+        .iter()
+        .map(|m| MethodRow {
+            name: &m.name,
+            ok: m.status == "ok",
+            calibration: m.calibration.as_ref(),
+            novel_types: m.novel_types.as_ref(),
+            conformal: m.conformal.as_ref(),
+        })
+        .collect();
+    s.push_str(&render_uncertainty_sections(
+        &rows,
+        &r.split,
+        r.held_out.as_ref(),
+    ));
     if r.fewshot.is_some() {
         s.push_str("\n## Few-shot\n\n");
         if let Some(fs) = &r.fewshot {

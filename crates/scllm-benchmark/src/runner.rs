@@ -1,6 +1,8 @@
 //! Running a benchmark: methods built (errors before any data is read), the split built once,
 //! every method run on it (wall time and peak memory measured around `run`), scored with
-//! `scllm-eval`'s metrics, then the few-shot settings.
+//! `scllm-eval`'s metrics, then the few-shot settings. In held-out mode (`novel` or `coverage`)
+//! each method predicts the query and the held-out training cells in one run; the latter pick the
+//! `Unknown` threshold and calibrate conformal sets ([`crate::uncertainty`]).
 
 use std::io::IsTerminal;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -16,7 +18,9 @@ use crate::report::{
     BenchmarkReport, FewShotReport, FewShotRun, FewShotSetting, FewShotSummary, MethodResult,
     PredictionTable, Versions,
 };
+use crate::stack_cells::stack_cells;
 use crate::train_query_split::{build_split, labels_of, Split};
+use crate::uncertainty::{assess, Context, HeldOutSettings};
 use crate::{BenchError, Result};
 
 /// The label rejected cells get (as `scllm annotate` / `baseline --unknown-below`).
@@ -101,6 +105,17 @@ fn run_one(
                 query.n_obs()
             )));
         }
+        if let Some(s) = &p.class_scores {
+            if s.classes.is_empty() || s.values.len() != s.classes.len() * query.n_obs() {
+                return Err(BenchError::Method(format!(
+                    "{}: returned {} class scores for {} query cells × {} classes",
+                    m.name(),
+                    s.values.len(),
+                    query.n_obs(),
+                    s.classes.len()
+                )));
+            }
+        }
         if let Some(c) = &p.confidence {
             if c.len() != query.n_obs() {
                 return Err(BenchError::Method(format!(
@@ -152,6 +167,21 @@ pub fn run_benchmark(
     let methods = registry.instantiate(lc)?;
     let split = build_split(lc)?;
     let truth = split.query_labels();
+    // held-out mode: the query and the held-out training cells, predicted in one run
+    let stacked = match &split.held_out {
+        Some(h) => Some(stack_cells(&split.query, h)?),
+        None => None,
+    };
+    let held_truth = split.held_out_labels();
+    let ucx = Context {
+        truth: &truth,
+        train_classes: &split.info.train_classes,
+        novel: &lc.config.novel,
+        held_out_truth: split.held_out.as_ref().map(|_| held_truth.as_slice()),
+        unknown_quantile: lc.unknown_quantile(),
+        coverage: lc.coverage(),
+        seed: lc.config.seed,
+    };
     let c = &lc.config;
     let nm = methods.len();
     let mut results = Vec::new();
@@ -171,7 +201,8 @@ pub fn run_benchmark(
                 split.info.n_query
             ),
         );
-        let o = run_one(m.as_ref(), &split.train, &split.query, &split.label, c.seed);
+        let input = stacked.as_ref().unwrap_or(&split.query);
+        let o = run_one(m.as_ref(), &split.train, input, &split.label, c.seed);
         let mut r = MethodResult {
             name: name.clone(),
             status: "ok".into(),
@@ -185,9 +216,19 @@ pub fn run_benchmark(
             peak_increase_bytes: o.mem.increase_bytes(),
             details: serde_json::Value::Null,
             notes: vec![],
+            calibration: None,
+            novel_types: None,
+            conformal: None,
         };
         match o.pred {
             Ok(p) => {
+                let (p, held) = if stacked.is_some() {
+                    let (q, h) = p.split_at(split.query.n_obs());
+                    (q, Some(h))
+                } else {
+                    (p, None)
+                };
+                let u = assess(&p, held.as_ref(), &ucx)?;
                 let (labels, n_unknown) = final_labels(&p, c.unknown_below);
                 if c.unknown_below.is_some() && p.confidence.is_none() {
                     r.notes
@@ -209,6 +250,10 @@ pub fn run_benchmark(
                 r.trainable_params = p.trainable_params.or(r.trainable_params);
                 r.details = p.details;
                 r.notes.extend(p.notes);
+                r.notes.extend(u.notes);
+                r.calibration = u.calibration;
+                r.novel_types = u.novel_types;
+                r.conformal = u.conformal;
                 line.finish(format!(
                     "[{}/{nm}] {name}: accuracy {:.4}, macro F1 {:.4}, {:.1} s, peak {}",
                     k + 1,
@@ -218,7 +263,10 @@ pub fn run_benchmark(
                     fmt_bytes(o.mem.peak_rss_bytes)
                 ));
                 r.metrics = Some(rep);
-                table.methods.push((name, labels));
+                table.methods.push((name.clone(), labels));
+                if let Some(sets) = u.set_labels {
+                    table.methods.push((format!("{name} conformal set"), sets));
+                }
             }
             Err(e) => {
                 line.finish(format!("[{}/{nm}] {name}: FAILED: {e}", k + 1));
@@ -245,6 +293,14 @@ pub fn run_benchmark(
         split: split.info.clone(),
         methods: results,
         rare_classes: rare,
+        held_out: lc.held_out_mode().then(|| HeldOutSettings {
+            novel_types: c.novel.clone(),
+            n_held_out: split.info.n_held_out,
+            fraction: lc.held_out_fraction(),
+            unknown_quantile: lc.unknown_quantile(),
+            threshold_rule: scllm_eval::novelty::THRESHOLD_RULE.to_string(),
+            coverage: lc.coverage(),
+        }),
         fewshot,
         memory_note: MEMORY_NOTE.to_string(),
         predictions: table,

@@ -4,7 +4,10 @@
 //! keeps only matching cells, `data.exclude` drops matching cells; labels are mapped through
 //! `label_map` (a label absent from the map is an error, listed); cells whose (mapped) label is in
 //! `data.drop_labels` are dropped; then the split. Two-file configs keep the genes the files
-//! share (train order; names upper-cased first with `gene_case = "upper"`).
+//! share (train order; names upper-cased first with `gene_case = "upper"`). Then cells of the
+//! config's `novel` types leave the training set (they stay in the query), each class is capped
+//! (`max_train_per_class` / `max_query_per_class`), and in held-out mode (`novel` or `coverage`)
+//! a stratified `held_out_fraction` of the training cells is set apart.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -24,6 +27,9 @@ pub struct Split {
     pub query: AnnData,
     /// The obs column (of both) holding the labels methods train on and are scored against.
     pub label: String,
+    /// Training cells held out of training (held-out mode): methods predict them to pick the
+    /// `Unknown` threshold and calibrate conformal sets.
+    pub held_out: Option<AnnData>,
     pub info: SplitInfo,
 }
 
@@ -33,6 +39,12 @@ impl Split {
     }
     pub fn query_labels(&self) -> Vec<String> {
         labels_of(&self.query, &self.label)
+    }
+    pub fn held_out_labels(&self) -> Vec<String> {
+        self.held_out
+            .as_ref()
+            .map(|h| labels_of(h, &self.label))
+            .unwrap_or_default()
     }
 }
 
@@ -61,6 +73,13 @@ pub struct SplitInfo {
     pub query_classes: BTreeMap<String, usize>,
     /// Query classes absent from training (no method can predict them).
     pub query_only_classes: Vec<String>,
+    /// The config's `novel` types: removed from training, kept in the query.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub novel_types: Vec<String>,
+    /// Training cells held out (held-out mode), per class.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub held_out_classes: BTreeMap<String, usize>,
+    pub n_held_out: usize,
     /// Cells removed before splitting, by reason.
     pub removed: BTreeMap<String, usize>,
     pub notes: Vec<String>,
@@ -468,6 +487,7 @@ pub fn build_split(lc: &LoadedConfig) -> Result<Split> {
             )
         }
     };
+    let train = remove_novel(train, &query, &label, lc, &mut removed)?;
     let train = cap_per_class(
         train,
         &label,
@@ -484,6 +504,26 @@ pub fn build_split(lc: &LoadedConfig) -> Result<Split> {
         "query",
         &mut notes,
     );
+    let (train, held_out) = if lc.held_out_mode() {
+        let tl = labels_of(&train, &label);
+        let frac = lc.held_out_fraction();
+        let (keep, held) = scllm_eval::held_out::stratified_holdout(&tl, frac, c.seed);
+        if held.is_empty() {
+            return Err(cfg_err(format!(
+                "{cfg}: field `held_out_fraction`: {frac} of the training cells holds out none (every class too small); raise it or give more training cells"
+            )));
+        }
+        notes.push(format!(
+            "{} training cells held out (stratified {:.0}%, seed {}) to pick the Unknown threshold and calibrate conformal sets; methods train on the other {}",
+            held.len(),
+            frac * 100.0,
+            c.seed,
+            keep.len()
+        ));
+        (train.select_obs(&keep), Some(train.select_obs(&held)))
+    } else {
+        (train, None)
+    };
     let tl = labels_of(&train, &label);
     let ql = labels_of(&query, &label);
     let train_classes = counts(&tl);
@@ -526,6 +566,12 @@ pub fn build_split(lc: &LoadedConfig) -> Result<Split> {
         train_classes,
         query_classes,
         query_only_classes: query_only,
+        novel_types: c.novel.clone(),
+        held_out_classes: held_out
+            .as_ref()
+            .map(|h| counts(&labels_of(h, &label)))
+            .unwrap_or_default(),
+        n_held_out: held_out.as_ref().map(|h| h.n_obs()).unwrap_or(0),
         removed,
         notes,
     };
@@ -533,8 +579,63 @@ pub fn build_split(lc: &LoadedConfig) -> Result<Split> {
         train,
         query,
         label,
+        held_out,
         info,
     })
+}
+
+/// Cells of the config's `novel` types leave `train`; each must occur in the query (else there
+/// is nothing to measure) and so in the data.
+fn remove_novel(
+    train: AnnData,
+    query: &AnnData,
+    label: &str,
+    lc: &LoadedConfig,
+    removed: &mut BTreeMap<String, usize>,
+) -> Result<AnnData> {
+    let novel = &lc.config.novel;
+    if novel.is_empty() {
+        return Ok(train);
+    }
+    let cfg = lc.file();
+    let tl = labels_of(&train, label);
+    let ql = labels_of(query, label);
+    let tc = counts(&tl);
+    let qc = counts(&ql);
+    for (i, t) in novel.iter().enumerate() {
+        if !qc.contains_key(t) {
+            let mut all = tc.clone();
+            for (k, v) in &qc {
+                *all.entry(k.clone()).or_insert(0) += v;
+            }
+            return Err(cfg_err(if tc.contains_key(t) {
+                format!(
+                    "{cfg}: field `novel[{i}]`: `{t}` has no cell in the query (only {} in training), so its cells cannot be kept in the query; pick a type the query has: {}",
+                    tc[t],
+                    fmt_counts(&qc)
+                )
+            } else {
+                format!(
+                    "{cfg}: field `novel[{i}]`: `{t}` does not occur in the data's labels ({}, after filters and label_map); labels present: {}",
+                    lc.config.label,
+                    fmt_counts(&all)
+                )
+            }));
+        }
+    }
+    let set: HashSet<&str> = novel.iter().map(|s| s.as_str()).collect();
+    let keep: Vec<usize> = (0..tl.len())
+        .filter(|&i| !set.contains(tl[i].as_str()))
+        .collect();
+    for t in novel {
+        if let Some(&n) = tc.get(t) {
+            removed.insert(format!("novel type `{t}` (training cells)"), n);
+        }
+    }
+    if keep.len() == tl.len() {
+        return Ok(train);
+    }
+    Ok(train.select_obs(&keep))
 }
 
 fn check_nonempty(cfg: &str, n_train: usize, n_query: usize, what: &str) -> Result<()> {

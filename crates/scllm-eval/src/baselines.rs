@@ -13,10 +13,13 @@ use serde::Serialize;
 use crate::anndata_input::{
     align_genes, labeled_cells, log_normalized, name, names_of, obsm_dense,
 };
+use crate::class_scores::{ClassScores, ScoreKind};
 use crate::correlation::{CorrelationOptions, Reference};
-use crate::knn::{kneighbors, vote, Vote};
+use crate::held_out::{stratified_holdout, HELD_OUT_FRACTION};
+use crate::knn::{kneighbors, vote_shares, Vote};
 use crate::logreg::{cross_validate, fit, CvPoint, Design, SolverOptions};
 use crate::metrics::{classification_report, ClassificationReport, Distance};
+use crate::novelty::{auto_threshold, UNKNOWN_QUANTILE};
 use crate::progress::bar;
 use crate::{encode_labels, invalid, Result};
 
@@ -51,6 +54,9 @@ pub struct BaselineOptions {
     pub n_hvg: usize,
     pub hvg_flavor: HvgFlavor,
     pub unknown_below: Option<f64>,
+    /// `--unknown-below auto`: pick `unknown_below` on held-out reference cells
+    /// ([`run_baseline_auto`]); the model is then trained on the other reference cells.
+    pub unknown_below_auto: bool,
     /// logreg: a fixed C (skips cross-validation).
     pub c: Option<f64>,
     pub c_grid: Vec<f64>,
@@ -77,6 +83,7 @@ impl BaselineOptions {
             n_hvg: 2000,
             hvg_flavor: HvgFlavor::Seurat,
             unknown_below: None,
+            unknown_below_auto: false,
             c: None,
             c_grid: vec![0.01, 0.1, 1.0, 10.0, 100.0],
             folds: 5,
@@ -160,6 +167,17 @@ pub fn run_baseline(
     query: &mut AnnData,
     opts: &BaselineOptions,
 ) -> Result<BaselineSummary> {
+    Ok(run_baseline_scored(reference, query, opts)?.0)
+}
+
+/// [`run_baseline`] plus every query cell's score for every class: probabilities for logreg
+/// (scikit-learn's OvR `predict_proba`) and knn (vote shares), first-round Spearman ρ for
+/// correlation (similarities, not probabilities).
+pub fn run_baseline_scored(
+    reference: &AnnData,
+    query: &mut AnnData,
+    opts: &BaselineOptions,
+) -> Result<(BaselineSummary, ClassScores)> {
     let rname = name(reference);
     let qname = name(query);
     let (lab_idx, lab) = labeled_cells(reference, &opts.label)?;
@@ -190,7 +208,7 @@ pub fn run_baseline(
     let mut cv = Vec::new();
     let n_genes;
     let n_found;
-    let (pred, conf, train_s, t1);
+    let (pred, conf, scores, train_s, t1);
     // the obsm route of knn needs no expression at all
     if let (Method::Knn, Some(key)) = (opts.method, opts.use_rep.as_ref()) {
         let get = |a: &AnnData, an: &str| -> Result<Vec<f32>> {
@@ -222,9 +240,10 @@ pub fn run_baseline(
         uns.push(("use_rep".into(), UnsValue::Str(key.clone())));
         train_s = t0.elapsed().as_secs_f64();
         t1 = Instant::now();
-        let (p, c) = knn_predict(&r, &q, dr, &codes, classes.len(), opts);
+        let (p, c, sc) = knn_predict(&r, &q, dr, &codes, classes.len(), opts);
         pred = p;
         conf = c;
+        scores = sc;
     } else {
         let rl = log_normalized(reference, opts.layer.as_deref())?;
         let ql = log_normalized(query, opts.layer.as_deref())?;
@@ -243,7 +262,7 @@ pub fn run_baseline(
                 params.insert("n_hvg".into(), n_genes.into());
                 uns.push(("genes".into(), UnsValue::Array(Column::Str(genes.clone()))));
                 if opts.method == Method::Logreg {
-                    let (p, c, tr) = logreg_train_predict(
+                    let (p, c, sc, tr) = logreg_train_predict(
                         &rxs,
                         &qx,
                         &codes,
@@ -257,6 +276,7 @@ pub fn run_baseline(
                     t1 = Instant::now();
                     pred = p;
                     conf = c;
+                    scores = sc;
                 } else {
                     let pca = crate::linalg::Pca::fit(&rxs, opts.n_pcs, 4, opts.seed);
                     let r = pca.transform(&rxs);
@@ -265,9 +285,10 @@ pub fn run_baseline(
                     uns.push(("n_pcs".into(), UnsValue::I64(pca.n_comps as i64)));
                     train_s = t0.elapsed().as_secs_f64();
                     t1 = Instant::now();
-                    let (p, c) = knn_predict(&r, &q, pca.n_comps, &codes, classes.len(), opts);
+                    let (p, c, sc) = knn_predict(&r, &q, pca.n_comps, &codes, classes.len(), opts);
                     pred = p;
                     conf = c;
+                    scores = sc;
                 }
             }
             Method::Correlation => {
@@ -306,10 +327,11 @@ pub fn run_baseline(
                 train_s = t0.elapsed().as_secs_f64();
                 t1 = Instant::now();
                 let b = bar(qx.nrows as u64, "correlation", opts.progress);
-                let (p, c) = refm.classify_all(&qx, &|| b.inc(1));
+                let (p, c, sc) = refm.classify_all_scored(&qx, &|| b.inc(1));
                 b.finish_and_clear();
                 pred = p;
                 conf = c;
+                scores = sc;
             }
         }
     }
@@ -377,7 +399,16 @@ pub fn run_baseline(
         .set("predicted_cell_type", Column::categorical_from(&labels));
     query.obs.set("prediction_confidence", Column::F32(conf));
     query.set_uns("scllm_baseline", UnsValue::Dict(uns));
-    Ok(BaselineSummary {
+    let class_scores = ClassScores {
+        classes: classes.clone(),
+        kind: if opts.method == Method::Correlation {
+            ScoreKind::Similarity
+        } else {
+            ScoreKind::Probability
+        },
+        values: scores,
+    };
+    let summary = BaselineSummary {
         method: opts.method.as_str(),
         reference: rname,
         query: qname,
@@ -395,7 +426,84 @@ pub fn run_baseline(
         predict_seconds: predict_s,
         notes,
         metrics,
-    })
+    };
+    Ok((summary, class_scores))
+}
+
+/// `--unknown-below auto`: [`run_baseline`] with `unknown_below` picked on the reference's own
+/// held-out cells, never on the query. A stratified [`HELD_OUT_FRACTION`] of the labelled
+/// reference cells (seeded by `seed`) is held out; the baseline trains on the rest and predicts
+/// them; the threshold is the [`UNKNOWN_QUANTILE`] quantile of their confidence
+/// ([`crate::novelty::auto_threshold`]). The query is then predicted by the same model (same
+/// training cells and HVGs; logreg with the C the first run's cross-validation chose, so the fit
+/// is identical), cells below the threshold `Unknown`. The threshold, its rule and the held-out
+/// count go to `uns['scllm_baseline']`.
+pub fn run_baseline_auto(
+    reference: &AnnData,
+    query: &mut AnnData,
+    opts: &BaselineOptions,
+) -> Result<BaselineSummary> {
+    let rname = name(reference);
+    let (lab_idx, lab) = labeled_cells(reference, &opts.label)?;
+    let (keep, held) = stratified_holdout(&lab, HELD_OUT_FRACTION, opts.seed);
+    if held.is_empty() {
+        return Err(invalid(format!(
+            "{rname}: field `obs['{}']`: --unknown-below auto needs held-out reference cells, but no class has 2 or more labelled cells to spare; give a number instead",
+            opts.label
+        )));
+    }
+    let fit_rows: Vec<usize> = keep.iter().map(|&k| lab_idx[k]).collect();
+    let held_rows: Vec<usize> = held.iter().map(|&k| lab_idx[k]).collect();
+    let fit_ref = reference.select_obs(&fit_rows);
+    let mut held_q = reference.select_obs(&held_rows);
+    held_q.obs.remove(&opts.label);
+    let mut o = opts.clone();
+    o.unknown_below = None;
+    o.unknown_below_auto = false;
+    let first = run_baseline(&fit_ref, &mut held_q, &o)?;
+    let conf = match held_q.obs.column("prediction_confidence") {
+        Some(Column::F32(v)) => v.clone(),
+        _ => return Err(invalid("held-out reference cells got no confidence")),
+    };
+    let t = auto_threshold(&conf, UNKNOWN_QUANTILE)?;
+    o.unknown_below = Some(t.threshold);
+    if o.method == Method::Logreg && o.c.is_none() {
+        o.c = first.params.get("C").and_then(|v| v.as_f64());
+    }
+    let mut s = run_baseline(&fit_ref, query, &o)?;
+    if let (serde_json::Value::Object(p), serde_json::Value::Object(p1)) =
+        (&mut s.params, &first.params)
+    {
+        for (k, v) in p1 {
+            p.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        p.insert("unknown_below_rule".into(), t.rule.clone().into());
+        p.insert("unknown_below_quantile".into(), t.quantile.into());
+        p.insert("n_held_out".into(), t.n_cells.into());
+    }
+    if s.cv.is_empty() {
+        s.cv = first.cv;
+    }
+    s.reference = rname;
+    s.n_reference_unlabeled = reference.n_obs() - lab_idx.len();
+    s.notes.push(format!(
+        "--unknown-below auto: {} of {} labelled reference cells held out (stratified {:.0}%, seed {}); trained on the other {}; threshold {:.6} = the {} quantile of the held-out cells' confidence",
+        t.n_cells,
+        lab_idx.len(),
+        HELD_OUT_FRACTION * 100.0,
+        opts.seed,
+        fit_rows.len(),
+        t.threshold,
+        t.quantile
+    ));
+    if let Some((_, UnsValue::Dict(d))) = query.uns.iter_mut().find(|(k, _)| k == "scllm_baseline")
+    {
+        d.push(("unknown_below_rule".into(), UnsValue::Str(t.rule.clone())));
+        d.push(("unknown_below_quantile".into(), UnsValue::F64(t.quantile)));
+        d.push(("n_held_out".into(), UnsValue::I64(t.n_cells as i64)));
+        d.push(("n_train".into(), UnsValue::I64(fit_rows.len() as i64)));
+    }
+    Ok(s)
 }
 
 fn knn_predict(
@@ -405,14 +513,18 @@ fn knn_predict(
     codes: &[u32],
     nc: usize,
     opts: &BaselineOptions,
-) -> (Vec<u32>, Vec<f32>) {
+) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
     let nq = q.len() / d.max(1);
     let b = bar(nq as u64, "knn", opts.progress);
     let k = opts.k.min(codes.len()).max(1);
     let (idx, dist) = kneighbors(r, q, d, k, opts.metric, &|m| b.inc(m as u64));
     b.finish_and_clear();
-    vote(&idx, &dist, k, codes, nc, opts.vote)
+    vote_shares(&idx, &dist, k, codes, nc, opts.vote)
 }
+
+/// Predicted codes, their confidence, every class's probability (`cells × classes`) and the
+/// training seconds.
+type Scored = (Vec<u32>, Vec<f32>, Vec<f32>, f64);
 
 #[allow(clippy::too_many_arguments)]
 fn logreg_train_predict(
@@ -424,7 +536,7 @@ fn logreg_train_predict(
     params: &mut serde_json::Map<String, serde_json::Value>,
     uns: &mut Vec<(String, UnsValue)>,
     cv_out: &mut Vec<CvPoint>,
-) -> Result<(Vec<u32>, Vec<f32>, f64)> {
+) -> Result<Scored> {
     let t0 = Instant::now();
     let design = Design::new(rx);
     let solver = SolverOptions {
@@ -507,7 +619,8 @@ fn logreg_train_predict(
         UnsValue::I64(model.nonzero_genes() as i64),
     ));
     let (p, conf) = model.predict(qx, nc);
-    Ok((p, conf, train_s))
+    let proba = model.predict_proba(qx, nc);
+    Ok((p, conf, proba, train_s))
 }
 
 /// One `scllm baseline` run: train on `reference`, annotate `query`, write it to `output`.
@@ -545,7 +658,11 @@ pub fn baseline(job: &BaselineJob) -> Result<BaselineOutcome> {
     o.n_pcs = o.n_pcs.max(1);
     let reference = read_h5ad(&job.reference)?;
     let mut query = read_h5ad(&job.query)?;
-    let summary = run_baseline(&reference, &mut query, &o)?;
+    let summary = if o.unknown_below_auto {
+        run_baseline_auto(&reference, &mut query, &o)?
+    } else {
+        run_baseline(&reference, &mut query, &o)?
+    };
     write_h5ad(&query, &job.output, Compression::None)?;
     Ok(BaselineOutcome {
         summary,

@@ -239,6 +239,12 @@ impl Reference {
 
     /// Label one cell given as a dense vector over the reference genes: `(type, confidence)`.
     pub fn classify(&self, cell: &[f64]) -> (u32, f32) {
+        let (l, c, _) = self.classify_scored(cell);
+        (l, c)
+    }
+
+    /// [`Reference::classify`] plus the first-round correlation with every type.
+    pub fn classify_scored(&self, cell: &[f64]) -> (u32, f32, Vec<f64>) {
         let all: Vec<u32> = (0..self.n_types as u32).collect();
         let first = self.scores(cell, &all);
         let argmax = |set: &[u32], s: &[f64]| -> u32 {
@@ -269,7 +275,8 @@ impl Reference {
                 label = set[0];
             }
         }
-        (label, first[label as usize] as f32)
+        let conf = first[label as usize] as f32;
+        (label, conf, first)
     }
 
     /// Label every cell of CSR `x` (columns = the reference genes).
@@ -278,8 +285,19 @@ impl Reference {
         x: &Compressed,
         on_cell: &(dyn Fn() + Sync),
     ) -> (Vec<u32>, Vec<f32>) {
+        let (l, c, _) = self.classify_all_scored(x, on_cell);
+        (l, c)
+    }
+
+    /// [`Reference::classify_all`] plus every cell's first-round correlation with every type,
+    /// row-major `cells × n_types`.
+    pub fn classify_all_scored(
+        &self,
+        x: &Compressed,
+        on_cell: &(dyn Fn() + Sync),
+    ) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
         let vals = x.data.to_f64();
-        (0..x.nrows)
+        let rows: Vec<(u32, f32, Vec<f64>)> = (0..x.nrows)
             .into_par_iter()
             .map_init(
                 || vec![0.0f64; self.n_genes],
@@ -287,7 +305,7 @@ impl Reference {
                     for k in x.range(i) {
                         buf[x.indices[k] as usize] = vals[k];
                     }
-                    let r = self.classify(buf);
+                    let r = self.classify_scored(buf);
                     for k in x.range(i) {
                         buf[x.indices[k] as usize] = 0.0;
                     }
@@ -295,7 +313,16 @@ impl Reference {
                     r
                 },
             )
-            .unzip()
+            .collect();
+        let mut labels = Vec::with_capacity(rows.len());
+        let mut conf = Vec::with_capacity(rows.len());
+        let mut scores = Vec::with_capacity(rows.len() * self.n_types);
+        for (l, c, s) in rows {
+            labels.push(l);
+            conf.push(c);
+            scores.extend(s.iter().map(|&v| v as f32));
+        }
+        (labels, conf, scores)
     }
 }
 

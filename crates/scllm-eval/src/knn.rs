@@ -128,10 +128,25 @@ pub fn vote(
     n_classes: usize,
     how: Vote,
 ) -> (Vec<u32>, Vec<f32>) {
+    let (c, p, _) = vote_shares(idx, dist, k, ref_codes, n_classes, how);
+    (c, p)
+}
+
+/// [`vote`] plus every class's share of the vote (sklearn's `predict_proba`), row-major
+/// `cells × n_classes`.
+pub fn vote_shares(
+    idx: &[u32],
+    dist: &[f32],
+    k: usize,
+    ref_codes: &[u32],
+    n_classes: usize,
+    how: Vote,
+) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
     if k == 0 {
-        return (vec![], vec![]);
+        return (vec![], vec![], vec![]);
     }
-    idx.chunks(k)
+    let rows: Vec<(u32, f32, Vec<f32>)> = idx
+        .chunks(k)
         .zip(dist.chunks(k))
         .map(|(ni, nd)| {
             let mut w = vec![0.0f64; n_classes];
@@ -160,9 +175,19 @@ pub fn vote(
                     best = c;
                 }
             }
-            (best as u32, (w[best] / tot) as f32)
+            let shares = w.iter().map(|&v| (v / tot) as f32).collect();
+            (best as u32, (w[best] / tot) as f32, shares)
         })
-        .unzip()
+        .collect();
+    let mut codes = Vec::with_capacity(rows.len());
+    let mut conf = Vec::with_capacity(rows.len());
+    let mut shares = Vec::with_capacity(rows.len() * n_classes);
+    for (c, p, s) in rows {
+        codes.push(c);
+        conf.push(p);
+        shares.extend(s);
+    }
+    (codes, conf, shares)
 }
 
 #[cfg(test)]

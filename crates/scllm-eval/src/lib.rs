@@ -10,6 +10,13 @@
 //! * [`evaluation`] and [`baselines`]: the file-level work of `scllm evaluate` and
 //!   `scllm baseline` built on them; [`anndata_input`]: expression and labels taken out of an
 //!   AnnData the same way for all of them.
+//! * Unknown cell types and uncertainty: [`novelty`] (novel-vs-known AUROC / average precision,
+//!   the `Unknown` threshold picked on [`held_out`] reference cells, as
+//!   `scllm baseline --unknown-below auto` does), [`calibration`] (expected calibration error,
+//!   reliability bins) and [`conformal`] (class-conditional APS prediction sets), all reading a
+//!   method's [`class_scores`].
+//! * [`celltypist`]: a released CellTypist model (its pickle read as data) annotating a query
+//!   as `celltypist.annotate` does, sparse, with majority voting (`scllm baseline celltypist`).
 //! * [`umap`]: UMAP of any embedding as umap-learn computes it, with trustworthiness and kNN
 //!   preservation to score a layout; [`plot`]: the pictures (embedding coloured by a label,
 //!   confusion matrix, per-class F1, learning curves) as PNG or SVG.
@@ -19,12 +26,18 @@
 
 pub mod anndata_input;
 pub mod baselines;
+pub mod calibration;
+pub mod celltypist;
+pub mod class_scores;
+pub mod conformal;
 pub mod correlation;
 pub mod evaluation;
+pub mod held_out;
 pub mod knn;
 pub mod linalg;
 pub mod logreg;
 pub mod metrics;
+pub mod novelty;
 pub mod plot;
 mod progress;
 pub mod umap;

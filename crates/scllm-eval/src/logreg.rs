@@ -428,6 +428,27 @@ impl LogReg {
     }
 }
 
+impl LogReg {
+    /// Every class's probability per cell (scikit-learn's OvR `predict_proba`: each problem's
+    /// sigmoid, normalised to sum 1; two classes: `[1 - p, p]`), row-major `cells × n_classes`.
+    pub fn predict_proba(&self, x: &Compressed, n_classes: usize) -> Vec<f32> {
+        let dec = self.decision(x);
+        let mut out = Vec::with_capacity(dec.len() * n_classes);
+        for d in &dec {
+            if n_classes == 2 {
+                let p1 = 1.0 / (1.0 + (-d[0]).exp());
+                out.push((1.0 - p1) as f32);
+                out.push(p1 as f32);
+            } else {
+                let p: Vec<f64> = d.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect();
+                let tot: f64 = p.iter().sum();
+                out.extend(p.iter().map(|v| (v / tot) as f32));
+            }
+        }
+        out
+    }
+}
+
 /// Stratified fold assignment (cells of each class dealt round-robin after a seeded shuffle).
 pub fn stratified_folds(y: &[u32], n_classes: usize, k: usize, seed: u64) -> Vec<usize> {
     let mut rng = Rng::new(seed);

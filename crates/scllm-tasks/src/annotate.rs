@@ -1,14 +1,21 @@
 //! `annotate`: cell types of a query predicted by a base model with a saved adapter (any
-//! family), `Unknown` below a confidence.
+//! family), `Unknown` below a confidence (a number, or `auto`: the threshold fine-tuning picked on
+//! its validation cells and stored in the adapter), and conformal prediction sets (`--coverage`,
+//! calibrated on the same validation cells).
 
 use std::path::{Path, PathBuf};
 
-use scllm_io::{AnnData, Column, Compression, Matrix, Values};
+use scllm_eval::class_scores::ScoreKind;
+use scllm_eval::conformal::{query_uniforms, ConformalCalibrator};
+use scllm_eval::novelty::UnknownBelow;
+use scllm_io::{AnnData, Column, Compression, Matrix, UnsValue, Values};
+use scllm_models::peft::file::ValidationCalibration;
 use scllm_models::{
-    load_adapter, read_adapter_meta, sha256_file, with_folder, AdapterMeta, Device, ModelFolder,
+    load_adapter, read_adapter_meta, sha256_file, with_folder, AdapterMeta, CellModel, Device,
+    ModelFolder,
 };
 use scllm_tokenize::PrepOptions;
-use scllm_train::{predict, PredictOptions};
+use scllm_train::{predict, AnnotationData, PredictOptions, TrainConfig};
 use serde_json::json;
 
 use crate::bad;
@@ -24,8 +31,11 @@ pub struct AnnotateJob {
     pub output: PathBuf,
     /// Geneformer: a folder with the model's dictionary pickles (default: the model folder).
     pub dictionaries: Option<PathBuf>,
-    /// Label cells whose confidence is below this `Unknown`.
-    pub unknown_below: Option<f64>,
+    /// Label cells whose confidence is below this `Unknown` (`auto`: the adapter's validation
+    /// threshold).
+    pub unknown_below: Option<UnknownBelow>,
+    /// Conformal prediction sets at this coverage, calibrated on the adapter's validation cells.
+    pub coverage: Option<f64>,
     /// `obsm` key of the adapted model's cell embeddings (default: the family's key +
     /// `_adapted`).
     pub obsm_key: Option<String>,
@@ -66,6 +76,8 @@ pub struct QueryOptions {
 pub struct Annotation {
     pub labels: Vec<String>,
     pub confidence: Vec<f32>,
+    /// Softmax probabilities, row-major `[n, classes]`.
+    pub probabilities: Vec<f32>,
     /// Row-major `[n, dim]`.
     pub embeddings: Vec<f32>,
     pub dim: usize,
@@ -103,6 +115,7 @@ pub fn annotate_cells<F: ModelFolder>(
             .map(|&c| classes[c as usize].clone())
             .collect(),
         confidence: pr.confidence,
+        probabilities: pr.probabilities,
         embeddings: pr.embeddings,
         dim: pr.dim,
         n_genes: p.gene_match.n_matched,
@@ -112,9 +125,18 @@ pub fn annotate_cells<F: ModelFolder>(
 /// Run `job`: write `obs['predicted_cell_type']`, `obs['prediction_confidence']` and the adapted
 /// embeddings to `job.output`. Returns the summary.
 pub fn annotate(job: &AnnotateJob) -> anyhow::Result<serde_json::Value> {
-    if let Some(p) = job.unknown_below {
+    if let Some(UnknownBelow::Fixed(p)) = job.unknown_below {
         if !(0.0..=1.0).contains(&p) {
-            return Err(bad(format!("--unknown-below must be in [0, 1], got {p}")));
+            return Err(bad(format!(
+                "--unknown-below must be in [0, 1] or `auto`, got {p}"
+            )));
+        }
+    }
+    if let Some(c) = job.coverage {
+        if !(c > 0.0 && c < 1.0) {
+            return Err(bad(format!(
+                "--coverage must be strictly between 0 and 1 (e.g. 0.9), got {c}"
+            )));
         }
     }
     let folder = crate::model_dir::open(&job.model, None, job.dictionaries.as_deref())?;
@@ -127,6 +149,23 @@ fn annotate_with<F: ModelFolder>(
 ) -> anyhow::Result<serde_json::Value> {
     let t0 = std::time::Instant::now();
     let (m, meta) = load_adapted(folder, &job.adapter)?;
+    let needs_validation = job.unknown_below == Some(UnknownBelow::Auto) || job.coverage.is_some();
+    let validation = match (&meta.validation, needs_validation) {
+        (Some(v), _) => Some(v),
+        (None, false) => None,
+        (None, true) => {
+            return Err(bad(format!(
+                "{}: this adapter has no validation calibration (field `validation` of {}; adapters written before scllm recorded it, or trained without validation cells), so --unknown-below auto / --coverage have nothing to read; give --unknown-below a number, or re-run `scllm finetune` to write one",
+                job.adapter.display(),
+                scllm_models::peft::ADAPTER_META
+            )))
+        }
+    };
+    let threshold = match job.unknown_below {
+        None => None,
+        Some(UnknownBelow::Fixed(p)) => Some(p),
+        Some(UnknownBelow::Auto) => validation.map(|v| v.unknown_below),
+    };
     let mut adata = scllm_io::read_h5ad(&job.query)?;
     let ann = annotate_cells(
         folder,
@@ -144,9 +183,19 @@ fn annotate_with<F: ModelFolder>(
         },
     )?;
     let n_genes = ann.n_genes;
+    let sets = match (job.coverage, validation) {
+        (Some(c), Some(v)) => Some(conformal_sets(
+            &meta.labels,
+            v,
+            c,
+            &ann.probabilities,
+            job.seed,
+        )?),
+        _ => None,
+    };
     let (mut labels, conf, emb, d) = (ann.labels, ann.confidence, ann.embeddings, ann.dim);
     let mut n_unknown = 0;
-    if let Some(p) = job.unknown_below {
+    if let Some(p) = threshold {
         for (l, &c) in labels.iter_mut().zip(&conf) {
             if (c as f64) < p {
                 *l = "Unknown".into();
@@ -166,6 +215,65 @@ fn annotate_with<F: ModelFolder>(
     adata
         .obs
         .set("prediction_confidence", Column::F32(conf.clone()));
+    let mut uns: Vec<(String, UnsValue)> = vec![
+        (
+            "adapter".into(),
+            UnsValue::Str(job.adapter.display().to_string()),
+        ),
+        (
+            "strategy".into(),
+            UnsValue::Str(meta.strategy.as_str().into()),
+        ),
+    ];
+    if let Some(t) = threshold {
+        uns.push(("unknown_below".into(), UnsValue::F64(t)));
+        let rule = match (job.unknown_below, validation) {
+            (Some(UnknownBelow::Auto), Some(v)) => {
+                uns.push((
+                    "unknown_below_quantile".into(),
+                    UnsValue::F64(v.unknown_quantile),
+                ));
+                uns.push(("n_validation_cells".into(), UnsValue::I64(v.n_cells as i64)));
+                format!("auto: {}", v.rule)
+            }
+            _ => "given by the user".to_string(),
+        };
+        uns.push(("unknown_below_rule".into(), UnsValue::Str(rule)));
+    }
+    let mut set_summary = serde_json::Value::Null;
+    if let Some((cal, s)) = &sets {
+        let text: Vec<Option<String>> = s.iter().map(|x| Some(cal.set_text(x))).collect();
+        let lab: Vec<Option<String>> = s
+            .iter()
+            .map(|x| Some(cal.set_label(x, "Unknown")))
+            .collect();
+        adata
+            .obs
+            .set("prediction_set", Column::categorical_from(&text));
+        adata
+            .obs
+            .set("conformal_label", Column::categorical_from(&lab));
+        adata.obs.set(
+            "prediction_set_size",
+            Column::I64(s.iter().map(|x| x.len() as i64).collect()),
+        );
+        uns.push(("coverage".into(), UnsValue::F64(cal.coverage)));
+        uns.push((
+            "conformal_rule".into(),
+            UnsValue::Str(format!(
+                "split-conformal, class-conditional, {}; calibrated on the fine-tuning validation cells",
+                cal.kind.rule()
+            )),
+        ));
+        let n = s.len().max(1) as f64;
+        set_summary = json!({
+            "coverage": cal.coverage,
+            "mean_set_size": s.iter().map(|x| x.len()).sum::<usize>() as f64 / n,
+            "unknown": s.iter().filter(|x| x.is_empty()).count(),
+            "ambiguous": s.iter().filter(|x| x.len() > 1).count(),
+        });
+    }
+    adata.set_uns("scllm_annotate", UnsValue::Dict(uns));
     adata.obsm.retain(|(k, _)| k != &key);
     adata.set_obsm(
         &key,
@@ -185,8 +293,53 @@ fn annotate_with<F: ModelFolder>(
         "family": folder.family(),
         "cells": n, "strategy": meta.strategy.as_str(), "classes": meta.labels,
         "genes_used": n_genes,
-        "unknown": n_unknown, "predicted_counts": counts,
+        "unknown": n_unknown, "unknown_below": threshold, "predicted_counts": counts,
+        "prediction_sets": set_summary,
         "mean_confidence": conf.iter().map(|&c| c as f64).sum::<f64>() / n.max(1) as f64,
         "obsm_key": key, "seconds": t0.elapsed().as_secs_f64(),
     }))
+}
+
+/// The conformal sets of cells with class probabilities `probs` (row-major `[n, classes]`) at
+/// `coverage`, from the adapter's validation scores; the randomised APS draws from `seed`.
+fn conformal_sets(
+    classes: &[String],
+    v: &ValidationCalibration,
+    coverage: f64,
+    probs: &[f32],
+    seed: u64,
+) -> anyhow::Result<(ConformalCalibrator, Vec<Vec<u32>>)> {
+    let cal = ConformalCalibrator::from_true_scores(
+        classes.to_vec(),
+        ScoreKind::Probability,
+        &v.class_scores,
+        coverage,
+    )
+    .map_err(|e| bad(format!("adapter validation calibration: {e}")))?;
+    let n = probs.len() / classes.len().max(1);
+    let sets = cal.sets(probs, &query_uniforms(n, seed));
+    Ok((cal, sets))
+}
+
+/// What the fine-tuning validation cells of `split` say about `model`'s confidence (stored in
+/// the adapter): scllm-train's [`scllm_train::validation::validation_calibration`] with the
+/// training run's evaluation batching.
+pub fn calibrate_on_validation<M: CellModel>(
+    model: &M,
+    data: &AnnotationData,
+    split: &scllm_train::Split,
+    tc: &TrainConfig,
+) -> anyhow::Result<Option<ValidationCalibration>> {
+    let mut po = PredictOptions::new(data.pad_id, data.pad_value);
+    po.batch_size = tc.eval_batch_size.max(1);
+    po.max_batch_tokens = tc.max_batch_tokens.max(po.batch_size);
+    po.progress = false;
+    Ok(scllm_train::validation::validation_calibration(
+        model,
+        data,
+        split,
+        &po,
+        &Device::flex(),
+        tc.seed,
+    )?)
 }

@@ -239,6 +239,12 @@ impl ModelMethod for FinetuneMethod {
         Ok(Predictions {
             labels: ann.labels,
             confidence: Some(ann.confidence),
+            // softmax over the fine-tuned classes: calibration and conformal sets read them
+            class_scores: Some(scllm_eval::class_scores::ClassScores {
+                classes: ft.data.classes.clone(),
+                kind: scllm_eval::class_scores::ScoreKind::Probability,
+                values: ann.probabilities,
+            }),
             trainable_params: ft.summary["trainable_params"].as_u64().map(|v| v as usize),
             details: ft.summary,
             notes: vec![],
@@ -322,9 +328,10 @@ pub fn benchmark(job: &BenchmarkJob) -> anyhow::Result<(BenchmarkReport, Vec<Pat
     Ok((report, files))
 }
 
-/// Confusion matrix and per-class F1 of every method that ran.
+/// Confusion matrix and per-class F1 of every method that ran; the reliability diagram of those
+/// with probabilities.
 fn pictures(r: &BenchmarkReport, dir: &Path) -> scllm_benchmark::Result<Vec<PathBuf>> {
-    use scllm_eval::plot::{plot_confusion_report, plot_per_class_f1_report};
+    use scllm_eval::plot::{plot_confusion_report, plot_per_class_f1_report, plot_reliability};
     let mut out = Vec::new();
     let fail = |e: scllm_eval::EvalError| BenchError::Method(format!("pictures: {e}"));
     for m in &r.methods {
@@ -357,6 +364,16 @@ fn pictures(r: &BenchmarkReport, dir: &Path) -> scllm_benchmark::Result<Vec<Path
             )
             .map_err(fail)?;
             out.push(PathBuf::from(name));
+            if let Some(cal) = &m.calibration {
+                let name = format!("reliability_{stem}.{ext}");
+                plot_reliability(
+                    dir.join(&name),
+                    cal,
+                    &format!("{}: {} reliability (known types)", r.name, m.name),
+                )
+                .map_err(fail)?;
+                out.push(PathBuf::from(name));
+            }
         }
     }
     Ok(out)

@@ -1,8 +1,19 @@
 //! Train/validation splits: every cell with a given obs value held out (`--val-by donor=1015`,
-//! the honest split for new donors), or a stratified random fraction with a seed.
+//! the honest split for new donors), or a stratified random fraction with a seed; and what the
+//! validation cells, never trained on, say about the fine-tuned model's confidence
+//! ([`validation_calibration`]: the `Unknown` threshold and the conformal scores `annotate`
+//! reads from the adapter).
+
+use burn::tensor::Device;
+use scllm_eval::class_scores::ScoreKind;
+use scllm_eval::conformal::{calibration_uniforms, true_scores};
+use scllm_eval::novelty::{auto_threshold, UNKNOWN_QUANTILE};
+use scllm_models::peft::file::ValidationCalibration;
+use scllm_models::CellModel;
 
 use crate::error::{invalid, Result};
 use crate::labelled::AnnotationData;
+use crate::predict::{predict, PredictOptions};
 use crate::sampler::SplitMix64;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -154,4 +165,47 @@ impl AnnotationData {
             warnings,
         })
     }
+}
+
+/// Predict the validation cells of `split` with the fine-tuned `model` and keep what
+/// `annotate --unknown-below auto` and `--coverage` need: the [`UNKNOWN_QUANTILE`] quantile of
+/// their confidence (the `Unknown` threshold; scllm-eval's `novelty::auto_threshold`) and, per
+/// class, the randomised APS scores of their true labels (scllm-eval's `conformal`; draws from
+/// `seed`). `None` without validation cells.
+pub fn validation_calibration<M: CellModel>(
+    model: &M,
+    data: &AnnotationData,
+    split: &Split,
+    opts: &PredictOptions,
+    dev: &Device,
+    seed: u64,
+) -> Result<Option<ValidationCalibration>> {
+    if split.val.is_empty() {
+        return Ok(None);
+    }
+    let cells: Vec<_> = split.val.iter().map(|&i| data.cells[i].clone()).collect();
+    let pr = predict(model, &cells, opts, dev)?;
+    let t = auto_threshold(&pr.confidence, UNKNOWN_QUANTILE).map_err(|e| invalid(e.to_string()))?;
+    let truth: Vec<Option<u32>> = split.val.iter().map(|&i| Some(data.labels[i])).collect();
+    let mut per_class = true_scores(
+        &data.classes,
+        ScoreKind::Probability,
+        &pr.probabilities,
+        &truth,
+        &calibration_uniforms(truth.len(), seed),
+    )
+    .map_err(|e| invalid(e.to_string()))?;
+    for v in per_class.iter_mut() {
+        v.sort_by(|a, b| a.total_cmp(b));
+    }
+    Ok(Some(ValidationCalibration {
+        n_cells: t.n_cells,
+        unknown_quantile: t.quantile,
+        unknown_below: t.threshold,
+        rule: format!(
+            "fine-tuning validation cells ({}): {}",
+            split.description, t.rule
+        ),
+        class_scores: per_class,
+    }))
 }

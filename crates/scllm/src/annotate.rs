@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use scllm_eval::novelty::UnknownBelow;
 use scllm_tasks::annotate::{annotate, AnnotateJob};
 use scllm_tasks::{bad, model_dir};
 
@@ -12,11 +13,17 @@ use scllm_tasks::{bad, model_dir};
 obs['prediction_confidence'] (float32, softmax probability of the prediction) and the adapted \
 model's cell embeddings in obsm (default key X_scGPT_adapted, X_geneformer_adapted). With --unknown-below P, cells \
 whose confidence is below P are labelled Unknown (a type the reference lacks is the usual \
-reason). The adapter must have been trained on this base model: its recorded SHA-256 of the \
+reason); --unknown-below auto takes the threshold fine-tuning picked on its validation cells \
+(the 0.05 quantile of their confidence, stored in adapter.json). --coverage 0.9 adds conformal \
+prediction sets calibrated on those validation cells (class-conditional, APS): \
+obs['prediction_set'] (the labels the model cannot rule out, joined by |), \
+obs['conformal_label'] (the label, Unknown for an empty set, ambiguous for several) and \
+obs['prediction_set_size']. Thresholds and rules go to uns['scllm_annotate']. The adapter must have been trained on this base model: its recorded SHA-256 of the \
 base weights is checked.\n\n\
 Example:\n  \
 scllm finetune --model scGPT_human --train ref.h5ad --method encoder-prompt -o ad/\n  \
 scllm annotate --model scGPT_human --adapter ad/ query.h5ad -o annotated.h5ad --unknown-below 0.5\n  \
+scllm annotate --model scGPT_human --adapter ad/ query.h5ad -o annotated.h5ad --unknown-below auto --coverage 0.9\n  \
 scllm evaluate annotated.h5ad --truth cell_type --pred predicted_cell_type")]
 pub struct AnnotateArgs {
     /// Query .h5ad
@@ -34,9 +41,14 @@ pub struct AnnotateArgs {
     pub adapter: Option<PathBuf>,
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Label cells whose confidence is below P as `Unknown`
-    #[arg(long, value_name = "P")]
-    pub unknown_below: Option<f64>,
+    /// Label cells whose confidence is below P as `Unknown`; `auto`: the threshold picked on
+    /// the fine-tuning validation cells (stored in the adapter)
+    #[arg(long, value_name = "P|auto")]
+    pub unknown_below: Option<UnknownBelow>,
+    /// Conformal prediction sets at this coverage (e.g. 0.9), calibrated on the fine-tuning
+    /// validation cells stored in the adapter
+    #[arg(long, value_name = "C")]
+    pub coverage: Option<f64>,
     /// obsm key for the adapted model's cell embeddings (default: the family's key + _adapted,
     /// e.g. X_scGPT_adapted)
     #[arg(long)]
@@ -66,6 +78,7 @@ pub fn run(a: AnnotateArgs) -> anyhow::Result<()> {
         output: a.output.clone(),
         dictionaries: a.dictionaries.clone(),
         unknown_below: a.unknown_below,
+        coverage: a.coverage,
         obsm_key: a.obsm_key.clone(),
         max_len: a.max_len,
         batch_size: a.batch_size,
@@ -83,6 +96,17 @@ pub fn run(a: AnnotateArgs) -> anyhow::Result<()> {
             s["unknown"],
             a.output.display()
         );
+        if let Some(t) = s["unknown_below"].as_f64() {
+            eprintln!("  Unknown below confidence {t:.4}");
+        }
+        if let Some(m) = s["prediction_sets"]["mean_set_size"].as_f64() {
+            eprintln!(
+                "  conformal sets at coverage {}: mean size {m:.2}, {} Unknown (empty), {} ambiguous",
+                s["prediction_sets"]["coverage"],
+                s["prediction_sets"]["unknown"],
+                s["prediction_sets"]["ambiguous"]
+            );
+        }
         if let Some(c) = s["predicted_counts"].as_object() {
             for (k, v) in c {
                 eprintln!("  {k:<30} {v}");

@@ -20,6 +20,9 @@ pub enum BaselineName {
     /// SingleR-style Spearman correlation to per-type median profiles on pairwise markers,
     /// with fine-tuning
     Correlation,
+    /// A released CellTypist model (--model FILE.pkl) as celltypist 1.7.1 annotates, sparse:
+    /// best match or prob match, majority voting over an over-clustering; no --train
+    Celltypist,
 }
 
 #[derive(Args, Debug)]
@@ -34,7 +37,13 @@ Example (leave-donor-out on the committed fixtures):\n  \
 scllm baseline logreg --train tests/fixtures/eval/kang_ref.h5ad --label cell_type \\\n    \
 tests/fixtures/eval/kang_query.h5ad -o kang_logreg.h5ad --json\n  \
 scllm baseline knn --train ref.h5ad --label cell_type --use-rep X_scgpt query.h5ad -o out.h5ad\n  \
-scllm baseline correlation --train ref.h5ad --label cell_type query.h5ad -o out.h5ad --unknown-below 0.3"
+scllm baseline correlation --train ref.h5ad --label cell_type query.h5ad -o out.h5ad --unknown-below 0.3\n\n\
+celltypist writes obs['predicted_labels'], obs['over_clustering'], obs['majority_voting'], \
+obs['conf_score'] (celltypist's names) and the probability matrix as obsm['celltypist_probability'] \
+(columns: uns['celltypist']['classes']); its pickle is read as data, never run:\n  \
+scllm baseline celltypist query.h5ad --model Immune_All_Low.pkl --majority-voting -o out.h5ad\n  \
+scllm baseline celltypist query.h5ad --model cd8.pkl --mode prob_match --p-thres 0.3 \\\n    \
+--over-clustering leiden -o out.h5ad"
 )]
 pub struct BaselineArgs {
     /// Which baseline
@@ -42,18 +51,20 @@ pub struct BaselineArgs {
     pub name: BaselineName,
     /// Query .h5ad to annotate
     pub query: PathBuf,
-    /// Reference .h5ad with labels
+    /// Reference .h5ad with labels (every baseline but celltypist)
     #[arg(long)]
-    pub train: PathBuf,
+    pub train: Option<PathBuf>,
     /// obs column of the reference holding the labels
     #[arg(long, default_value = "cell_type")]
     pub label: String,
     /// Output .h5ad (the query plus predictions)
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Label cells whose confidence is below P as `Unknown`
-    #[arg(long, value_name = "P")]
-    pub unknown_below: Option<f64>,
+    /// Label cells whose confidence is below P as `Unknown`; `auto`: P is the 0.05 quantile of
+    /// the confidence of a stratified 20% of the labelled reference cells held out of training
+    /// (the model then trains on the other 80%; P and its rule go to uns['scllm_baseline'])
+    #[arg(long, value_name = "P|auto")]
+    pub unknown_below: Option<scllm_eval::novelty::UnknownBelow>,
     /// Use this layer of both files instead of X (`raw` for .raw.X)
     #[arg(long)]
     pub layer: Option<String>,
@@ -104,9 +115,109 @@ pub struct BaselineArgs {
     pub no_fine_tune: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// celltypist: the model .pkl (or .pkl.gz)
+    #[arg(long, value_name = "FILE.pkl")]
+    pub model: Option<PathBuf>,
+    /// celltypist: `best_match` (highest score) or `prob_match` (every type above --p-thres,
+    /// joined with `|`; `Unassigned` when none)
+    #[arg(long, default_value = "best_match")]
+    pub mode: String,
+    /// celltypist: probability threshold of prob_match
+    #[arg(long, default_value_t = 0.5)]
+    pub p_thres: f64,
+    /// celltypist: refine labels by majority vote within each over-cluster
+    #[arg(long)]
+    pub majority_voting: bool,
+    /// celltypist: obs column holding the over-clustering (implies --majority-voting); without
+    /// it one is computed (Leiden on a 10-NN graph; labels may then differ from celltypist's)
+    #[arg(long, value_name = "COL")]
+    pub over_clustering: Option<String>,
+    /// celltypist: minimum share of a cluster's winning label, else `Heterogeneous`
+    #[arg(long, default_value_t = 0.0)]
+    pub min_prop: f64,
+    /// celltypist: Leiden resolution of the computed over-clustering (default: celltypist's,
+    /// 5 to 30 by cell count)
+    #[arg(long)]
+    pub resolution: Option<f64>,
+    /// celltypist: also write the scores as obsm['celltypist_decision']
+    #[arg(long)]
+    pub decision: bool,
     /// Print a JSON summary (with metrics when the query has the label column)
     #[arg(long)]
     pub json: bool,
+}
+
+fn run_celltypist(args: BaselineArgs) -> anyhow::Result<()> {
+    use scllm_eval::celltypist::{celltypist, CellTypistJob, CellTypistOptions};
+    if args.train.is_some() {
+        return Err(bad(
+            "celltypist takes a trained model (--model FILE.pkl), not --train",
+        ));
+    }
+    if args.unknown_below.is_some() {
+        return Err(bad(
+            "celltypist: --unknown-below does not apply; use --mode prob_match --p-thres P (cells no type reaches become Unassigned)",
+        ));
+    }
+    let model = args
+        .model
+        .clone()
+        .ok_or_else(|| bad("celltypist needs --model FILE.pkl (a CellTypist model)"))?;
+    let options = CellTypistOptions {
+        mode: args.mode.parse().map_err(bad)?,
+        p_thres: args.p_thres,
+        majority_voting: args.majority_voting,
+        over_clustering: args.over_clustering.clone(),
+        min_prop: args.min_prop,
+        resolution: args.resolution,
+        layer: args.layer.clone(),
+        label: args.label.clone(),
+        decision: args.decision,
+        seed: args.seed,
+        progress: !args.json,
+    };
+    let out = celltypist(&CellTypistJob {
+        query: args.query.clone(),
+        model,
+        output: args.output.clone(),
+        options,
+    })?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::to_value(&out)?)?
+        );
+        return Ok(());
+    }
+    let s = &out.summary;
+    for n in &s.notes {
+        eprintln!("{n}");
+    }
+    eprintln!(
+        "celltypist: {} cell types, {} of {} model genes in the query; {} mode; {:.2}s",
+        s.classes.len(),
+        s.n_genes_matched,
+        s.n_model_genes,
+        args.mode,
+        s.predict_seconds + s.majority_voting_seconds
+    );
+    if let Some(m) = &s.metrics {
+        println!(
+            "query obs['{}'] ({} labeled cells): accuracy {:.4}, macro F1 {:.4}",
+            args.label, m.n, m.accuracy, m.f1_macro
+        );
+    }
+    println!(
+        "wrote {} ({} cells, obs['predicted_labels']{})",
+        out.output,
+        s.n_query,
+        if s.majority_voting {
+            ", obs['majority_voting']"
+        } else {
+            ""
+        }
+    );
+    Ok(())
 }
 
 pub fn run(args: BaselineArgs) -> anyhow::Result<()> {
@@ -114,12 +225,23 @@ pub fn run(args: BaselineArgs) -> anyhow::Result<()> {
         BaselineName::Logreg => Method::Logreg,
         BaselineName::Knn => Method::Knn,
         BaselineName::Correlation => Method::Correlation,
+        BaselineName::Celltypist => return run_celltypist(args),
     };
+    let train = args.train.clone().ok_or_else(|| {
+        bad(format!(
+            "{} needs --train REF.h5ad (a reference with labels)",
+            method.as_str()
+        ))
+    })?;
     let mut o = BaselineOptions::new(method, &args.label);
     o.layer = args.layer.clone();
     o.n_hvg = args.n_hvg;
     o.hvg_flavor = args.hvg_flavor.parse().map_err(bad)?;
-    o.unknown_below = args.unknown_below;
+    match args.unknown_below {
+        Some(scllm_eval::novelty::UnknownBelow::Fixed(p)) => o.unknown_below = Some(p),
+        Some(scllm_eval::novelty::UnknownBelow::Auto) => o.unknown_below_auto = true,
+        None => {}
+    }
     o.c = args.c;
     o.c_grid = args.c_grid.clone();
     o.folds = args.folds;
@@ -136,7 +258,7 @@ pub fn run(args: BaselineArgs) -> anyhow::Result<()> {
     o.seed = args.seed;
     o.progress = !args.json;
     let out = baseline(&BaselineJob {
-        reference: args.train.clone(),
+        reference: train,
         query: args.query.clone(),
         output: args.output.clone(),
         options: o,
@@ -170,7 +292,10 @@ pub fn run(args: BaselineArgs) -> anyhow::Result<()> {
             "{} of {} query cells below {} -> Unknown",
             s.n_unknown,
             s.n_query,
-            args.unknown_below.unwrap_or(0.0)
+            s.params
+                .get("unknown_below")
+                .and_then(|v| v.as_f64())
+                .unwrap_or(0.0)
         );
     }
     if let Some(m) = &s.metrics {

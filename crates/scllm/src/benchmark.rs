@@ -15,10 +15,15 @@ few-shot settings; see configs/README.md. Methods: logreg, knn-pca, correlation 
 embed-knn (kNN on the model's zero-shot cell embeddings; scgpt-knn is the same), the model folder of any family, finetune:<strategy> (full, head, prefix, lora, \
 token-prompt, encoder-prompt). REPORT_DIR receives results.json, results.md (the main table, \
 the rare-type table, few-shot tables), predictions.tsv and pictures (confusion matrix and \
-per-class F1 per method, PNG and SVG).\n\n\
+per-class F1 per method, PNG and SVG). With `novel = [\"type\", ...]` those types leave \
+training and stay in the query; with `novel` or `coverage = 0.9` a share of the training cells is \
+held out to pick each method's Unknown threshold and calibrate conformal prediction sets, and the \
+report adds novel-type results (AUROC, average precision, novel recall and false-Unknown rate at \
+that threshold), calibration (ECE, reliability diagrams) and conformal coverage per class.\n\n\
 Example (the committed fixtures, seconds on 2 cores):\n  \
 scllm benchmark configs/tiny_kang_fixture.toml -o report/\n  \
-scllm benchmark configs/kang2018_pbmc_lodo.toml -o kang_report/ --no-fewshot --json"
+scllm benchmark configs/kang2018_pbmc_lodo.toml -o kang_report/ --no-fewshot --json\n  \
+scllm benchmark configs/pancreas_novel.toml -o pancreas_novel/"
 )]
 pub struct BenchmarkArgs {
     /// Benchmark config (TOML)

@@ -47,6 +47,27 @@ pub struct AdapterMeta {
     pub d_model: Option<usize>,
     #[serde(default)]
     pub n_layers: Option<usize>,
+    /// What the fine-tuning validation cells (held out of training) said about the model's
+    /// confidence, for `annotate --unknown-below auto` and `--coverage`; absent in adapters
+    /// written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<ValidationCalibration>,
+}
+
+/// Confidence of the fine-tuning validation cells (scllm-train's `validation_calibration`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+pub struct ValidationCalibration {
+    /// Validation cells predicted.
+    pub n_cells: usize,
+    /// The quantile of their confidence taken as the `Unknown` threshold.
+    pub unknown_quantile: f64,
+    /// Cells whose confidence is below this are `Unknown` (`--unknown-below auto`).
+    pub unknown_below: f64,
+    /// The rule, in words.
+    pub rule: String,
+    /// Per class (index = class id): the non-conformity (APS) scores of the true label of that
+    /// class's validation cells, ascending, for conformal sets at any coverage.
+    pub class_scores: Vec<Vec<f64>>,
 }
 
 fn scgpt() -> Family {
@@ -77,6 +98,7 @@ impl AdapterMeta {
             base_args,
             d_model: Some(model.d_model()),
             n_layers: Some(model.n_layers()),
+            validation: None,
         }
     }
 
