@@ -49,6 +49,12 @@ pub struct EmbedJob {
     pub pooling: Option<Pooling>,
     pub emb_layer: Option<i32>,
     pub progress: bool,
+    /// Families whose cells attend to each other (CellPLM): the `obs` column whose groups are
+    /// the attention sets (`None`: the family's default, `obs['batch']` when present; "none":
+    /// all cells one set).
+    pub group_by: Option<String>,
+    /// Such families: `--batch-size` as given (`None`: whole groups, not the 64 above).
+    pub set_size: Option<usize>,
 }
 
 impl EmbedJob {
@@ -75,6 +81,8 @@ impl EmbedJob {
             pooling: None,
             emb_layer: None,
             progress: true,
+            group_by: None,
+            set_size: None,
         }
     }
 }
@@ -97,6 +105,15 @@ pub fn embed(job: &EmbedJob) -> anyhow::Result<EmbedOutcome> {
         ));
     }
     let dev = crate::device::compute_device(&job.device, job.threads)?;
+    if scllm_models::cellplm::is_cellplm_dir(&job.model) {
+        return embed_sets(job, &dev);
+    }
+    if job.group_by.is_some() {
+        return Err(bad(
+            "--group-by applies to models whose cells attend to each other (CellPLM); this \
+             model embeds each cell on its own",
+        ));
+    }
     let folder = crate::model_dir::open(
         &job.model,
         job.weights.as_deref(),
@@ -299,4 +316,91 @@ pub fn embed_into<F: ModelFolder>(
         },
     );
     Ok(())
+}
+
+/// `embed` for a family whose cells attend to each other (CellPLM: docs/models/cellplm.md §7):
+/// the cells of each `obs` group form one attention set, optionally cut into sets of at most
+/// `--batch-size` consecutive cells; output rows in input order, the grouping in
+/// `uns['cellplm_sets']`.
+fn embed_sets(job: &EmbedJob, dev: &scllm_models::Device) -> anyhow::Result<EmbedOutcome> {
+    use scllm_models::cellplm::{embed_anndata, CellPlmFolder, GroupBy, SetOptions, OBSM_KEY};
+    let unsupported = [
+        (job.stream, "--stream"),
+        (job.layer.is_some(), "--layer"),
+        (job.gene_col.is_some(), "--gene-col"),
+        (job.weights.is_some(), "--weights"),
+        (job.dictionaries.is_some(), "--dictionaries"),
+        (job.max_len.is_some(), "--max-len"),
+        (job.pooling.is_some(), "--emb-mode"),
+        (job.emb_layer.is_some(), "--emb-layer"),
+    ];
+    if let Some((_, flag)) = unsupported.iter().find(|(set, _)| *set) {
+        return Err(bad(format!(
+            "{flag} is not supported for CellPLM models (cells are the tokens: the embedding is \
+             the latent mean of X's raw counts, matched by var.index)"
+        )));
+    }
+    let t0 = Instant::now();
+    let folder = CellPlmFolder::open(&job.model)?;
+    let (model, report) = folder.load(dev)?;
+    if job.progress {
+        eprint!("{}", report.to_text());
+    }
+    if let Some(p) = &job.load_report {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?).map_err(|e| {
+            bad(format!(
+                "{}: cannot write the load report: {e}",
+                p.display()
+            ))
+        })?;
+    }
+    let opts = SetOptions {
+        group_by: match job.group_by.as_deref() {
+            None => GroupBy::Default,
+            Some("none") => GroupBy::AllCells,
+            Some(c) => GroupBy::Column(c.to_string()),
+        },
+        batch_size: job.set_size,
+    };
+    let mut a = scllm_io::read_h5ad(&job.input)?;
+    let e = embed_anndata(&model, &folder.config.gene_list, &a, &job.input, &opts, dev)?;
+    if job.progress {
+        eprintln!("{}; {}", e.genes.summary(), e.sets.describe());
+    }
+    let key = job.obsm_key.clone().unwrap_or_else(|| OBSM_KEY.to_string());
+    let n = a.n_obs();
+    a.obsm.retain(|(k, _)| k != &key);
+    a.set_obsm(
+        &key,
+        Matrix::Dense {
+            nrows: n,
+            ncols: e.dim,
+            data: Values::F32(e.latent),
+        },
+    );
+    a.set_uns("cellplm_sets", e.sets.to_uns());
+    scllm_io::write_h5ad(&a, &job.output, scllm_io::Compression::None)?;
+    let secs = t0.elapsed().as_secs_f64();
+    let summary = json!({
+        "input": job.input.display().to_string(),
+        "output": job.output.display().to_string(),
+        "model": job.model.display().to_string(),
+        "family": "cellplm",
+        "obsm_key": key,
+        "cells": n,
+        "dim": e.dim,
+        "genes_matched": [e.genes.n_matched, e.genes.n_genes],
+        "gene_match": e.genes.key,
+        "group_by": e.sets.column,
+        "set_size": e.sets.batch_size,
+        "groups": e.sets.n_groups,
+        "sets": e.sets.sets.len(),
+        "tokens": n,
+        "padded_tokens": n,
+        "seconds": secs,
+        "cells_per_second": n as f64 / secs,
+        "threads": scllm_models::threads(),
+        "load_report": report,
+    });
+    Ok(EmbedOutcome { summary, report })
 }

@@ -20,6 +20,13 @@ output L2-normalized into obsm['X_scGPT']. Geneformer: EmbExtractor's pipeline: 
 tokens of raw counts (n_counts from obs['n_counts'], else each cell's sum), the mean of the \
 second-to-last layer over the cell's genes (--emb-mode cls|cell, --emb-layer) into \
 obsm['X_geneformer']. A cell's embedding does not depend on the other cells in its batch.\n\n\
+CellPLM (a folder with one {prefix}.config.json + {prefix}.best.ckpt pair): cells are the tokens \
+and a cell's embedding DEPENDS ON THE OTHER CELLS OF ITS SET by design: each obs['batch'] group \
+(--group-by COL for another column, --group-by none for all cells) is one attention set, cut \
+into sets of at most --batch-size consecutive cells only when --batch-size is given (default: \
+whole groups). X must hold raw counts (log1p, no normalization); genes are matched by Ensembl id \
+in var.index (symbols via GENCODE). The GMVAE latent mean goes to obsm['X_cellplm'], the \
+grouping to uns['cellplm_sets'], rows in input order.\n\n\
 Example (the released whole-human model):\n  \
 scllm embed --model scGPT_human pbmc.h5ad -o pbmc_emb.h5ad --obsm-key X_scGPT --threads 8\n\
 Example (files larger than memory: obs, var and the embeddings, X not copied):\n  \
@@ -44,9 +51,15 @@ pub struct EmbedArgs {
     /// obsm key of the embeddings (default: the family's, X_scGPT or X_geneformer)
     #[arg(long)]
     pub obsm_key: Option<String>,
-    /// Most cells per forward pass (a batch holds cells of one length: nothing is padded)
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
+    /// Most cells per forward pass (a batch holds cells of one length: nothing is padded;
+    /// default 64). CellPLM: most cells per attention set, each group cut into sets of
+    /// consecutive cells (default: whole groups)
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// CellPLM: the obs column whose groups are the attention sets (default: batch when the
+    /// file has it; `none`: all cells one set)
+    #[arg(long, value_name = "COL")]
+    pub group_by: Option<String>,
     /// Most tokens per cell, special tokens included (default: the model's, scGPT max_seq_len
     /// 1200, Geneformer 2048 / 4096)
     #[arg(long)]
@@ -141,7 +154,9 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         strict: args.strict,
         load_report: args.load_report.clone(),
         obsm_key: args.obsm_key.clone(),
-        batch_size: args.batch_size,
+        batch_size: args.batch_size.unwrap_or(64),
+        set_size: args.batch_size,
+        group_by: args.group_by.clone(),
         max_len: args.max_len,
         seed: args.seed,
         device: args.device.clone(),
