@@ -14,12 +14,14 @@ use crate::anndata_input::{
     align_genes, labeled_cells, log_normalized, name, names_of, obsm_dense,
 };
 use crate::class_scores::{ClassScores, ScoreKind};
+use crate::conformal::{calibration_uniforms, query_uniforms, ConformalCalibrator};
 use crate::correlation::{CorrelationOptions, Reference};
 use crate::held_out::{stratified_holdout, HELD_OUT_FRACTION};
 use crate::knn::{kneighbors, vote_shares, Vote};
 use crate::logreg::{cross_validate, fit, CvPoint, Design, SolverOptions};
 use crate::metrics::{classification_report, ClassificationReport, Distance};
 use crate::novelty::{auto_threshold, UNKNOWN_QUANTILE};
+use crate::prediction_sets::{write_prediction_sets, SetSummary};
 use crate::progress::bar;
 use crate::{encode_labels, invalid, Result};
 
@@ -55,8 +57,11 @@ pub struct BaselineOptions {
     pub hvg_flavor: HvgFlavor,
     pub unknown_below: Option<f64>,
     /// `--unknown-below auto`: pick `unknown_below` on held-out reference cells
-    /// ([`run_baseline_auto`]); the model is then trained on the other reference cells.
+    /// ([`run_baseline_held_out`]); the model is then trained on the other reference cells.
     pub unknown_below_auto: bool,
+    /// `--coverage`: conformal prediction sets at this coverage, calibrated on held-out
+    /// reference cells ([`run_baseline_held_out`]).
+    pub coverage: Option<f64>,
     /// logreg: a fixed C (skips cross-validation).
     pub c: Option<f64>,
     pub c_grid: Vec<f64>,
@@ -84,6 +89,7 @@ impl BaselineOptions {
             hvg_flavor: HvgFlavor::Seurat,
             unknown_below: None,
             unknown_below_auto: false,
+            coverage: None,
             c: None,
             c_grid: vec![0.01, 0.1, 1.0, 10.0, 100.0],
             folds: 5,
@@ -120,6 +126,9 @@ pub struct BaselineSummary {
     pub train_seconds: f64,
     pub predict_seconds: f64,
     pub notes: Vec<String>,
+    /// With `--coverage`: what the query's conformal sets came to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prediction_sets: Option<SetSummary>,
     /// When the query has the label column too: metrics on its labeled cells.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<ClassificationReport>,
@@ -426,60 +435,95 @@ pub fn run_baseline_scored(
         predict_seconds: predict_s,
         notes,
         metrics,
+        prediction_sets: None,
     };
     Ok((summary, class_scores))
 }
 
-/// `--unknown-below auto`: [`run_baseline`] with `unknown_below` picked on the reference's own
+/// `--unknown-below auto` and/or `--coverage`: [`run_baseline`] calibrated on the reference's own
 /// held-out cells, never on the query. A stratified [`HELD_OUT_FRACTION`] of the labelled
 /// reference cells (seeded by `seed`) is held out; the baseline trains on the rest and predicts
-/// them; the threshold is the [`UNKNOWN_QUANTILE`] quantile of their confidence
-/// ([`crate::novelty::auto_threshold`]). The query is then predicted by the same model (same
-/// training cells and HVGs; logreg with the C the first run's cross-validation chose, so the fit
-/// is identical), cells below the threshold `Unknown`. The threshold, its rule and the held-out
-/// count go to `uns['scllm_baseline']`.
-pub fn run_baseline_auto(
+/// them. With `unknown_below_auto`, the threshold is the [`UNKNOWN_QUANTILE`] quantile of their
+/// confidence ([`crate::novelty::auto_threshold`]); with `coverage`, class-conditional conformal
+/// sets are fitted on their per-class scores ([`ConformalCalibrator`]). The query is then
+/// predicted by the same model (same training cells and HVGs; logreg with the C the first run's
+/// cross-validation chose, so the fit is identical): cells below the threshold `Unknown`, sets
+/// written by [`write_prediction_sets`]. The rules and the held-out count go to
+/// `uns['scllm_baseline']`.
+pub fn run_baseline_held_out(
     reference: &AnnData,
     query: &mut AnnData,
     opts: &BaselineOptions,
 ) -> Result<BaselineSummary> {
     let rname = name(reference);
+    let what = match (opts.unknown_below_auto, opts.coverage.is_some()) {
+        (true, true) => "--unknown-below auto and --coverage need",
+        (true, false) => "--unknown-below auto needs",
+        _ => "--coverage needs",
+    };
+    if let Some(c) = opts.coverage {
+        if !(c > 0.0 && c < 1.0) {
+            return Err(invalid(format!(
+                "--coverage {c}: must be strictly between 0 and 1 (e.g. 0.9)"
+            )));
+        }
+    }
     let (lab_idx, lab) = labeled_cells(reference, &opts.label)?;
     let (keep, held) = stratified_holdout(&lab, HELD_OUT_FRACTION, opts.seed);
     if held.is_empty() {
         return Err(invalid(format!(
-            "{rname}: field `obs['{}']`: --unknown-below auto needs held-out reference cells, but no class has 2 or more labelled cells to spare; give a number instead",
+            "{rname}: field `obs['{}']`: {what} held-out reference cells, but no class has 2 or more labelled cells to spare; give --unknown-below a number and no --coverage",
             opts.label
         )));
     }
     let fit_rows: Vec<usize> = keep.iter().map(|&k| lab_idx[k]).collect();
     let held_rows: Vec<usize> = held.iter().map(|&k| lab_idx[k]).collect();
+    let held_truth: Vec<&str> = held.iter().map(|&k| lab[k].as_str()).collect();
     let fit_ref = reference.select_obs(&fit_rows);
     let mut held_q = reference.select_obs(&held_rows);
     held_q.obs.remove(&opts.label);
     let mut o = opts.clone();
-    o.unknown_below = None;
     o.unknown_below_auto = false;
-    let first = run_baseline(&fit_ref, &mut held_q, &o)?;
-    let conf = match held_q.obs.column("prediction_confidence") {
-        Some(Column::F32(v)) => v.clone(),
-        _ => return Err(invalid("held-out reference cells got no confidence")),
+    o.coverage = None;
+    if opts.unknown_below_auto {
+        o.unknown_below = None;
+    }
+    let (first, held_scores) = run_baseline_scored(&fit_ref, &mut held_q, &o)?;
+    let threshold = if opts.unknown_below_auto {
+        let conf = match held_q.obs.column("prediction_confidence") {
+            Some(Column::F32(v)) => v.clone(),
+            _ => return Err(invalid("held-out reference cells got no confidence")),
+        };
+        let t = auto_threshold(&conf, UNKNOWN_QUANTILE)?;
+        o.unknown_below = Some(t.threshold);
+        Some(t)
+    } else {
+        None
     };
-    let t = auto_threshold(&conf, UNKNOWN_QUANTILE)?;
-    o.unknown_below = Some(t.threshold);
+    let calibrator = match opts.coverage {
+        Some(c) => Some(ConformalCalibrator::fit_on(
+            &held_scores,
+            &held_truth,
+            &calibration_uniforms(held_truth.len(), opts.seed),
+            c,
+        )?),
+        None => None,
+    };
     if o.method == Method::Logreg && o.c.is_none() {
         o.c = first.params.get("C").and_then(|v| v.as_f64());
     }
-    let mut s = run_baseline(&fit_ref, query, &o)?;
+    let (mut s, scores) = run_baseline_scored(&fit_ref, query, &o)?;
     if let (serde_json::Value::Object(p), serde_json::Value::Object(p1)) =
         (&mut s.params, &first.params)
     {
         for (k, v) in p1 {
             p.entry(k.clone()).or_insert_with(|| v.clone());
         }
-        p.insert("unknown_below_rule".into(), t.rule.clone().into());
-        p.insert("unknown_below_quantile".into(), t.quantile.into());
-        p.insert("n_held_out".into(), t.n_cells.into());
+        if let Some(t) = &threshold {
+            p.insert("unknown_below_rule".into(), t.rule.clone().into());
+            p.insert("unknown_below_quantile".into(), t.quantile.into());
+        }
+        p.insert("n_held_out".into(), held_rows.len().into());
     }
     if s.cv.is_empty() {
         s.cv = first.cv;
@@ -487,21 +531,44 @@ pub fn run_baseline_auto(
     s.reference = rname;
     s.n_reference_unlabeled = reference.n_obs() - lab_idx.len();
     s.notes.push(format!(
-        "--unknown-below auto: {} of {} labelled reference cells held out (stratified {:.0}%, seed {}); trained on the other {}; threshold {:.6} = the {} quantile of the held-out cells' confidence",
-        t.n_cells,
+        "{} of {} labelled reference cells held out (stratified {:.0}%, seed {}) to calibrate on; trained on the other {}",
+        held_rows.len(),
         lab_idx.len(),
         HELD_OUT_FRACTION * 100.0,
         opts.seed,
         fit_rows.len(),
-        t.threshold,
-        t.quantile
     ));
+    if let Some(t) = &threshold {
+        s.notes.push(format!(
+            "--unknown-below auto: threshold {:.6} = the {} quantile of the held-out cells' confidence",
+            t.threshold, t.quantile
+        ));
+    }
+    let mut extra: Vec<(String, UnsValue)> = Vec::new();
+    if let Some(t) = &threshold {
+        extra.push(("unknown_below_rule".into(), UnsValue::Str(t.rule.clone())));
+        extra.push(("unknown_below_quantile".into(), UnsValue::F64(t.quantile)));
+    }
+    extra.push(("n_held_out".into(), UnsValue::I64(held_rows.len() as i64)));
+    extra.push(("n_train".into(), UnsValue::I64(fit_rows.len() as i64)));
+    if let Some(cal) = &calibrator {
+        let sets = cal.sets(&scores.values, &query_uniforms(scores.n_cells(), opts.seed));
+        let (entries, summary) =
+            write_prediction_sets(&mut query.obs, cal, &sets, "held-out reference cells");
+        extra.extend(entries);
+        s.notes.push(format!(
+            "--coverage {}: conformal sets ({}); mean set size {:.2}, {} cells with no label (Unknown), {} ambiguous",
+            cal.coverage,
+            cal.kind.rule(),
+            summary.mean_set_size,
+            summary.unknown,
+            summary.ambiguous
+        ));
+        s.prediction_sets = Some(summary);
+    }
     if let Some((_, UnsValue::Dict(d))) = query.uns.iter_mut().find(|(k, _)| k == "scllm_baseline")
     {
-        d.push(("unknown_below_rule".into(), UnsValue::Str(t.rule.clone())));
-        d.push(("unknown_below_quantile".into(), UnsValue::F64(t.quantile)));
-        d.push(("n_held_out".into(), UnsValue::I64(t.n_cells as i64)));
-        d.push(("n_train".into(), UnsValue::I64(fit_rows.len() as i64)));
+        d.extend(extra);
     }
     Ok(s)
 }
@@ -658,8 +725,8 @@ pub fn baseline(job: &BaselineJob) -> Result<BaselineOutcome> {
     o.n_pcs = o.n_pcs.max(1);
     let reference = read_h5ad(&job.reference)?;
     let mut query = read_h5ad(&job.query)?;
-    let summary = if o.unknown_below_auto {
-        run_baseline_auto(&reference, &mut query, &o)?
+    let summary = if o.unknown_below_auto || o.coverage.is_some() {
+        run_baseline_held_out(&reference, &mut query, &o)?
     } else {
         run_baseline(&reference, &mut query, &o)?
     };

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use scllm_eval::class_scores::ScoreKind;
 use scllm_eval::conformal::{query_uniforms, ConformalCalibrator};
 use scllm_eval::novelty::UnknownBelow;
+use scllm_eval::prediction_sets::write_prediction_sets;
 use scllm_io::{AnnData, Column, Compression, Matrix, UnsValue, Values};
 use scllm_models::peft::file::ValidationCalibration;
 use scllm_models::{
@@ -242,36 +243,10 @@ fn annotate_with<F: ModelFolder>(
     }
     let mut set_summary = serde_json::Value::Null;
     if let Some((cal, s)) = &sets {
-        let text: Vec<Option<String>> = s.iter().map(|x| Some(cal.set_text(x))).collect();
-        let lab: Vec<Option<String>> = s
-            .iter()
-            .map(|x| Some(cal.set_label(x, "Unknown")))
-            .collect();
-        adata
-            .obs
-            .set("prediction_set", Column::categorical_from(&text));
-        adata
-            .obs
-            .set("conformal_label", Column::categorical_from(&lab));
-        adata.obs.set(
-            "prediction_set_size",
-            Column::I64(s.iter().map(|x| x.len() as i64).collect()),
-        );
-        uns.push(("coverage".into(), UnsValue::F64(cal.coverage)));
-        uns.push((
-            "conformal_rule".into(),
-            UnsValue::Str(format!(
-                "split-conformal, class-conditional, {}; calibrated on the fine-tuning validation cells",
-                cal.kind.rule()
-            )),
-        ));
-        let n = s.len().max(1) as f64;
-        set_summary = json!({
-            "coverage": cal.coverage,
-            "mean_set_size": s.iter().map(|x| x.len()).sum::<usize>() as f64 / n,
-            "unknown": s.iter().filter(|x| x.is_empty()).count(),
-            "ambiguous": s.iter().filter(|x| x.len() > 1).count(),
-        });
+        let (entries, summary) =
+            write_prediction_sets(&mut adata.obs, cal, s, "the fine-tuning validation cells");
+        uns.extend(entries);
+        set_summary = serde_json::to_value(summary)?;
     }
     adata.set_uns("scllm_annotate", UnsValue::Dict(uns));
     adata.obsm.retain(|(k, _)| k != &key);

@@ -65,6 +65,12 @@ pub struct BaselineArgs {
     /// (the model then trains on the other 80%; P and its rule go to uns['scllm_baseline'])
     #[arg(long, value_name = "P|auto")]
     pub unknown_below: Option<scllm_eval::novelty::UnknownBelow>,
+    /// Conformal prediction sets at this coverage (e.g. 0.9): class-conditional split-conformal
+    /// sets (APS on probabilities) calibrated on a stratified 20% of the labelled reference
+    /// cells held out of training; obs['prediction_set'], obs['conformal_label'] (`Unknown` for
+    /// an empty set, `ambiguous` for several), obs['prediction_set_size']
+    #[arg(long, value_name = "C")]
+    pub coverage: Option<f64>,
     /// Use this layer of both files instead of X (`raw` for .raw.X)
     #[arg(long)]
     pub layer: Option<String>,
@@ -152,6 +158,11 @@ fn run_celltypist(args: BaselineArgs) -> anyhow::Result<()> {
     if args.train.is_some() {
         return Err(bad(
             "celltypist takes a trained model (--model FILE.pkl), not --train",
+        ));
+    }
+    if args.coverage.is_some() {
+        return Err(bad(
+            "celltypist: --coverage needs held-out labelled reference cells, which a released model does not bring; use --mode prob_match --p-thres P",
         ));
     }
     if args.unknown_below.is_some() {
@@ -242,6 +253,7 @@ pub fn run(args: BaselineArgs) -> anyhow::Result<()> {
         Some(scllm_eval::novelty::UnknownBelow::Auto) => o.unknown_below_auto = true,
         None => {}
     }
+    o.coverage = args.coverage;
     o.c = args.c;
     o.c_grid = args.c_grid.clone();
     o.folds = args.folds;
@@ -296,6 +308,12 @@ pub fn run(args: BaselineArgs) -> anyhow::Result<()> {
                 .get("unknown_below")
                 .and_then(|v| v.as_f64())
                 .unwrap_or(0.0)
+        );
+    }
+    if let Some(p) = &s.prediction_sets {
+        eprintln!(
+            "conformal sets at coverage {}: mean size {:.2}, {} empty (Unknown), {} ambiguous",
+            p.coverage, p.mean_set_size, p.unknown, p.ambiguous
         );
     }
     if let Some(m) = &s.metrics {

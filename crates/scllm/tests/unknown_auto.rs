@@ -231,3 +231,81 @@ fn baseline_picks_its_threshold_on_held_out_reference_cells() {
         );
     }
 }
+
+#[test]
+fn baseline_coverage_writes_conformal_sets_calibrated_on_the_reference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = fixtures().join("eval");
+    let run = |coverage: &'static str, out: &str| {
+        let o = tmp.path().join(out);
+        let r = scllm(&[
+            "baseline",
+            "logreg",
+            "--train",
+            s(&fx.join("kang_ref.h5ad")),
+            s(&fx.join("kang_query.h5ad")),
+            "-o",
+            s(&o),
+            "--n-hvg",
+            "300",
+            "--c",
+            "1",
+            "--coverage",
+            coverage,
+            "--json",
+        ]);
+        (r, o)
+    };
+    let ((code, json, err), o) = run("0.9", "sets.h5ad");
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let a = scllm_io::read_h5ad(&o).unwrap();
+    let u = uns_dict(&a, "scllm_baseline");
+    assert_eq!(uns_f64(&u, "coverage"), 0.9);
+    assert!(uns_has(&u, "conformal_rule") && uns_has(&u, "n_held_out"));
+    let truth = a.obs_column("cell_type").unwrap();
+    let set = a.obs_column("prediction_set").unwrap();
+    let lab = a.obs_column("conformal_label").unwrap();
+    let size = a.obs_column("prediction_set_size").unwrap();
+    let (mut covered, mut labelled, mut total_size) = (0usize, 0usize, 0usize);
+    for i in 0..a.n_obs() {
+        let text = set.get_str(i).unwrap_or_default();
+        let members: Vec<&str> = if text.is_empty() {
+            vec![]
+        } else {
+            text.split('|').collect()
+        };
+        assert_eq!(members.len(), size.get_f64(i).unwrap() as usize);
+        total_size += members.len();
+        let want = match members.len() {
+            0 => "Unknown".to_string(),
+            1 => members[0].to_string(),
+            _ => "ambiguous".to_string(),
+        };
+        assert_eq!(lab.get_str(i).unwrap(), want);
+        if let Some(t) = truth.get_str(i) {
+            labelled += 1;
+            covered += members.contains(&t.as_str()) as usize;
+        }
+    }
+    let mean = total_size as f64 / a.n_obs() as f64;
+    let p = &v["prediction_sets"];
+    assert_eq!(p["coverage"].as_f64().unwrap(), 0.9);
+    assert!((p["mean_set_size"].as_f64().unwrap() - mean).abs() < 1e-9);
+    // another donor than the calibration cells, so exchangeability only holds roughly; a set
+    // that covered the truth far less often than asked would mean a calibration bug
+    let cov = covered as f64 / labelled as f64;
+    assert!(
+        cov > 0.8,
+        "empirical coverage {cov} on {labelled} labelled cells"
+    );
+    assert!(
+        mean < 4.0,
+        "sets of mean size {mean} rule out almost nothing"
+    );
+
+    let ((code, _, err), o) = run("1.5", "bad.h5ad");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--coverage"), "{err}");
+    assert!(!o.exists());
+}
