@@ -20,8 +20,8 @@ fi
 # CellTypist (tools/make_celltypist_fixture.py, bench/celltypist_reference.py); pulls igraph
 # and leidenalg for its over-clustering
 .venv-ref/bin/pip install -q celltypist==1.7.1
-# CellPLM (tools/make_cellplm_fixture.py): --no-deps, its pins are older than the torch above;
-# its pipeline module imports torchmetrics
+# CellPLM (tools/make_cellplm_fixture.py): --no-deps, the packages above cover what its pipeline
+# imports, plus torchmetrics
 .venv-ref/bin/pip install -q --no-deps cellplm==0.1.0.post2
 .venv-ref/bin/pip install -q torchmetrics
 d=$(mktemp -d)

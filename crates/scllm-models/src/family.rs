@@ -12,17 +12,29 @@ pub enum Family {
     ScGpt,
     /// Geneformer (rank-value tokens, BERT): docs/models/geneformer.md.
     Geneformer,
+    /// scBERT (binned expression by panel position, Performer): docs/models/scbert.md.
+    ScBert,
 }
 
 impl Family {
-    pub const ALL: [Family; 2] = [Family::ScGpt, Family::Geneformer];
+    pub const ALL: [Family; 3] = [Family::ScGpt, Family::Geneformer, Family::ScBert];
 
     /// The name in files and on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
             Family::ScGpt => "scgpt",
             Family::Geneformer => "geneformer",
+            Family::ScBert => "scbert",
         }
+    }
+
+    /// Whether the family's models can host `strategy` (scBERT has no place for prefix prompt
+    /// tokens: docs/models/scbert.md §4).
+    pub fn supports(self, strategy: crate::peft::Strategy) -> bool {
+        !matches!(
+            (self, strategy),
+            (Family::ScBert, crate::peft::Strategy::Prefix)
+        )
     }
 }
 
@@ -31,6 +43,7 @@ impl fmt::Display for Family {
         f.write_str(match self {
             Family::ScGpt => "scGPT",
             Family::Geneformer => "Geneformer",
+            Family::ScBert => "scBERT",
         })
     }
 }

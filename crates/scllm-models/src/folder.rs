@@ -95,12 +95,18 @@ pub trait ModelFolder: Sized + Send + Sync {
     fn totals_column(&self) -> Option<&'static str> {
         None
     }
+    /// The family's own rule for answering "unknown": a cell whose highest class probability is
+    /// below this is not assigned (scBERT's `predict.py`: 0.5); `None`: the family has none.
+    fn default_unknown_below(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// A model folder of whichever family it holds; [`open`] detects it.
 pub enum AnyFolder {
     ScGpt(Box<crate::scgpt::ScGptFolder>),
     Geneformer(Box<crate::geneformer::GeneformerFolder>),
+    ScBert(Box<crate::scbert::ScBertFolder>),
 }
 
 /// Run `$body` with `$f` bound to (a reference to) the folder of whichever family the
@@ -118,6 +124,10 @@ macro_rules! with_folder {
                 let $f = &**boxed;
                 $body
             }
+            $crate::folder::AnyFolder::ScBert(boxed) => {
+                let $f = &**boxed;
+                $body
+            }
         }
     };
 }
@@ -131,8 +141,9 @@ impl AnyFolder {
     }
 }
 
-/// Which family `dir` holds, from its files: `args.json` (scGPT), or `config.json` with
-/// `model_type` "bert" (Geneformer). Anything else is an error naming what was looked for.
+/// Which family `dir` holds, from its files: `args.json` (scGPT), `scbert_config.json` (scBERT),
+/// or `config.json` with `model_type` "bert" (Geneformer). Anything else is an error naming what
+/// was looked for.
 pub fn detect(dir: &Path) -> Result<Family> {
     if !dir.is_dir() {
         return Err(ModelError::file(
@@ -142,6 +153,9 @@ pub fn detect(dir: &Path) -> Result<Family> {
     }
     if dir.join("args.json").is_file() {
         return Ok(Family::ScGpt);
+    }
+    if dir.join(crate::scbert::config::CONFIG_FILE).is_file() {
+        return Ok(Family::ScBert);
     }
     let config = dir.join("config.json");
     if config.is_file() {
@@ -160,10 +174,19 @@ pub fn detect(dir: &Path) -> Result<Family> {
             )),
         };
     }
+    if crate::cellplm::is_cellplm_dir(dir) {
+        return Err(ModelError::file(
+            dir,
+            "a CellPLM folder ({prefix}.config.json + {prefix}.best.ckpt): only `scllm embed` \
+             runs CellPLM so far; convert, check, fine-tuning and the benchmark do not support \
+             it yet",
+        ));
+    }
     Err(ModelError::file(
         dir,
         "no known model family here: looked for args.json (scGPT, with vocab.json and \
-         best_model.pt) and config.json with model_type \"bert\" (Geneformer, with \
+         best_model.pt), scbert_config.json (scBERT, with gene_panel.txt and a .pth \
+         checkpoint) and config.json with model_type \"bert\" (Geneformer, with \
          model.safetensors or pytorch_model.bin)",
     ))
 }
@@ -186,6 +209,7 @@ pub fn open(dir: &Path, opts: &FolderOptions) -> Result<AnyFolder> {
         Family::Geneformer => AnyFolder::Geneformer(Box::new(
             crate::geneformer::GeneformerFolder::open(dir, w, opts.dictionaries.as_deref())?,
         )),
+        Family::ScBert => AnyFolder::ScBert(Box::new(crate::scbert::ScBertFolder::open(dir, w)?)),
     })
 }
 

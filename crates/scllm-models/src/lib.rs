@@ -6,6 +6,7 @@
 //!
 //! Inference runs on the plain (non-autodiff) device, so no gradient graph is ever built.
 
+pub mod cellplm;
 pub mod embed;
 pub mod error;
 pub mod family;
@@ -17,6 +18,7 @@ pub mod nn;
 pub mod param_table;
 pub mod params;
 pub mod peft;
+pub mod scbert;
 pub mod scgpt;
 pub mod weights;
 
@@ -33,6 +35,7 @@ pub use peft::{
     attach, load_adapter, load_adapter_weights, param_counts, read_adapter_meta, save_adapter,
     sha256_file, AdapterMeta, PeftConfig, Strategy,
 };
+pub use scbert::{ScBert, ScBertConfig, ScBertFolder};
 pub use scgpt::{
     find_weights, LoadOptions, ScGpt, ScGptBuild, ScGptConfig, ScGptFolder, ScGptModel,
 };

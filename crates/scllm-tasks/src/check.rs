@@ -107,7 +107,8 @@ fn check_with<F: ModelFolder>(f: &F, job: &CheckJob) -> anyhow::Result<CheckRepo
         })
         .count();
     let frac = genes.n_matched as f64 / genes.n_genes.max(1) as f64;
-    let needs_counts = f.family() == Family::Geneformer;
+    // Geneformer ranks raw counts; scBERT normalises them over its panel
+    let needs_counts = matches!(f.family(), Family::Geneformer | Family::ScBert);
     let fits = match v.kind {
         ValueKind::Scaled | ValueKind::Empty => false,
         ValueKind::Counts => true,

@@ -86,7 +86,9 @@ pub fn peft_config(
 /// epochs, StepLR 0.9), the adapters as scPEFT v2 (lr 5e-5, batch 50, 20 epochs, patience 15,
 /// class-weighted loss, class-balanced sampler). Geneformer: its `Classifier` defaults for every
 /// strategy (AdamW lr 5e-5, weight decay 0.001, batch 12, 10 epochs, linear decay; 500 warm-up
-/// steps for 6-layer models; docs/models/geneformer.md §6).
+/// steps for 6-layer models; docs/models/geneformer.md §6). scBERT: its `finetune.py` for every
+/// strategy (Adam lr 1e-4, batch 3, 100 epochs, cosine warm-up restarts per epoch, patience 10;
+/// docs/models/scbert.md §3.3).
 #[allow(clippy::too_many_arguments)]
 pub fn train_config(
     family: Family,
@@ -105,6 +107,7 @@ pub fn train_config(
         }
         Family::ScGpt => TrainConfig::default(),
         Family::Geneformer => TrainConfig::geneformer(n_layers),
+        Family::ScBert => TrainConfig::scbert(),
     };
     if let Some(e) = epochs {
         c.epochs = e;
@@ -172,13 +175,15 @@ pub fn finetune_on<F: ModelFolder>(
         .iter()
         .filter_map(|i| i.and_then(|i| folder.token(i)))
         .collect();
-    let meta = AdapterMeta::for_model(
+    let mut meta = AdapterMeta::for_model(
         &best,
         folder.base_args(),
         data.classes.clone(),
         Some(genes),
         sha,
     );
+    // the validation cells' confidence, for `annotate --unknown-below auto` / `--coverage`
+    meta.validation = crate::annotate::calibrate_on_validation(&best, &data, &sp, spec.train)?;
     let (trainable, total) = param_counts(&best);
     let summary = json!({
         "family": folder.family(),
@@ -188,6 +193,7 @@ pub fn finetune_on<F: ModelFolder>(
         "epochs_run": out.history.len(), "stopped_early": out.stopped_early,
         "interrupted": out.interrupted, "resumed_from": out.resumed_from,
         "trainable_params": trainable, "total_params": total,
+        "validation_unknown_below": meta.validation.as_ref().map(|v| v.unknown_below),
         "data": data.summary(),
     });
     Ok(Finetuned {
@@ -274,7 +280,11 @@ pub fn dry_run(
         let dev = Device::flex();
         let base = f.build(n_cls, &dev)?;
         let mut rows = Vec::new();
-        for s in Strategy::ALL {
+        // a strategy the family cannot host (scBERT: prefix) has no row
+        for s in Strategy::ALL
+            .into_iter()
+            .filter(|&s| f.family().supports(s))
+        {
             let mut p = peft.clone();
             if s == Strategy::Full {
                 // freezing layers is an option of full fine-tuning too; other knobs do not apply

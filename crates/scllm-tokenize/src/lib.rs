@@ -1,14 +1,15 @@
 //! From a cell's expression to model input, one file per family: gene vocabularies and id
 //! matching ([`vocab`]), scGPT's binned tokens with `<cls>`/`<pad>` ([`scgpt`]), Geneformer's
-//! rank-value tokens ([`geneformer`], its dictionaries read by [`pickle`]), and batches
+//! rank-value tokens ([`geneformer`], its dictionaries read by `scllm_pickle`), and batches
 //! grouped by length so little is padded ([`batch`]); what every family's preparation shares is
 //! in [`prepare`].
 
 pub mod batch;
+pub mod cellplm;
 pub mod corpus;
 pub mod geneformer;
-pub mod pickle;
 pub mod prepare;
+pub mod scbert;
 pub mod scgpt;
 pub mod vocab;
 

@@ -265,7 +265,7 @@ fn exp_shifted_row_portable(row: &mut [f32]) -> f32 {
 /// `eˣ` for `x ≤ 0` to within ~2 ulp (0 below −87): `x = k·ln2 + r`, `|r| ≤ ln2/2`, a degree-7
 /// Taylor polynomial for `eʳ`, and `2ᵏ` put in the exponent bits. Branch-free, so it vectorises.
 #[inline(always)]
-fn exp_approx(x: f32) -> f32 {
+pub(crate) fn exp_approx(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 = C1 - C2 with C1 = 355/512, so k·C1 is exact (Cephes' split)
     const C1: f32 = 355.0 / 512.0;

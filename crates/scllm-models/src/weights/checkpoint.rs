@@ -53,6 +53,20 @@ impl Checkpoint {
         path: impl AsRef<Path>,
         canonical_key: &dyn Fn(&str) -> String,
     ) -> Result<Self> {
+        Self::open_entry(path, None, canonical_key)
+    }
+
+    /// [`Self::open_with`] for a `torch.save`d dict that holds the weights under the entry
+    /// `entry` beside others (scBERT saves `epoch`, `model_state_dict`, `optimizer_state_dict`,
+    /// `scheduler_state_dict`, `losses`): only that entry's tensors are listed and only it must
+    /// hold nothing but containers, plain values and tensors; the other entries are skipped
+    /// whatever they hold (parsed, never built or run). A file without the entry is read whole,
+    /// as a plain state dict.
+    pub fn open_entry(
+        path: impl AsRef<Path>,
+        entry: Option<&str>,
+        canonical_key: &dyn Fn(&str) -> String,
+    ) -> Result<Self> {
         let path = path.as_ref();
         let mut head = [0u8; 16];
         let n = {
@@ -65,7 +79,7 @@ impl Checkpoint {
         let raw = if n >= 9 && head[8] == b'{' {
             read_safetensors(path)?
         } else {
-            read_pt(path)?
+            read_pt(path, entry)?
         };
         let (format, list) = raw;
         let mut entries = BTreeMap::new();
@@ -226,13 +240,25 @@ fn join(a: &str, b: &str) -> String {
     }
 }
 
-fn read_pt(path: &Path) -> Result<(Format, Vec<Entry>)> {
+fn read_pt(path: &Path, entry: Option<&str>) -> Result<(Format, Vec<Entry>)> {
     let bad = |e: pytorch_reader::PytorchError| {
         ModelError::file(path, format!("not a readable PyTorch checkpoint: {e} (expected a torch.save()d state_dict, e.g. best_model.pt)"))
     };
     let tree = PytorchReader::read_pickle_data(path, None).map_err(bad)?;
-    check_pickle(path, &tree, "")?;
-    let r = PytorchReader::new(path).map_err(bad)?;
+    let weights = match (&tree, entry) {
+        (PickleValue::Dict(m), Some(k)) => m.get(k).map(|v| (k, v)),
+        _ => None,
+    };
+    let r = match weights {
+        Some((k, v)) => {
+            check_pickle(path, v, k)?;
+            PytorchReader::with_top_level_key(path, k).map_err(bad)?
+        }
+        None => {
+            check_pickle(path, &tree, "")?;
+            PytorchReader::new(path).map_err(bad)?
+        }
+    };
     let list: Vec<Entry> = r
         .into_tensors()
         .into_iter()
