@@ -162,8 +162,9 @@ fn annotate_with<F: ModelFolder>(
             )))
         }
     };
+    // no flag: the family's own rule where it has one (scBERT's predict.py: below 0.5)
     let threshold = match job.unknown_below {
-        None => None,
+        None => folder.default_unknown_below(),
         Some(UnknownBelow::Fixed(p)) => Some(p),
         Some(UnknownBelow::Auto) => validation.map(|v| v.unknown_below),
     };
@@ -237,6 +238,10 @@ fn annotate_with<F: ModelFolder>(
                 uns.push(("n_validation_cells".into(), UnsValue::I64(v.n_cells as i64)));
                 format!("auto: {}", v.rule)
             }
+            (None, _) => format!(
+                "the {} family's default (its reference's prediction rule); --unknown-below 0 turns it off",
+                folder.family()
+            ),
             _ => "given by the user".to_string(),
         };
         uns.push(("unknown_below_rule".into(), UnsValue::Str(rule)));

@@ -42,7 +42,8 @@ pub struct AnnotateArgs {
     #[arg(short, long)]
     pub output: PathBuf,
     /// Label cells whose confidence is below P as `Unknown`; `auto`: the threshold picked on
-    /// the fine-tuning validation cells (stored in the adapter)
+    /// the fine-tuning validation cells (stored in the adapter). Without it, the family's own
+    /// rule applies where it has one (scBERT: 0.5, as its predict.py; scGPT and Geneformer: none)
     #[arg(long, value_name = "P|auto")]
     pub unknown_below: Option<UnknownBelow>,
     /// Conformal prediction sets at this coverage (e.g. 0.9), calibrated on the fine-tuning
