@@ -309,3 +309,67 @@ fn baseline_coverage_writes_conformal_sets_calibrated_on_the_reference() {
     assert!(err.contains("--coverage"), "{err}");
     assert!(!o.exists());
 }
+
+#[test]
+fn scbert_annotate_applies_its_own_unknown_rule_unless_told_otherwise() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixtures().join("scbert/model");
+    let data = fixtures().join("scbert/cells.h5ad");
+    let ad = tmp.path().join("adapter");
+    let (code, _, err) = scllm(&[
+        "finetune",
+        "--model",
+        s(&model),
+        "--train",
+        s(&data),
+        "--method",
+        "head",
+        "--epochs",
+        "1",
+        "--val-fraction",
+        "0.34",
+        "--min-cells-per-class",
+        "1",
+        "-o",
+        s(&ad),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let annotate = |extra: &[&'static str], out: &str| {
+        let o = tmp.path().join(out);
+        let mut args = vec![
+            "annotate",
+            "--model",
+            s(&model),
+            "--adapter",
+            s(&ad),
+            s(&data),
+            "-o",
+            s(&o),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let (code, json, err) = scllm(&args);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        (v, scllm_io::read_h5ad(&o).unwrap())
+    };
+    // no flag: scBERT's predict.py rule, max probability below 0.5 -> Unknown
+    let (v, a) = annotate(&[], "default.h5ad");
+    assert_eq!(v["unknown_below"].as_f64(), Some(0.5));
+    let u = uns_dict(&a, "scllm_annotate");
+    assert_eq!(uns_f64(&u, "unknown_below"), 0.5);
+    let pred = a.obs_column("predicted_cell_type").unwrap();
+    let conf = a.obs_column("prediction_confidence").unwrap();
+    let mut unknown = 0;
+    for i in 0..a.n_obs() {
+        let below = conf.get_f64(i).unwrap() < 0.5;
+        unknown += below as usize;
+        assert_eq!(pred.get_str(i).unwrap() == "Unknown", below);
+    }
+    assert_eq!(v["unknown"].as_u64().unwrap() as usize, unknown);
+    // a number given by the user replaces it; 0 turns it off
+    let (v, a) = annotate(&["--unknown-below", "0"], "off.h5ad");
+    assert_eq!(v["unknown"].as_u64(), Some(0));
+    let pred = a.obs_column("predicted_cell_type").unwrap();
+    assert!((0..a.n_obs()).all(|i| pred.get_str(i).unwrap() != "Unknown"));
+}
