@@ -39,6 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         batch_size,
         max_batch_tokens: batch_size * model.config.max_seq_len,
         max_padding,
+        ..EmbedOptions::default()
     };
     let tok = model.embed_tokenizer(&genes, model.config.max_seq_len, 0)?;
     let mut e = Embedder::new(

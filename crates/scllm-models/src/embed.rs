@@ -8,6 +8,7 @@
 //! issue #281 is not copied). Batches hold cells of equal length (`EmbedOptions::max_padding`),
 //! so nothing is padded.
 
+use std::ops::Range;
 use std::time::Instant;
 
 use burn::tensor::Device;
@@ -21,6 +22,9 @@ use crate::model::{BatchInput, CellModel, EmbeddingSpec};
 /// `EmbedOptions::max_padding` unless set.
 pub const DEFAULT_MAX_PADDING: f64 = 0.0;
 
+/// `EmbedOptions::max_tokens_held` unless set: 128 MiB of tokens (id + value, 8 bytes each).
+pub const DEFAULT_MAX_TOKENS_HELD: usize = 1 << 24;
+
 /// How cells are batched (tokenisation options belong to the family's tokenizer).
 #[derive(Clone, Debug)]
 pub struct EmbedOptions {
@@ -33,6 +37,9 @@ pub struct EmbedOptions {
     /// and on CPU small batches cost nothing: the default 0 puts only cells of equal length
     /// together (bench/RESULTS.md, "padding-free batches and packed attention").
     pub max_padding: f64,
+    /// Most tokens held tokenised at once, for a family whose cells have a fixed length
+    /// ([`RowTokenizer::max_tokens`]): a block is tokenised and embedded a chunk of rows at a time.
+    pub max_tokens_held: usize,
 }
 
 impl Default for EmbedOptions {
@@ -41,6 +48,7 @@ impl Default for EmbedOptions {
             batch_size: 64,
             max_batch_tokens: 64 * 1200,
             max_padding: DEFAULT_MAX_PADDING,
+            max_tokens_held: DEFAULT_MAX_TOKENS_HELD,
         }
     }
 }
@@ -124,11 +132,22 @@ impl<'a, M: CellModel> Embedder<'a, M> {
         block: &Compressed,
         totals: Option<&[f64]>,
     ) -> Result<Vec<TokenizedCell>> {
-        let t0 = Instant::now();
         let vals = block.data.to_f32();
+        self.tokenize_rows(block, &vals, 0..block.nrows, totals)
+    }
+
+    /// [`Self::tokenize`] of the rows `rows` of `block` (`vals`: its values as f32).
+    fn tokenize_rows(
+        &mut self,
+        block: &Compressed,
+        vals: &[f32],
+        rows: Range<usize>,
+        totals: Option<&[f64]>,
+    ) -> Result<Vec<TokenizedCell>> {
+        let t0 = Instant::now();
         let tok = self.tokenizer;
         let offset = self.row_offset;
-        let cells = (0..block.nrows)
+        let cells = rows
             .into_par_iter()
             .map(|i| {
                 let r = block.range(i);
@@ -213,7 +232,19 @@ impl<'a, M: CellModel> Embedder<'a, M> {
         out: &mut [f32],
         progress: &mut dyn FnMut(usize),
     ) -> Result<()> {
-        let cells = self.tokenize(block, totals)?;
-        self.embed_tokenized(&cells, out, progress)
+        // Cells are tokenised a chunk at a time where the family fixes their length, so a block
+        // of long cells (scBERT: 16,907 tokens, 135 KB a cell) never sits tokenised whole.
+        let chunk = match self.tokenizer.max_tokens() {
+            Some(l) => (self.opts.max_tokens_held / l.max(1)).max(1),
+            None => block.nrows.max(1),
+        };
+        let vals = block.data.to_f32();
+        let d = self.dim();
+        for start in (0..block.nrows).step_by(chunk) {
+            let end = (start + chunk).min(block.nrows);
+            let cells = self.tokenize_rows(block, &vals, start..end, totals)?;
+            self.embed_tokenized(&cells, &mut out[start * d..end * d], progress)?;
+        }
+        Ok(())
     }
 }

@@ -61,6 +61,7 @@ fn embed_seeded(
         max_batch_tokens: 1 << 20,
         // any padding: every batch of mixed lengths is padded, which these tests exercise
         max_padding: 1.0,
+        ..EmbedOptions::default()
     };
     let tok = m.embed_tokenizer(genes, max_len, seed).unwrap();
     let mut e = Embedder::new(&m.model, &m.device, &tok, scgpt::EMBEDDING, true, opts).unwrap();

@@ -191,6 +191,23 @@ fn embedder_gives_the_reference_cell_embedding() {
     let diff = max_diff(&out, &expected()["embedding"].data);
     eprintln!("embedding: max abs diff {diff:.2e}");
     assert!(diff <= TOL, "{diff:.3e}");
+    // tokenised a few cells at a time (a block of long cells never held whole): same rows
+    let chunked = EmbedOptions {
+        batch_size: 4,
+        max_tokens_held: 2 * tok.max_tokens().unwrap() + 1,
+        ..Default::default()
+    };
+    let mut e = Embedder::new(&m, &dev, tok.as_ref(), defaults.spec, false, chunked).unwrap();
+    let mut out2 = vec![0f32; out.len()];
+    let mut seen = Vec::new();
+    e.embed_block(&x, None, &mut out2, &mut |k| seen.push(k))
+        .unwrap();
+    assert!(
+        seen.iter().all(|&k| k <= 2),
+        "batches of a 2-cell chunk: {seen:?}"
+    );
+    assert_eq!(seen.iter().sum::<usize>(), x.nrows);
+    assert_eq!(out2, out);
     let bad = folder.embed_tokenizer(
         &genes,
         &TokenOptions {

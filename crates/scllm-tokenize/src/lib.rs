@@ -46,6 +46,11 @@ pub trait RowTokenizer: Send + Sync {
     /// Token id and value of padding.
     fn pad_id(&self) -> u32;
     fn pad_value(&self) -> f32;
+    /// The most tokens one cell can become, where the family fixes it (scBERT: every cell is its
+    /// whole panel); lets an embedder bound how many tokenised cells it holds at once.
+    fn max_tokens(&self) -> Option<usize> {
+        None
+    }
 }
 
 use std::path::PathBuf;

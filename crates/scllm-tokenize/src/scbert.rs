@@ -274,6 +274,9 @@ impl RowTokenizer for Tokenizer {
     fn pad_value(&self) -> f32 {
         0.0
     }
+    fn max_tokens(&self) -> Option<usize> {
+        Some(self.n_panel + 1)
+    }
 }
 
 #[cfg(test)]
