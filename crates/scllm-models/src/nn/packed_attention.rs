@@ -92,16 +92,17 @@ pub fn packed_self_attention(
     })
 }
 
-/// Output pointer shared by tasks that write disjoint (rows, head columns) of it.
+/// Output pointer shared by tasks that write disjoint (rows, head columns) of it (also the
+/// scBERT FAVOR+ kernel's).
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(crate) struct OutPtr(pub(crate) *mut f32);
 // SAFETY: every task writes its own rows × head columns; no two tasks overlap.
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
     /// The element `offset` floats in (a method, so closures capture the whole `Sync` wrapper).
-    fn at(self, offset: usize) -> *mut f32 {
+    pub(crate) fn at(self, offset: usize) -> *mut f32 {
         self.0.wrapping_add(offset)
     }
 }

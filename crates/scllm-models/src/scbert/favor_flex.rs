@@ -21,7 +21,7 @@ use burn::backend::{backend_extension, Backend, Dispatch, DispatchDevice, Flex, 
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::nn::packed_attention::exp_approx;
+use crate::nn::packed_attention::{exp_approx, OutPtr};
 
 /// Rows per block: a block's features (`ROWS × m` floats, 272 KB at m = 266) stay in L2 between
 /// the two matrix products.
@@ -134,19 +134,6 @@ impl Shape {
     fn blocks(self) -> impl Iterator<Item = (usize, usize)> {
         let l = self.l;
         (0..l).step_by(ROWS).map(move |r0| (r0, (r0 + ROWS).min(l)))
-    }
-}
-
-/// Output pointer shared by tasks that write disjoint (rows, head columns) of it.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: every task writes its own rows × head columns; no two tasks overlap.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    fn at(self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
     }
 }
 
