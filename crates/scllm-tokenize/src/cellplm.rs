@@ -60,13 +60,7 @@ pub fn match_gene_list(var: &DataFrame, gene_list: &[String], file: &Path) -> Re
         )
     };
     let n_matched = ids.iter().filter(|i| i.is_some()).count();
-    let unmatched_examples: Vec<String> = names
-        .iter()
-        .zip(&ids)
-        .filter(|(_, i)| i.is_none())
-        .take(5)
-        .map(|(n, _)| n.clone())
-        .collect();
+    let unmatched_examples = crate::vocab::unmatched_examples(names, &ids);
     if n_matched == 0 {
         return Err(file_err(
             file,

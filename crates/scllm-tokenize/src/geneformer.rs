@@ -348,14 +348,7 @@ impl Dictionaries {
             .map(|i| i.as_deref().and_then(token_of))
             .collect();
         let n_matched = ids.iter().filter(|i| i.is_some()).count();
-        let unmatched_examples: Vec<String> = var
-            .index
-            .iter()
-            .zip(&ids)
-            .filter(|(_, i)| i.is_none())
-            .take(5)
-            .map(|(n, _)| n.clone())
-            .collect();
+        let unmatched_examples = crate::vocab::unmatched_examples(&var.index, &ids);
         if n_matched == 0 {
             return Err(file_err(
                 file,

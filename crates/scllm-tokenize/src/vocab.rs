@@ -160,6 +160,17 @@ pub struct GeneMatch {
     pub unmatched_examples: Vec<String>,
 }
 
+/// The first five of `names` whose id is `None`: what a gene-match error or report shows.
+pub fn unmatched_examples<S: AsRef<str>>(names: &[S], ids: &[Option<u32>]) -> Vec<String> {
+    names
+        .iter()
+        .zip(ids)
+        .filter(|(_, i)| i.is_none())
+        .take(5)
+        .map(|(n, _)| n.as_ref().to_string())
+        .collect()
+}
+
 impl GeneMatch {
     /// Columns of X whose genes are in the vocabulary, in column order.
     pub fn matched_columns(&self) -> Vec<usize> {
@@ -229,13 +240,7 @@ pub fn match_genes(
     let (names, symbols, key) = gene_symbols(var, gene_col, file)?;
     let ids: Vec<Option<u32>> = symbols.iter().map(|s| vocab.get(s)).collect();
     let n_matched = ids.iter().filter(|i| i.is_some()).count();
-    let unmatched_examples: Vec<String> = names
-        .iter()
-        .zip(&ids)
-        .filter(|(_, i)| i.is_none())
-        .take(5)
-        .map(|(n, _)| n.clone())
-        .collect();
+    let unmatched_examples = unmatched_examples(&names, &ids);
     if n_matched == 0 {
         let hint = match (gene_col, var.column("gene_symbol").is_some() || var.column("gene_name").is_some()) {
             (None, true) => " The var table has a symbol column: pass --gene-col gene_symbol (or gene_name).",
