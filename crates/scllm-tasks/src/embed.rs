@@ -122,6 +122,22 @@ pub fn embed(job: &EmbedJob) -> anyhow::Result<EmbedOutcome> {
     with_folder!(&folder, |f| embed_with(f, job, &dev))
 }
 
+/// The checkpoint's load report on stderr (with progress) and in `--load-report FILE`.
+fn show_load_report(job: &EmbedJob, report: &LoadReport) -> anyhow::Result<()> {
+    if job.progress {
+        eprint!("{}", report.to_text());
+    }
+    if let Some(p) = &job.load_report {
+        std::fs::write(p, serde_json::to_string_pretty(report)?).map_err(|e| {
+            bad(format!(
+                "{}: cannot write the load report: {e}",
+                p.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 fn embed_with<F: ModelFolder>(
     folder: &F,
     job: &EmbedJob,
@@ -129,17 +145,7 @@ fn embed_with<F: ModelFolder>(
 ) -> anyhow::Result<EmbedOutcome> {
     let t0 = Instant::now();
     let (model, report) = folder.load(0, job.strict, dev)?;
-    if job.progress {
-        eprint!("{}", report.to_text());
-    }
-    if let Some(p) = &job.load_report {
-        std::fs::write(p, serde_json::to_string_pretty(&report)?).map_err(|e| {
-            bad(format!(
-                "{}: cannot write the load report: {e}",
-                p.display()
-            ))
-        })?;
-    }
+    show_load_report(job, &report)?;
     let defaults = folder.embedding();
     let spec = EmbeddingSpec {
         pooling: job.pooling.unwrap_or(defaults.spec.pooling),
@@ -343,17 +349,7 @@ fn embed_sets(job: &EmbedJob, dev: &scllm_models::Device) -> anyhow::Result<Embe
     let t0 = Instant::now();
     let folder = CellPlmFolder::open(&job.model)?;
     let (model, report) = folder.load(dev)?;
-    if job.progress {
-        eprint!("{}", report.to_text());
-    }
-    if let Some(p) = &job.load_report {
-        std::fs::write(p, serde_json::to_string_pretty(&report)?).map_err(|e| {
-            bad(format!(
-                "{}: cannot write the load report: {e}",
-                p.display()
-            ))
-        })?;
-    }
+    show_load_report(job, &report)?;
     let opts = SetOptions {
         group_by: match job.group_by.as_deref() {
             None => GroupBy::Default,
