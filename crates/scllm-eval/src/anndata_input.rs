@@ -40,18 +40,23 @@ pub(crate) fn names_of(items: &[(String, Matrix)]) -> String {
     }
 }
 
-/// log1p(CP10k) of X (or of `layer`, `raw` for `.raw.X`): counts are normalised to 10,000 per
-/// cell and logged, normalised values are logged, log-normalised values are used as they are;
-/// scaled (negative) values are refused.
-pub fn log_normalized(a: &AnnData, layer: Option<&str>) -> Result<LogData> {
+/// The matrix `--layer` names (`None`: X; `raw`: `.raw.X`; else `layers[name]`), its gene names
+/// and how messages call it (`X`, `.raw.X`, `layers['name']`). `no_raw_fix` is the fix a
+/// missing `.raw` error suggests.
+pub fn layer_matrix<'a>(
+    a: &'a AnnData,
+    layer: Option<&str>,
+    no_raw_fix: &str,
+) -> Result<(&'a Matrix, Vec<String>, String)> {
     let src = name(a);
-    let (m, genes) = match layer {
-        None => (a.x()?, a.var.index.clone()),
+    Ok(match layer {
+        None => (a.x()?, a.var.index.clone(), "X".to_string()),
         Some("raw") => {
-            let raw = a.raw.as_ref().ok_or_else(|| {
-                invalid(format!("{src}: has no .raw; drop --layer raw or store raw counts in adata.raw"))
-            })?;
-            (&raw.x, raw.var.index.clone())
+            let raw = a
+                .raw
+                .as_ref()
+                .ok_or_else(|| invalid(format!("{src}: has no .raw; {no_raw_fix}")))?;
+            (&raw.x, raw.var.index.clone(), ".raw.X".to_string())
         }
         Some(l) => (
             a.layer(l).ok_or_else(|| {
@@ -61,9 +66,21 @@ pub fn log_normalized(a: &AnnData, layer: Option<&str>) -> Result<LogData> {
                 ))
             })?,
             a.var.index.clone(),
+            format!("layers['{l}']"),
         ),
-    };
-    let what = layer.map_or("X".to_string(), |l| format!("layers['{l}']"));
+    })
+}
+
+/// log1p(CP10k) of X (or of `layer`, `raw` for `.raw.X`): counts are normalised to 10,000 per
+/// cell and logged, normalised values are logged, log-normalised values are used as they are;
+/// scaled (negative) values are refused.
+pub fn log_normalized(a: &AnnData, layer: Option<&str>) -> Result<LogData> {
+    let src = name(a);
+    let (m, genes, what) = layer_matrix(
+        a,
+        layer,
+        "drop --layer raw or store raw counts in adata.raw",
+    )?;
     let report = detect_values(m);
     if report.has_nan {
         return Err(invalid(format!(

@@ -36,7 +36,7 @@ use scllm_io::{
 use scllm_pp::{detect_values, log1p, normalize_total, to_csr_f32, ValueKind};
 use serde::Serialize;
 
-use crate::anndata_input::{name, names_of};
+use crate::anndata_input::{layer_matrix, name};
 use crate::metrics::{classification_report, ClassificationReport};
 use crate::progress::bar;
 use crate::{invalid, Result};
@@ -213,25 +213,7 @@ fn csr(m: &Matrix) -> Cow<'_, Compressed> {
 
 fn input<'a>(a: &'a AnnData, layer: Option<&str>, format: ModelFormat) -> Result<Input<'a>> {
     let src = name(a);
-    let (m, genes, what) = match layer {
-        None => (a.x()?, a.var.index.clone(), "X".to_string()),
-        Some("raw") => {
-            let raw = a.raw.as_ref().ok_or_else(|| {
-                invalid(format!("{src}: has no .raw; drop --layer raw to use X"))
-            })?;
-            (&raw.x, raw.var.index.clone(), ".raw.X".to_string())
-        }
-        Some(l) => (
-            a.layer(l).ok_or_else(|| {
-                invalid(format!(
-                    "{src}: field `layers['{l}']`: no such layer (layers: {}); pass an existing --layer or none to use X",
-                    names_of(&a.layers)
-                ))
-            })?,
-            a.var.index.clone(),
-            format!("layers['{l}']"),
-        ),
-    };
+    let (m, genes, what) = layer_matrix(a, layer, "drop --layer raw to use X")?;
     // judged on the first 1,000 cells, as celltypist does (`X[:1000]`): a full pass would copy
     // the matrix (scllm-pp's log check converts it to CSR); NaN is looked for everywhere
     let head: Vec<usize> = (0..m.shape().0.min(1000)).collect();
