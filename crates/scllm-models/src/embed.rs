@@ -17,7 +17,7 @@ use scllm_io::Compressed;
 use scllm_tokenize::{length_grouped_batches, pad_batch, BatchLimits, RowTokenizer, TokenizedCell};
 
 use crate::error::{ModelError, Result};
-use crate::model::{BatchInput, CellModel, EmbeddingSpec};
+use crate::model::{BatchInput, EmbeddingSpec, TokenModel};
 
 /// `EmbedOptions::max_padding` unless set.
 pub const DEFAULT_MAX_PADDING: f64 = 0.0;
@@ -80,7 +80,7 @@ impl EmbedStats {
 }
 
 /// Embeds CSR row blocks with a loaded model; embeddings come back in input order.
-pub struct Embedder<'a, M: CellModel> {
+pub struct Embedder<'a, M: TokenModel> {
     pub model: &'a M,
     pub device: Device,
     pub tokenizer: &'a dyn RowTokenizer,
@@ -93,7 +93,7 @@ pub struct Embedder<'a, M: CellModel> {
     pub row_offset: usize,
 }
 
-impl<'a, M: CellModel> Embedder<'a, M> {
+impl<'a, M: TokenModel> Embedder<'a, M> {
     pub fn new(
         model: &'a M,
         device: &Device,

@@ -14,10 +14,17 @@ pub enum Family {
     Geneformer,
     /// scBERT (binned expression by panel position, Performer): docs/models/scbert.md.
     ScBert,
+    /// CellPLM (cells as tokens, Flow-Attention over the cells of a sample): docs/models/cellplm.md.
+    CellPlm,
 }
 
 impl Family {
-    pub const ALL: [Family; 3] = [Family::ScGpt, Family::Geneformer, Family::ScBert];
+    pub const ALL: [Family; 4] = [
+        Family::ScGpt,
+        Family::Geneformer,
+        Family::ScBert,
+        Family::CellPlm,
+    ];
 
     /// The name in files and on the command line.
     pub fn as_str(self) -> &'static str {
@@ -25,15 +32,19 @@ impl Family {
             Family::ScGpt => "scgpt",
             Family::Geneformer => "geneformer",
             Family::ScBert => "scbert",
+            Family::CellPlm => "cellplm",
         }
     }
 
-    /// Whether the family's models can host `strategy` (scBERT has no place for prefix prompt
-    /// tokens: docs/models/scbert.md §4).
+    /// Whether the family's models can host `strategy` (scBERT and CellPLM have no place for
+    /// prefix prompt tokens: docs/models/scbert.md §4, docs/models/cellplm.md §7.6).
     pub fn supports(self, strategy: crate::peft::Strategy) -> bool {
         !matches!(
             (self, strategy),
-            (Family::ScBert, crate::peft::Strategy::Prefix)
+            (
+                Family::ScBert | Family::CellPlm,
+                crate::peft::Strategy::Prefix
+            )
         )
     }
 }
@@ -44,6 +55,7 @@ impl fmt::Display for Family {
             Family::ScGpt => "scGPT",
             Family::Geneformer => "Geneformer",
             Family::ScBert => "scBERT",
+            Family::CellPlm => "CellPLM",
         })
     }
 }

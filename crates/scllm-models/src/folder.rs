@@ -9,7 +9,7 @@ use scllm_tokenize::{GeneMatch, PrepOptions, Prepared, RowTokenizer};
 
 use crate::error::{ModelError, Result};
 use crate::family::Family;
-use crate::model::{CellModel, EmbeddingSpec};
+use crate::model::{EmbeddingSpec, TokenModel};
 use crate::weights::{load_into, Checkpoint, LoadReport};
 
 /// How a family's cell embedding is made and stored.
@@ -33,7 +33,7 @@ pub struct TokenOptions {
 
 /// A model folder of one family: what every command needs from it.
 pub trait ModelFolder: Sized + Send + Sync {
-    type Model: CellModel;
+    type Model: TokenModel;
 
     fn family(&self) -> Family;
     fn dir(&self) -> &Path;
@@ -142,7 +142,8 @@ impl AnyFolder {
 }
 
 /// Which family `dir` holds, from its files: `args.json` (scGPT), `scbert_config.json` (scBERT),
-/// or `config.json` with `model_type` "bert" (Geneformer). Anything else is an error naming what
+/// `config.json` with `model_type` "bert" (Geneformer), or a `{prefix}.config.json` +
+/// `{prefix}.best.ckpt` pair (CellPLM). Anything else is an error naming what
 /// was looked for.
 pub fn detect(dir: &Path) -> Result<Family> {
     if !dir.is_dir() {
@@ -175,19 +176,15 @@ pub fn detect(dir: &Path) -> Result<Family> {
         };
     }
     if crate::cellplm::is_cellplm_dir(dir) {
-        return Err(ModelError::file(
-            dir,
-            "a CellPLM folder ({prefix}.config.json + {prefix}.best.ckpt): only `scllm embed` \
-             runs CellPLM so far; convert, check, fine-tuning and the benchmark do not support \
-             it yet",
-        ));
+        return Ok(Family::CellPlm);
     }
     Err(ModelError::file(
         dir,
         "no known model family here: looked for args.json (scGPT, with vocab.json and \
          best_model.pt), scbert_config.json (scBERT, with gene_panel.txt and a .pth \
-         checkpoint) and config.json with model_type \"bert\" (Geneformer, with \
-         model.safetensors or pytorch_model.bin)",
+         checkpoint), config.json with model_type \"bert\" (Geneformer, with \
+         model.safetensors or pytorch_model.bin) and a {prefix}.config.json + \
+         {prefix}.best.ckpt pair (CellPLM)",
     ))
 }
 
@@ -210,6 +207,15 @@ pub fn open(dir: &Path, opts: &FolderOptions) -> Result<AnyFolder> {
             crate::geneformer::GeneformerFolder::open(dir, w, opts.dictionaries.as_deref())?,
         )),
         Family::ScBert => AnyFolder::ScBert(Box::new(crate::scbert::ScBertFolder::open(dir, w)?)),
+        // cells are CellPLM's tokens: its folder is `crate::cellplm::CellPlmFolder`, run by the
+        // set-wise paths of embed, finetune and annotate
+        Family::CellPlm => {
+            return Err(ModelError::file(
+                dir,
+                "a CellPLM folder ({prefix}.config.json + {prefix}.best.ckpt): `scllm embed`, \
+                 `finetune` and `annotate` run CellPLM; this command does not support it yet",
+            ))
+        }
     })
 }
 

@@ -28,7 +28,7 @@ pub use folder::{
     open as open_folder, AnyFolder, EmbeddingDefaults, FolderOptions, ModelFolder, TokenOptions,
 };
 pub use geneformer::{BertConfig, Geneformer, GeneformerFolder};
-pub use model::{BatchInput, CellModel, Classified, EmbeddingSpec, Pooling};
+pub use model::{BatchInput, CellModel, Classified, EmbeddingSpec, Pooling, TokenModel};
 pub use param_table::{param_table, ParamInfo};
 pub use params::Part;
 pub use peft::{

@@ -66,8 +66,8 @@ pub struct EmbeddingSpec {
     pub layer: i32,
 }
 
-/// A model of one family: what import, export, adapters, the embedder, the trainer and
-/// prediction need from it. A family implements it once, in its own folder.
+/// A model of one family: what import, export, the load report, adapters and parameter counts
+/// need from it. A family implements it once, in its own folder.
 pub trait CellModel: Module + Clone + Send + Sync + std::fmt::Debug + Sized + 'static {
     fn family(&self) -> Family;
 
@@ -90,7 +90,13 @@ pub trait CellModel: Module + Clone + Send + Sync + std::fmt::Debug + Sized + 's
     fn n_classes(&self) -> usize;
     /// A freshly initialised classifier head for `n` classes (the family's reference head).
     fn set_head(&mut self, n: usize, dev: &Device);
+}
 
+/// A family whose cells are token sequences (scGPT, Geneformer, scBERT): what the embedder, the
+/// mini-batch trainer and prediction need on top of [`CellModel`]. CellPLM, whose tokens are
+/// whole cells attending to each other in sets, implements [`CellModel`] only and has its own
+/// set-wise paths (`crate::cellplm`).
+pub trait TokenModel: CellModel {
     /// Cell embeddings `[B, d]` of a batch on the inference device, read as `spec` says; a
     /// family refuses a spec it cannot give.
     fn embed(&self, batch: &BatchInput, spec: &EmbeddingSpec, dev: &Device) -> Result<Tensor<2>>;

@@ -51,8 +51,8 @@ fn scatter(n: usize, parts: &[(Vec<usize>, Tensor<2>)]) -> Vec<f32> {
 fn every_stage_matches_the_reference_by_batch_set() {
     let f = CellPlmFolder::open(&dir()).unwrap();
     let (m, report) = f.load(&dev()).unwrap();
-    assert_eq!(m.heads, 8, "enc_head absent means 8");
-    assert_eq!((m.d_model, m.layers.len(), m.latent_dim()), (32, 2, 16));
+    assert_eq!(m.heads(), 8, "enc_head absent means 8");
+    assert_eq!((m.d_model(), m.layers.len(), m.latent_dim()), (32, 2, 16));
     let unused = &report.unexpected;
     for k in [
         "decoder.out_layer.dec_disp",

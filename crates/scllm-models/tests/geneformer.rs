@@ -11,7 +11,8 @@ use burn::tensor::Device;
 use common::*;
 use scllm_models::embed::{EmbedOptions, Embedder};
 use scllm_models::{
-    BatchInput, CellModel, EmbeddingSpec, GeneformerFolder, ModelFolder, Pooling, TokenOptions,
+    BatchInput, CellModel, EmbeddingSpec, GeneformerFolder, ModelFolder, Pooling, TokenModel,
+    TokenOptions,
 };
 
 fn dir(v: &str) -> PathBuf {

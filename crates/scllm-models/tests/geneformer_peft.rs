@@ -17,7 +17,7 @@ use scllm_models::peft::trains;
 use scllm_models::{
     attach, load_adapter, param_counts, param_table, save_adapter, sha256_file, state_dict,
     AdapterMeta, BatchInput, CellModel, Geneformer, GeneformerFolder, ModelFolder, PeftConfig,
-    Strategy,
+    Strategy, TokenModel,
 };
 
 fn folder() -> GeneformerFolder {

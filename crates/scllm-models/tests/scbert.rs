@@ -13,7 +13,7 @@ use scllm_models::embed::{EmbedOptions, Embedder};
 use scllm_models::peft::attach;
 use scllm_models::{
     param_counts, param_table, BatchInput, CellModel, Family, ModelFolder, PeftConfig, ScBert,
-    ScBertConfig, ScBertFolder, Strategy, TokenOptions,
+    ScBertConfig, ScBertFolder, Strategy, TokenModel, TokenOptions,
 };
 
 const TOL: f64 = 1e-4;

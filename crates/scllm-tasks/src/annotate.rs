@@ -12,8 +12,8 @@ use scllm_eval::prediction_sets::write_prediction_sets;
 use scllm_io::{AnnData, Column, Compression, Matrix, UnsValue, Values};
 use scllm_models::peft::file::ValidationCalibration;
 use scllm_models::{
-    load_adapter, read_adapter_meta, sha256_file, with_folder, AdapterMeta, CellModel, Device,
-    ModelFolder,
+    load_adapter, read_adapter_meta, sha256_file, with_folder, AdapterMeta, Device, ModelFolder,
+    TokenModel,
 };
 use scllm_tokenize::PrepOptions;
 use scllm_train::{predict, AnnotationData, PredictOptions, TrainConfig};
@@ -43,7 +43,12 @@ pub struct AnnotateJob {
     /// Longest cell in tokens (default: the family's fine-tuning length, as the adapter was
     /// trained).
     pub max_len: Option<usize>,
-    pub batch_size: usize,
+    /// Cells per forward pass (token families, default 64); CellPLM: cut each group into
+    /// attention sets of at most this many cells (default: whole groups).
+    pub batch_size: Option<usize>,
+    /// CellPLM: the `obs` column whose groups are attention sets (default `batch` where the
+    /// file has it; `none`: all cells one set).
+    pub group_by: Option<String>,
     pub gene_col: Option<String>,
     pub seed: u64,
     pub progress: bool,
@@ -140,6 +145,18 @@ pub fn annotate(job: &AnnotateJob) -> anyhow::Result<serde_json::Value> {
             )));
         }
     }
+    if scllm_models::folder::detect(&job.model)? == scllm_models::Family::CellPlm {
+        return crate::cellplm_annotation::annotate_cellplm(job);
+    }
+    if job.batch_size == Some(0) {
+        return Err(bad("--batch-size must be at least 1"));
+    }
+    if job.group_by.is_some() {
+        return Err(bad(
+            "--group-by applies to models whose cells attend to each other (CellPLM); this \
+             model predicts each cell on its own",
+        ));
+    }
     let folder = crate::model_dir::open(&job.model, None, job.dictionaries.as_deref())?;
     with_folder!(&folder, |f| annotate_with(f, job))
 }
@@ -150,25 +167,8 @@ fn annotate_with<F: ModelFolder>(
 ) -> anyhow::Result<serde_json::Value> {
     let t0 = std::time::Instant::now();
     let (m, meta) = load_adapted(folder, &job.adapter)?;
-    let needs_validation = job.unknown_below == Some(UnknownBelow::Auto) || job.coverage.is_some();
-    let validation = match (&meta.validation, needs_validation) {
-        (Some(v), _) => Some(v),
-        (None, false) => None,
-        (None, true) => {
-            return Err(bad(format!(
-                "{}: this adapter has no validation calibration (field `validation` of {}; adapters written before scllm recorded it, or trained without validation cells), so --unknown-below auto / --coverage have nothing to read; give --unknown-below a number, or re-run `scllm finetune` to write one",
-                job.adapter.display(),
-                scllm_models::peft::ADAPTER_META
-            )))
-        }
-    };
-    // no flag: the family's own rule where it has one (scBERT's predict.py: below 0.5)
-    let threshold = match job.unknown_below {
-        None => folder.default_unknown_below(),
-        Some(UnknownBelow::Fixed(p)) => Some(p),
-        Some(UnknownBelow::Auto) => validation.map(|v| v.unknown_below),
-    };
-    let mut adata = scllm_io::read_h5ad(&job.query)?;
+    validation_needed(job, &meta)?;
+    let adata = scllm_io::read_h5ad(&job.query)?;
     let ann = annotate_cells(
         folder,
         &m,
@@ -177,13 +177,75 @@ fn annotate_with<F: ModelFolder>(
         &job.query,
         &QueryOptions {
             max_len: job.max_len.unwrap_or_else(|| folder.finetune_max_len()),
-            batch_size: job.batch_size,
+            batch_size: job.batch_size.unwrap_or(64),
             gene_col: job.gene_col.clone(),
             seed: job.seed,
             progress: job.progress,
             only_genes: meta.genes.clone(),
         },
     )?;
+    write_annotation(
+        job,
+        adata,
+        &meta,
+        ann,
+        &AnnotatedBy {
+            family: folder.family(),
+            default_unknown_below: folder.default_unknown_below(),
+            obsm_key: folder.embedding().obsm_key,
+            uns: Vec::new(),
+        },
+        t0,
+    )
+}
+
+/// The adapter's validation calibration where `--unknown-below auto` or `--coverage` needs it
+/// (an error naming the fix when the adapter has none).
+pub fn validation_needed<'a>(
+    job: &AnnotateJob,
+    meta: &'a AdapterMeta,
+) -> anyhow::Result<Option<&'a ValidationCalibration>> {
+    let needs_validation = job.unknown_below == Some(UnknownBelow::Auto) || job.coverage.is_some();
+    match (&meta.validation, needs_validation) {
+        (Some(v), _) => Ok(Some(v)),
+        (None, false) => Ok(None),
+        (None, true) => Err(bad(format!(
+            "{}: this adapter has no validation calibration (field `validation` of {}; adapters written before scllm recorded it, or trained without validation cells), so --unknown-below auto / --coverage have nothing to read; give --unknown-below a number, or re-run `scllm finetune` to write one",
+            job.adapter.display(),
+            scllm_models::peft::ADAPTER_META
+        ))),
+    }
+}
+
+/// What [`write_annotation`] needs of the model family.
+pub struct AnnotatedBy {
+    pub family: scllm_models::Family,
+    /// The family's own `Unknown` rule when no `--unknown-below` is given.
+    pub default_unknown_below: Option<f64>,
+    /// The family's embedding key (`_adapted` is appended).
+    pub obsm_key: &'static str,
+    /// More entries for `uns['scllm_annotate']`.
+    pub uns: Vec<(String, UnsValue)>,
+}
+
+/// Label the cells of `ann` (`Unknown` below the threshold, conformal sets at `--coverage`) and
+/// write `obs['predicted_cell_type']`, `obs['prediction_confidence']`, the adapted embeddings and
+/// `uns['scllm_annotate']` into `job.output`. Returns the summary.
+pub fn write_annotation(
+    job: &AnnotateJob,
+    mut adata: AnnData,
+    meta: &AdapterMeta,
+    ann: Annotation,
+    by: &AnnotatedBy,
+    t0: std::time::Instant,
+) -> anyhow::Result<serde_json::Value> {
+    let validation = validation_needed(job, meta)?;
+    // no flag: the family's own rule where it has one (scBERT's predict.py: below 0.5)
+    let threshold = match job.unknown_below {
+        None => by.default_unknown_below,
+        Some(UnknownBelow::Fixed(p)) => Some(p),
+        Some(UnknownBelow::Auto) => validation.map(|v| v.unknown_below),
+    };
     let n_genes = ann.n_genes;
     let sets = match (job.coverage, validation) {
         (Some(c), Some(v)) => Some(conformal_sets(
@@ -208,7 +270,7 @@ fn annotate_with<F: ModelFolder>(
     let key = job
         .obsm_key
         .clone()
-        .unwrap_or_else(|| format!("{}_adapted", folder.embedding().obsm_key));
+        .unwrap_or_else(|| format!("{}_adapted", by.obsm_key));
     let n = adata.n_obs();
     let opt: Vec<Option<String>> = labels.iter().cloned().map(Some).collect();
     adata
@@ -240,7 +302,7 @@ fn annotate_with<F: ModelFolder>(
             }
             (None, _) => format!(
                 "the {} family's default (its reference's prediction rule); --unknown-below 0 turns it off",
-                folder.family()
+                by.family
             ),
             _ => "given by the user".to_string(),
         };
@@ -253,6 +315,7 @@ fn annotate_with<F: ModelFolder>(
         uns.extend(entries);
         set_summary = serde_json::to_value(summary)?;
     }
+    uns.extend(by.uns.iter().cloned());
     adata.set_uns("scllm_annotate", UnsValue::Dict(uns));
     adata.obsm.retain(|(k, _)| k != &key);
     adata.set_obsm(
@@ -270,7 +333,7 @@ fn annotate_with<F: ModelFolder>(
     }
     Ok(json!({
         "query": job.query.display().to_string(), "output": job.output.display().to_string(),
-        "family": folder.family(),
+        "family": by.family,
         "cells": n, "strategy": meta.strategy.as_str(), "classes": meta.labels,
         "genes_used": n_genes,
         "unknown": n_unknown, "unknown_below": threshold, "predicted_counts": counts,
@@ -304,7 +367,7 @@ fn conformal_sets(
 /// What the fine-tuning validation cells of `split` say about `model`'s confidence (stored in
 /// the adapter): scllm-train's [`scllm_train::validation::validation_calibration`] with the
 /// training run's evaluation batching.
-pub fn calibrate_on_validation<M: CellModel>(
+pub fn calibrate_on_validation<M: TokenModel>(
     model: &M,
     data: &AnnotationData,
     split: &scllm_train::Split,

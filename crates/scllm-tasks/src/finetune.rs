@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use scllm_io::AnnData;
 use scllm_models::peft::{attach, strategy_of};
 use scllm_models::{
-    param_counts, save_adapter, sha256_file, with_folder, AdapterMeta, Device, Family, ModelFolder,
-    PeftConfig, Strategy,
+    param_counts, save_adapter, sha256_file, with_folder, AdapterMeta, CellModel, Device, Family,
+    ModelFolder, PeftConfig, Strategy,
 };
 use scllm_tokenize::PrepOptions;
 use scllm_train::{train, AnnotationData, LabelOptions, SplitSpec, TrainConfig, TrainData};
@@ -108,6 +108,8 @@ pub fn train_config(
         Family::ScGpt => TrainConfig::default(),
         Family::Geneformer => TrainConfig::geneformer(n_layers),
         Family::ScBert => TrainConfig::scbert(),
+        // CellPLM trains set-wise with its own settings (`scllm_train::SetTrainConfig`)
+        Family::CellPlm => TrainConfig::default(),
     };
     if let Some(e) = epochs {
         c.epochs = e;
@@ -240,22 +242,29 @@ fn finetune_with<F: ModelFolder>(
         },
     )?;
     save_adapter(&ft.model, &job.output, &ft.meta)?;
-    let log = job.output.join("train_log.jsonl");
-    let mut pictures = Vec::new();
-    if let Ok(recs) = scllm_train::read_train_log(&log) {
-        let recs: Vec<_> = recs.iter().map(|r| r.to_record()).collect();
-        let p = job.output.join("learning_curves.png");
-        let title = format!("finetune {} on {}", job.method, job.train.display());
-        if scllm_eval::plot::plot_learning_curves(&p, &recs, &title).is_ok() {
-            pictures.push(p.display().to_string());
-        }
-    }
+    let pictures = learning_curves(
+        &job.output,
+        &format!("finetune {} on {}", job.method, job.train.display()),
+    );
     let mut s = ft.summary;
     s["method"] = json!(strategy_of(&ft.model).as_str());
     s["adapter"] = json!(job.output.display().to_string());
     s["seconds"] = json!(t0.elapsed().as_secs_f64());
     s["pictures"] = json!(pictures);
     Ok(s)
+}
+
+/// `out/learning_curves.png` from `out/train_log.jsonl`; the pictures written.
+pub fn learning_curves(out: &Path, title: &str) -> Vec<String> {
+    let mut pictures = Vec::new();
+    if let Ok(recs) = scllm_train::read_train_log(out.join("train_log.jsonl")) {
+        let recs: Vec<_> = recs.iter().map(|r| r.to_record()).collect();
+        let p = out.join("learning_curves.png");
+        if scllm_eval::plot::plot_learning_curves(&p, &recs, title).is_ok() {
+            pictures.push(p.display().to_string());
+        }
+    }
+    pictures
 }
 
 /// Trainable and total parameters of one strategy.
@@ -267,6 +276,36 @@ pub struct StrategyCount {
     pub trainable_fraction: f64,
 }
 
+/// Parameter counts of every strategy `family` hosts, attached to `base` (which has its head).
+pub fn strategy_counts<M: CellModel>(
+    base: &M,
+    family: Family,
+    peft: &PeftConfig,
+    dev: &Device,
+) -> anyhow::Result<Vec<StrategyCount>> {
+    let mut rows = Vec::new();
+    // a strategy the family cannot host (scBERT, CellPLM: prefix) has no row
+    for s in Strategy::ALL.into_iter().filter(|&s| family.supports(s)) {
+        let mut p = peft.clone();
+        if s == Strategy::Full {
+            // freezing layers is an option of full fine-tuning too; other knobs do not apply
+            p = PeftConfig {
+                freeze_layers: peft.freeze_layers,
+                ..PeftConfig::default()
+            };
+        }
+        let m = attach(base.clone(), s, &p, dev)?;
+        let (trainable, total) = param_counts(&m);
+        rows.push(StrategyCount {
+            method: s,
+            trainable,
+            total,
+            trainable_fraction: trainable as f64 / total as f64,
+        });
+    }
+    Ok(rows)
+}
+
 /// Parameter counts of every strategy on the model of `dir` with an `n_cls`-class head, from
 /// the folder's configuration and vocabulary alone (the weights are not read).
 pub fn dry_run(
@@ -275,33 +314,14 @@ pub fn dry_run(
     n_cls: usize,
     peft: &PeftConfig,
 ) -> anyhow::Result<(String, Vec<StrategyCount>)> {
+    if scllm_models::folder::detect(dir)? == Family::CellPlm {
+        return crate::cellplm_annotation::dry_run_cellplm(dir, n_cls, peft);
+    }
     let folder = scllm_models::open_folder(dir, opts)?;
     with_folder!(&folder, |f| {
         let dev = Device::flex();
         let base = f.build(n_cls, &dev)?;
-        let mut rows = Vec::new();
-        // a strategy the family cannot host (scBERT: prefix) has no row
-        for s in Strategy::ALL
-            .into_iter()
-            .filter(|&s| f.family().supports(s))
-        {
-            let mut p = peft.clone();
-            if s == Strategy::Full {
-                // freezing layers is an option of full fine-tuning too; other knobs do not apply
-                p = PeftConfig {
-                    freeze_layers: peft.freeze_layers,
-                    ..PeftConfig::default()
-                };
-            }
-            let m = attach(base.clone(), s, &p, &dev)?;
-            let (trainable, total) = param_counts(&m);
-            rows.push(StrategyCount {
-                method: s,
-                trainable,
-                total,
-                trainable_fraction: trainable as f64 / total as f64,
-            });
-        }
+        let rows = strategy_counts(&base, f.family(), peft, &dev)?;
         Ok((f.describe(), rows))
     })
 }

@@ -6,13 +6,17 @@
 //! * [`convert`]: a checkpoint's load report, and the weights saved as safetensors.
 //! * [`finetune`]: adapt a model to labelled cells with one of six strategies; parameter counts.
 //! * [`annotate`]: predict cell types of a query with a saved adapter.
+//! * [`cellplm_annotation`]: `finetune` and `annotate` for CellPLM, whose cells attend to each
+//!   other in sets (transductive fine-tuning, set-wise prediction).
 //! * [`bench_methods`]: the model methods of `scllm benchmark` (zero-shot kNN, fine-tuning).
 //!
 //! The model folder's family is detected ([`scllm_models::open_folder`]); each verb is written
-//! once, generically over [`scllm_models::ModelFolder`].
+//! once, generically over [`scllm_models::ModelFolder`] (the token families); CellPLM takes the
+//! set-wise paths.
 
 pub mod annotate;
 pub mod bench_methods;
+pub mod cellplm_annotation;
 pub mod check;
 pub mod convert;
 pub mod device;

@@ -12,7 +12,7 @@
 //! * [`predict`](mod@predict): class ids, softmax confidence and cell embeddings on the inference device.
 //! * [`pretrain`](mod@pretrain): scGPT-style masked-expression pretraining.
 //!
-//! The model side is [`scllm_models::CellModel`]: any family's model with a classifier head
+//! The model side is [`scllm_models::TokenModel`]: any token family's model with a classifier head
 //! trains here. What trains is what has `require_grad` (set by `scllm_models::peft::attach`).
 
 pub mod error;
@@ -21,6 +21,7 @@ pub mod predict;
 pub mod pretrain;
 pub mod sampler;
 pub mod trainer;
+pub mod transductive;
 pub mod validation;
 
 pub use error::{Result, TrainError};
@@ -32,4 +33,5 @@ pub use trainer::{
     evaluate, load_module, macro_f1, read_train_log, save_module, train, EarlyStopping, EpochLog,
     OptimizerKind, Schedule, TrainConfig, TrainData, TrainOutcome, Verdict,
 };
+pub use transductive::{train_sets, SetTrainConfig, SetTrainData, SetTrainOutcome};
 pub use validation::{Split, SplitSpec};

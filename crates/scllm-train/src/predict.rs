@@ -2,7 +2,7 @@
 
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
-use scllm_models::{BatchInput, CellModel};
+use scllm_models::{BatchInput, TokenModel};
 use scllm_tokenize::{pad_batch, TokenizedCell};
 
 use crate::error::{invalid, Result, TrainError};
@@ -53,7 +53,7 @@ impl PredictOptions {
 /// Classify `cells` with `model` (put on the inference device with `Module::valid`, so a model
 /// straight from training works too). `dev`: the device (autodiff or not; its plain form is used).
 /// Batches hold cells of similar length.
-pub fn predict<M: CellModel>(
+pub fn predict<M: TokenModel>(
     model: &M,
     cells: &[TokenizedCell],
     opts: &PredictOptions,
@@ -119,13 +119,7 @@ pub fn predict<M: CellModel>(
         let emb = vecf(out.cell_emb)?;
         for (r, &cell) in b.iter().enumerate() {
             let row = &logits[r * k..(r + 1) * k];
-            let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let z: f64 = row.iter().map(|&x| (x as f64 - m).exp()).sum();
-            let p: Vec<f32> = row
-                .iter()
-                .map(|&x| ((x as f64 - m).exp() / z) as f32)
-                .collect();
-            let c = argmax(row);
+            let (p, c) = softmax_argmax(row);
             class_ids[cell] = c;
             confidence[cell] = p[c as usize];
             probabilities[cell * k..(cell + 1) * k].copy_from_slice(&p);
@@ -144,7 +138,18 @@ pub fn predict<M: CellModel>(
     })
 }
 
-fn vecf(t: burn::tensor::Tensor<2>) -> Result<Vec<f32>> {
+/// The softmax of one row of logits (in f64) and its argmax.
+pub(crate) fn softmax_argmax(row: &[f32]) -> (Vec<f32>, u32) {
+    let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let z: f64 = row.iter().map(|&x| (x as f64 - m).exp()).sum();
+    let p = row
+        .iter()
+        .map(|&x| ((x as f64 - m).exp() / z) as f32)
+        .collect();
+    (p, argmax(row))
+}
+
+pub(crate) fn vecf(t: burn::tensor::Tensor<2>) -> Result<Vec<f32>> {
     t.try_into_vec_as::<f32>()
         .map_err(|e| TrainError::Backend(format!("{e:?}")))
 }

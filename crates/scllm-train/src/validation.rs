@@ -9,7 +9,7 @@ use scllm_eval::class_scores::ScoreKind;
 use scllm_eval::conformal::{calibration_uniforms, true_scores};
 use scllm_eval::novelty::{auto_threshold, UNKNOWN_QUANTILE};
 use scllm_models::peft::file::ValidationCalibration;
-use scllm_models::CellModel;
+use scllm_models::TokenModel;
 
 use crate::error::{invalid, Result};
 use crate::labelled::AnnotationData;
@@ -172,7 +172,7 @@ impl AnnotationData {
 /// their confidence (the `Unknown` threshold; scllm-eval's `novelty::auto_threshold`) and, per
 /// class, the randomised APS scores of their true labels (scllm-eval's `conformal`; draws from
 /// `seed`). `None` without validation cells.
-pub fn validation_calibration<M: CellModel>(
+pub fn validation_calibration<M: TokenModel>(
     model: &M,
     data: &AnnotationData,
     split: &Split,
@@ -185,10 +185,23 @@ pub fn validation_calibration<M: CellModel>(
     }
     let cells: Vec<_> = split.val.iter().map(|&i| data.cells[i].clone()).collect();
     let pr = predict(model, &cells, opts, dev)?;
+    let truth: Vec<u32> = split.val.iter().map(|&i| data.labels[i]).collect();
+    calibration_of(&data.classes, &pr, &truth, &split.description, seed).map(Some)
+}
+
+/// [`validation_calibration`] from the predictions `pr` of validation cells whose labels are
+/// `truth` (`description`: the split, for the rule's text).
+pub fn calibration_of(
+    classes: &[String],
+    pr: &crate::Prediction,
+    truth: &[u32],
+    description: &str,
+    seed: u64,
+) -> Result<ValidationCalibration> {
     let t = auto_threshold(&pr.confidence, UNKNOWN_QUANTILE).map_err(|e| invalid(e.to_string()))?;
-    let truth: Vec<Option<u32>> = split.val.iter().map(|&i| Some(data.labels[i])).collect();
+    let truth: Vec<Option<u32>> = truth.iter().map(|&c| Some(c)).collect();
     let mut per_class = true_scores(
-        &data.classes,
+        classes,
         ScoreKind::Probability,
         &pr.probabilities,
         &truth,
@@ -198,14 +211,11 @@ pub fn validation_calibration<M: CellModel>(
     for v in per_class.iter_mut() {
         v.sort_by(|a, b| a.total_cmp(b));
     }
-    Ok(Some(ValidationCalibration {
+    Ok(ValidationCalibration {
         n_cells: t.n_cells,
         unknown_quantile: t.quantile,
         unknown_below: t.threshold,
-        rule: format!(
-            "fine-tuning validation cells ({}): {}",
-            split.description, t.rule
-        ),
+        rule: format!("fine-tuning validation cells ({description}): {}", t.rule),
         class_scores: per_class,
-    }))
+    })
 }

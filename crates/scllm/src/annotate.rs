@@ -58,8 +58,14 @@ pub struct AnnotateArgs {
     /// its model input size)
     #[arg(long)]
     pub max_len: Option<usize>,
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
+    /// Cells per forward pass (default 64); CellPLM: cut each obs group into attention sets of
+    /// at most this many cells (default: whole groups)
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// CellPLM: obs column whose groups are attention sets (default: `batch` where the file has
+    /// it; `none`: all cells one set). A cell's prediction depends on the cells of its set
+    #[arg(long, value_name = "COL")]
+    pub group_by: Option<String>,
     #[arg(long)]
     pub gene_col: Option<String>,
     #[arg(long, default_value_t = 0)]
@@ -83,6 +89,7 @@ pub fn run(a: AnnotateArgs) -> anyhow::Result<()> {
         obsm_key: a.obsm_key.clone(),
         max_len: a.max_len,
         batch_size: a.batch_size,
+        group_by: a.group_by.clone(),
         gene_col: a.gene_col.clone(),
         seed: a.seed,
         progress: !a.json,

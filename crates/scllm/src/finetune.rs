@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use scllm_models::cellplm::prepare::ANNOTATION_HVG;
 use scllm_models::Strategy;
+use scllm_tasks::cellplm_annotation::{finetune_cellplm, CellPlmFinetuneJob};
 use scllm_tasks::finetune::{dry_run, finetune, peft_config, train_config, FinetuneJob};
 use scllm_tasks::{bad, model_dir};
 use scllm_train::SplitSpec;
@@ -103,6 +105,15 @@ pub struct FinetuneArgs {
     /// Classes of the head for --dry-run without --train
     #[arg(long)]
     pub n_classes: Option<usize>,
+    /// CellPLM: obs column whose groups are attention sets (default: `batch` where the file has
+    /// it; `none`: all cells one set); --batch-size N then cuts groups into sets of at most N
+    /// cells. Every labelled cell attends in its set; only training cells feed the loss
+    #[arg(long, value_name = "COL")]
+    pub group_by: Option<String>,
+    /// CellPLM: read the N most variable genes of the training file (seurat_v3; the pipeline's
+    /// 3000); 0 reads every gene of the model's list
+    #[arg(long, value_name = "N")]
+    pub hvg: Option<usize>,
     #[arg(long)]
     pub json: bool,
 }
@@ -214,6 +225,19 @@ pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
             SplitSpec::stratified(a.val_fraction, a.seed)
         }
     };
+    if scllm_models::folder::detect(&model)? == scllm_models::Family::CellPlm {
+        return run_cellplm(&a, model, train, output, split);
+    }
+    for (set, flag) in [
+        (a.group_by.is_some(), "--group-by"),
+        (a.hvg.is_some(), "--hvg"),
+    ] {
+        if set {
+            return Err(bad(format!(
+                "{flag} applies to CellPLM models only (cells attending to each other in sets)"
+            )));
+        }
+    }
     let folder = scllm_models::open_folder(&model, &folder_options(&a))?;
     let (n_layers, max_len) = scllm_models::with_folder!(&folder, |f| {
         use scllm_models::ModelFolder;
@@ -258,6 +282,70 @@ pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
             a.method,
             s["best_epoch"],
             s["best_val_loss"].as_f64().unwrap_or(f64::NAN),
+            s["best_val_acc"].as_f64().unwrap_or(f64::NAN),
+            s["trainable_params"],
+            s["total_params"],
+            output.display()
+        );
+    }
+    Ok(())
+}
+
+/// `finetune` on a CellPLM folder: the annotation pipeline's transductive training
+/// (docs/models/cellplm.md §5) with the user's overrides.
+fn run_cellplm(
+    a: &FinetuneArgs,
+    model: PathBuf,
+    train: PathBuf,
+    output: PathBuf,
+    split: SplitSpec,
+) -> anyhow::Result<()> {
+    let unsupported = [
+        (a.max_len.is_some(), "--max-len"),
+        (a.gene_col.is_some(), "--gene-col"),
+        (a.dictionaries.is_some(), "--dictionaries"),
+        (a.resume, "--resume"),
+    ];
+    if let Some((_, flag)) = unsupported.iter().find(|(set, _)| *set) {
+        return Err(bad(format!(
+            "{flag} is not supported for CellPLM models (cells are the tokens, matched by \
+             var.index; a run is not resumable yet)"
+        )));
+    }
+    let mut tc = scllm_train::SetTrainConfig::default();
+    if let Some(e) = a.epochs {
+        tc.epochs = e;
+    }
+    if let Some(l) = a.lr {
+        tc.lr = l;
+    }
+    if let Some(p) = a.patience {
+        tc.early_stop = p;
+    }
+    tc.seed = a.seed;
+    tc.progress = !a.json;
+    let s = finetune_cellplm(&CellPlmFinetuneJob {
+        model,
+        train,
+        label: a.label.clone(),
+        method: a.method,
+        peft: peft_of(a),
+        output: output.clone(),
+        split,
+        group_by: a.group_by.clone(),
+        set_size: a.batch_size,
+        train_config: tc,
+        hvg: a.hvg.unwrap_or(ANNOTATION_HVG),
+        min_cells_per_class: a.min_cells_per_class,
+    })?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        eprintln!(
+            "{}: best epoch {} (validation macro-F1 {:.4}, accuracy {:.4}); {} of {} parameters trained; adapter in {}",
+            a.method,
+            s["best_epoch"],
+            s["best_val_macro_f1"].as_f64().unwrap_or(f64::NAN),
             s["best_val_acc"].as_f64().unwrap_or(f64::NAN),
             s["trainable_params"],
             s["total_params"],

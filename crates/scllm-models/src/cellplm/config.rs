@@ -19,9 +19,13 @@ pub struct CellPlmConfig {
     pub enc_head: usize,
     pub post_latent_dim: Option<usize>,
     pub num_clusters: Option<usize>,
+    /// The dropout of every layer when training (the release's 0.2); `OmicsFormer`'s default 0.1
+    /// when absent.
+    pub model_dropout: f64,
 }
 
 const DEFAULT_HEADS: usize = 8;
+const DEFAULT_DROPOUT: f64 = 0.1;
 
 impl CellPlmConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -98,6 +102,13 @@ impl CellPlmConfig {
         if enc_head == 0 {
             return Err(err("`enc_head` must be at least 1".into()));
         }
+        let model_dropout = match v.get("model_dropout") {
+            None | Some(Value::Null) => DEFAULT_DROPOUT,
+            Some(x) => x
+                .as_f64()
+                .filter(|p| (0.0..1.0).contains(p))
+                .ok_or_else(|| err("`model_dropout` must be a number in [0, 1)".into()))?,
+        };
         Ok(CellPlmConfig {
             gene_list,
             enc_hid: usize_of("enc_hid")?,
@@ -105,6 +116,7 @@ impl CellPlmConfig {
             enc_head,
             post_latent_dim: usize_of("post_latent_dim")?,
             num_clusters: usize_of("num_clusters")?,
+            model_dropout,
         })
     }
 }

@@ -6,17 +6,19 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 
 use super::config::CellPlmConfig;
-use super::model::{Affine, CellPlm, FlowLayer, Lin};
+use super::model::{CellPlm, CellPlmShape, GROUPS};
+use super::params::GMVAE;
 use crate::error::{ModelError, Result};
-use crate::weights::{Checkpoint, LoadReport};
+use crate::weights::{load_into, Checkpoint, LoadReport};
 
 const CONFIG_SUFFIX: &str = ".config.json";
 const CKPT_SUFFIX: &str = ".best.ckpt";
-/// `create_norm('groupnorm', n)`: `nn.GroupNorm(4, n)` (`CellPLM/utils/__init__.py`).
-const GROUPS: usize = 4;
+/// `CellTypeAnnotationDefaultModelConfig['model_dropout']`
+/// (`CellPLM/pipeline/cell_type_annotation.py`).
+pub const ANNOTATION_DROPOUT: f64 = 0.5;
 
 /// An opened CellPLM folder: the pair's paths, the config, and the checkpoint's tensors (read
 /// lazily).
@@ -108,7 +110,7 @@ impl CellPlmFolder {
         })
     }
 
-    fn shape(&self, key: &str) -> Result<&[usize]> {
+    fn tensor_shape(&self, key: &str) -> Result<&[usize]> {
         self.checkpoint.shape(key).ok_or_else(|| {
             ModelError::file(
                 &self.ckpt_path,
@@ -128,11 +130,10 @@ impl CellPlmFolder {
         )
     }
 
-    /// The model at the checkpoint's shape, its weights, and the report of what was read and
-    /// what was skipped.
-    pub fn load(&self, dev: &Device) -> Result<(CellPlm, LoadReport)> {
+    /// The model's sizes, from the checkpoint's tensors, checked against the config.
+    pub fn shape(&self) -> Result<CellPlmShape> {
         let cfg = &self.config;
-        let emb = self.shape("embedder.feat_enc.emb")?.to_vec();
+        let emb = self.tensor_shape("embedder.feat_enc.emb")?.to_vec();
         if emb.len() != 2 {
             return Err(ModelError::file(
                 &self.ckpt_path,
@@ -156,16 +157,15 @@ impl CellPlmFolder {
         if let Some(l) = cfg.enc_layers.filter(|&l| l != n_layers) {
             return Err(self.disagree("the encoder layer count (enc_layers)", n_layers, l));
         }
-        let lat = "latent.layers.1.inference";
-        let n_clusters = self.shape(&format!("{lat}.inference_qyx.0.logits.weight"))?[0];
+        let n_clusters = self.tensor_shape(&format!("{GMVAE}.inference_qyx.0.logits.weight"))?[0];
         if let Some(k) = cfg.num_clusters.filter(|&k| k != n_clusters) {
             return Err(self.disagree("the GMVAE cluster count (num_clusters)", n_clusters, k));
         }
-        let latent = self.shape(&format!("{lat}.inference_qzyx.2.mu.weight"))?[0];
+        let latent = self.tensor_shape(&format!("{GMVAE}.inference_qzyx.2.mu.weight"))?[0];
         if let Some(z) = cfg.post_latent_dim.filter(|&z| z != latent) {
             return Err(self.disagree("the latent width (post_latent_dim)", latent, z));
         }
-        let hid = self.shape(&format!("{lat}.inference_qzyx.0.weight"))?[0];
+        let hid = self.tensor_shape(&format!("{GMVAE}.inference_qzyx.0.weight"))?[0];
         let heads = cfg.enc_head;
         if d % heads != 0 || d % GROUPS != 0 {
             return Err(ModelError::file(
@@ -173,111 +173,63 @@ impl CellPlmFolder {
                 format!("hidden width {d} must divide into enc_head {heads} heads and {GROUPS} norm groups"),
             ));
         }
-        let ffn = self.shape("encoder.layers.0._ff_block.0.weight")?[0];
-
-        let mut report = LoadReport {
-            path: self.ckpt_path.clone(),
-            format: Some(self.checkpoint.format),
-            ..Default::default()
-        };
-        let mut r = Reader {
-            f: self,
-            dev,
-            report: &mut report,
-        };
-        let gene_table = r.read("embedder.feat_enc.emb", &[n_genes, d])?;
-        let extra_linear = r.lin("embedder.extra_linear.0", d, d)?;
-        let extra_norm = r.affine("embedder.extra_linear.3", d)?;
-        let mut layers = Vec::with_capacity(n_layers);
-        for i in 0..n_layers {
-            let p = format!("encoder.layers.{i}");
-            let a = format!("{p}.self_attn");
-            layers.push(FlowLayer {
-                query: r.lin(&format!("{a}.query_projection"), d, d)?,
-                key: r.lin(&format!("{a}.key_projection"), d, d)?,
-                value: r.lin(&format!("{a}.value_projection"), d, d)?,
-                out: r.lin(&format!("{a}.out_projection"), d, d)?,
-                ff1: r.lin(&format!("{p}._ff_block.0"), d, ffn)?,
-                ff2: r.lin(&format!("{p}._ff_block.3"), ffn, d)?,
-                norm1: r.affine(&format!("{p}.norm1"), d)?,
-                norm2: r.affine(&format!("{p}.norm2"), d)?,
-            });
-        }
-        let pre_latent_norm = r.affine("pre_latent_norm.norm", d)?;
-        let cluster_logits = r.lin(&format!("{lat}.inference_qyx.0.logits"), d, n_clusters)?;
-        let qzyx_hidden = r.lin(&format!("{lat}.inference_qzyx.0"), d + n_clusters, hid)?;
-        let qzyx_mu = r.lin(&format!("{lat}.inference_qzyx.2.mu"), hid, latent)?;
-        // everything else (decoder, positional table, the unused `norm0`, the GMVAE's variance
-        // and prior) plays no part in the embedding
-        let loaded: std::collections::BTreeSet<&str> =
-            report.loaded.iter().map(|s| s.as_str()).collect();
-        let unused: Vec<String> = self
-            .checkpoint
-            .keys()
-            .filter(|k| !loaded.contains(k))
-            .map(str::to_string)
-            .collect();
-        report.unexpected = unused;
-        Ok((
-            CellPlm {
-                gene_table,
-                d_model: d,
-                extra_linear,
-                extra_norm,
-                groups: GROUPS,
-                layers,
-                heads,
-                pre_latent_norm,
-                cluster_logits,
-                qzyx_hidden,
-                qzyx_mu,
-            },
-            report,
-        ))
+        let ffn = self.tensor_shape("encoder.layers.0._ff_block.0.weight")?[0];
+        Ok(CellPlmShape {
+            n_genes,
+            d_model: d,
+            n_layers,
+            heads,
+            ffn,
+            gmvae: Some((n_clusters, hid, latent)),
+            latent,
+            model_dropout: cfg.model_dropout,
+        })
     }
-}
 
-/// Reads the used tensors, checking each shape and recording it as loaded.
-struct Reader<'a> {
-    f: &'a CellPlmFolder,
-    dev: &'a Device,
-    report: &'a mut LoadReport,
-}
+    /// The pretrained model (GMVAE latent) at the checkpoint's shape with its weights, and the
+    /// report of what was read and what was skipped: every tensor the embedding reads must be
+    /// there; the decoder, the positional table, `norm0` and the GMVAE's variance and prior are
+    /// listed as unexpected.
+    pub fn load(&self, dev: &Device) -> Result<(CellPlm, LoadReport)> {
+        let mut m = CellPlm::new(&self.shape()?, dev);
+        let report = load_into(&mut m, &self.checkpoint, true, dev)?;
+        Ok((m, report))
+    }
 
-impl Reader<'_> {
-    fn read(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let found = self.f.shape(key)?;
-        if found != shape {
+    /// The annotation pipeline's model at the checkpoint's shape, freshly initialised (its
+    /// weights not read).
+    pub fn build_annotation(&self, n_classes: usize, dev: &Device) -> Result<CellPlm> {
+        let mut shape = self.shape()?;
+        shape.gmvae = None;
+        shape.model_dropout = ANNOTATION_DROPOUT;
+        let mut m = CellPlm::new(&shape, dev);
+        m.new_head(n_classes, dev);
+        Ok(m)
+    }
+
+    /// The annotation pipeline's model (docs/models/cellplm.md §4.2): the pretrained embedder
+    /// and encoder, a new `ae` latent and an `n_classes` head, every dropout at `model_dropout`
+    /// 0.5. The GMVAE and decoder weights are not loaded (listed as unexpected).
+    pub fn load_annotation(&self, n_classes: usize, dev: &Device) -> Result<(CellPlm, LoadReport)> {
+        let mut m = self.build_annotation(n_classes, dev)?;
+        let report = load_into(&mut m, &self.checkpoint, false, dev)?;
+        let fresh = |k: &str| k.starts_with("latent.layers.1.lat_2lat.") || k.starts_with("head.");
+        let bad: Vec<&str> = report
+            .missing
+            .iter()
+            .map(String::as_str)
+            .filter(|k| !fresh(k))
+            .chain(report.skipped.iter().map(|s| s.key.as_str()))
+            .collect();
+        if !bad.is_empty() {
             return Err(ModelError::file(
-                &self.f.ckpt_path,
+                &self.ckpt_path,
                 format!(
-                    "`{key}` has shape {found:?}, expected {shape:?} from the model's other \
-                     tensors and {}",
-                    self.f.config_path.display()
+                    "missing or misshapen tensors the annotation model reads: {}",
+                    bad.join(", ")
                 ),
             ));
         }
-        let v = self.f.checkpoint.read_f32(key)?;
-        self.report.loaded.push(key.to_string());
-        Ok(v)
-    }
-    fn vec(&mut self, key: &str, n: usize) -> Result<Tensor<1>> {
-        let v = self.read(key, &[n])?;
-        Ok(Tensor::from_data(TensorData::new(v, [n]), self.dev))
-    }
-    /// PyTorch's `[out, in]` weight, held as `[in, out]`.
-    fn lin(&mut self, key: &str, din: usize, dout: usize) -> Result<Lin> {
-        let w = self.read(&format!("{key}.weight"), &[dout, din])?;
-        let w = Tensor::<2>::from_data(TensorData::new(w, [dout, din]), self.dev).transpose();
-        Ok(Lin {
-            w,
-            b: self.vec(&format!("{key}.bias"), dout)?,
-        })
-    }
-    fn affine(&mut self, key: &str, d: usize) -> Result<Affine> {
-        Ok(Affine {
-            weight: self.vec(&format!("{key}.weight"), d)?,
-            bias: self.vec(&format!("{key}.bias"), d)?,
-        })
+        Ok((m, report))
     }
 }

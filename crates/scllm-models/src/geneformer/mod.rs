@@ -16,7 +16,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::error::Result;
 use crate::family::Family;
-use crate::model::{BatchInput, CellModel, Classified, EmbeddingSpec};
+use crate::model::{BatchInput, CellModel, Classified, EmbeddingSpec, TokenModel};
 use crate::params::ParamVisitor;
 use crate::peft::{PeftState, Sites};
 
@@ -59,7 +59,9 @@ impl CellModel for Geneformer {
     fn set_head(&mut self, n: usize, dev: &Device) {
         self.new_head(n, dev);
     }
+}
 
+impl TokenModel for Geneformer {
     fn embed(&self, b: &BatchInput, spec: &EmbeddingSpec, dev: &Device) -> Result<Tensor<2>> {
         self.embedding(b, spec.pooling, spec.layer, dev)
     }

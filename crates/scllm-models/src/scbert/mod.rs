@@ -18,7 +18,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::error::{ModelError, Result};
 use crate::family::Family;
-use crate::model::{BatchInput, CellModel, Classified, EmbeddingSpec, Pooling};
+use crate::model::{BatchInput, CellModel, Classified, EmbeddingSpec, Pooling, TokenModel};
 use crate::params::ParamVisitor;
 use crate::peft::{PeftState, Sites};
 
@@ -58,7 +58,9 @@ impl CellModel for ScBert {
     fn set_head(&mut self, n: usize, dev: &Device) {
         self.new_head(n, dev);
     }
+}
 
+impl TokenModel for ScBert {
     fn embed(&self, b: &BatchInput, spec: &EmbeddingSpec, dev: &Device) -> Result<Tensor<2>> {
         if spec.pooling == Pooling::Cls {
             return Err(ModelError::Invalid(

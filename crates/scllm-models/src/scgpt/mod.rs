@@ -15,7 +15,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::error::{ModelError, Result};
 use crate::family::Family;
-use crate::model::{BatchInput, CellModel, Classified, EmbeddingSpec, Pooling};
+use crate::model::{BatchInput, CellModel, Classified, EmbeddingSpec, Pooling, TokenModel};
 use crate::params::ParamVisitor;
 use crate::peft::{PeftState, Sites};
 
@@ -65,7 +65,9 @@ impl CellModel for ScGpt {
         let d = ScGpt::d_model(self);
         self.cls_decoder = Some(ClsDecoder::new(d, n, self.n_layers_cls, dev));
     }
+}
 
+impl TokenModel for ScGpt {
     fn embed(&self, b: &BatchInput, spec: &EmbeddingSpec, dev: &Device) -> Result<Tensor<2>> {
         if *spec != EMBEDDING {
             return Err(ModelError::Invalid(

@@ -70,9 +70,14 @@ fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
 }
 
 /// `data.pkl`: an `OrderedDict` of `_rebuild_tensor_v2(storage, 0, size, stride, False, OrderedDict())`,
-/// storage `i` being the persistent id `('storage', FloatStorage, 'i', 'cpu', numel)`.
-fn state_dict_pickle(tensors: &[StateTensor]) -> Vec<u8> {
+/// storage `i` being the persistent id `('storage', FloatStorage, 'i', 'cpu', numel)`; with
+/// `under`, that dict is the one entry of a plain dict (CellPLM's `{'model_state_dict': ...}`).
+fn state_dict_pickle(tensors: &[StateTensor], under: Option<&str>) -> Vec<u8> {
     let mut p = Pickle(vec![0x80, 2]); // PROTO 2
+    if let Some(key) = under {
+        p.0.push(b'}'); // EMPTY_DICT
+        p.string(key);
+    }
     p.empty_ordered_dict();
     p.0.push(b'('); // MARK for SETITEMS
     for (i, t) in tensors.iter().enumerate() {
@@ -96,6 +101,9 @@ fn state_dict_pickle(tensors: &[StateTensor]) -> Vec<u8> {
         p.0.push(b'R');
     }
     p.0.push(b'u'); // SETITEMS
+    if under.is_some() {
+        p.0.push(b's'); // SETITEM
+    }
     p.0.push(b'.'); // STOP
     p.0
 }
@@ -103,7 +111,20 @@ fn state_dict_pickle(tensors: &[StateTensor]) -> Vec<u8> {
 /// Write `tensors` as a `torch.save`-format file at `path`, atomically (temporary file, then
 /// rename). The archive's root folder is the file stem, as torch names it.
 pub fn write_state_dict(path: impl AsRef<Path>, tensors: &[StateTensor]) -> Result<()> {
-    let path = path.as_ref();
+    write_torch_file(path.as_ref(), tensors, None)
+}
+
+/// [`write_state_dict`] with the state dict under the key `entry` of a dict, as
+/// `torch.save({entry: state_dict})` (CellPLM's `.best.ckpt`: `model_state_dict`).
+pub fn write_state_dict_under(
+    path: impl AsRef<Path>,
+    entry: &str,
+    tensors: &[StateTensor],
+) -> Result<()> {
+    write_torch_file(path.as_ref(), tensors, Some(entry))
+}
+
+fn write_torch_file(path: &Path, tensors: &[StateTensor], under: Option<&str>) -> Result<()> {
     for t in tensors {
         let n: usize = t.shape.iter().product();
         if n != t.data.len() {
@@ -131,7 +152,8 @@ pub fn write_state_dict(path: impl AsRef<Path>, tensors: &[StateTensor]) -> Resu
         .large_file(false);
     z.start_file(format!("{root}/data.pkl"), opts)
         .map_err(zerr)?;
-    z.write_all(&state_dict_pickle(tensors)).map_err(io)?;
+    z.write_all(&state_dict_pickle(tensors, under))
+        .map_err(io)?;
     z.start_file(format!("{root}/byteorder"), opts)
         .map_err(zerr)?;
     z.write_all(b"little").map_err(io)?;

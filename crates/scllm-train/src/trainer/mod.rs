@@ -4,7 +4,7 @@
 //! best model kept, and exact resume.
 //!
 //! What trains is what has `require_grad`: burn's optimizer skips frozen parameters (no gradient,
-//! no state). The model side is [`CellModel`], so any family's model with a classifier head
+//! no state). The model side is [`TokenModel`], so any token family's model with a classifier head
 //! trains here. Dropout is re-seeded from the seed and the epoch number at the start of each
 //! epoch, so a resumed run repeats the remaining epochs exactly.
 //!
@@ -29,7 +29,7 @@ use std::time::Instant;
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
-use scllm_models::{BatchInput, CellModel};
+use scllm_models::{BatchInput, TokenModel};
 use scllm_tokenize::{pad_batch, TokenizedCell};
 
 use crate::error::{ck_err, invalid, Result};
@@ -63,7 +63,7 @@ fn mix(seed: u64, epoch: usize) -> u64 {
 
 /// Validation loss, accuracy and macro F1 of `model` (on the inference device `dev`) on the
 /// cells `idx`; `weights`: class weights of the loss (as in training), or plain cross-entropy.
-pub fn evaluate<M: CellModel>(
+pub fn evaluate<M: TokenModel>(
     model: &M,
     d: &TrainData,
     idx: &[usize],
@@ -109,7 +109,7 @@ pub fn evaluate<M: CellModel>(
 /// the per-epoch log. With `cfg.out_dir`, writes `train_log.jsonl` and a checkpoint per epoch;
 /// with `cfg.resume`, continues from that checkpoint (the model passed in must be built the same
 /// way: same architecture, adapters and frozen parts).
-pub fn train<M: CellModel>(
+pub fn train<M: TokenModel>(
     mut model: M,
     data: &TrainData,
     cfg: &TrainConfig,
