@@ -1,7 +1,9 @@
 //! The model methods of `scllm benchmark`, for any family: `embed-knn` (alias `scgpt-knn`:
 //! zero-shot cell embeddings with cosine kNN label transfer, the scPEFT paper's "native" baseline)
 //! and `finetune:<strategy>` (fine-tune on the training cells, predict the query); and the
-//! benchmark run itself with its pictures.
+//! benchmark run itself with its pictures. CellPLM folders take the set-wise paths of `embed`,
+//! `finetune` and `annotate` (docs/models/cellplm.md §7): the cells of one attention set attend
+//! to each other.
 
 use std::path::{Path, PathBuf};
 
@@ -11,13 +13,21 @@ use scllm_benchmark::{
     MethodRegistry, MethodSpec, Predictions, RunOptions,
 };
 use scllm_eval::baselines::{BaselineOptions, Method};
-use scllm_io::AnnData;
+use scllm_io::{AnnData, Matrix, Values};
+use scllm_models::cellplm::prepare::ANNOTATION_HVG;
+use scllm_models::cellplm::{embed_anndata, is_cellplm_dir, CellPlmFolder, SetOptions, OBSM_KEY};
 use scllm_models::{with_folder, ModelFolder, PeftConfig, Strategy, TokenOptions};
 use scllm_tokenize::PrepOptions;
-use scllm_train::SplitSpec;
+use scllm_train::{SetTrainConfig, SplitSpec};
+use serde_json::json;
 
 use crate::annotate::{annotate_cells, QueryOptions};
+use crate::cellplm_annotation::{group_by, predict_cellplm, train_cellplm, CellPlmFinetuneJob};
 use crate::finetune::{finetune_on, train_config, FinetuneSpec};
+
+/// What the model methods call the cells they are given, in messages.
+const TRAIN_CELLS: &str = "<benchmark training cells>";
+const QUERY_CELLS: &str = "<benchmark query cells>";
 
 /// The `n_hvg` option of the model methods: train and query restricted to the training cells'
 /// `n` most variable genes (scanpy's `seurat` flavour on log-normalised values, as the baselines
@@ -50,6 +60,38 @@ pub fn hvg_subset(
     Ok((train.select_vars(&keep), query.select_vars(&qkeep)))
 }
 
+/// The attention sets of a CellPLM run, for the training and the query cells alike: the
+/// option `group_by` (an `obs` column, or `none`: all cells one set), else `obs['batch']` where
+/// the cells have it, else all cells one set (the reference's rule, as `scllm embed`); the
+/// option `batch_size` cuts each group into sets of at most that many cells (as the CLI's
+/// `--batch-size` for CellPLM).
+fn set_options(group: Option<&str>, batch_size: Option<usize>) -> SetOptions {
+    SetOptions {
+        group_by: group_by(group),
+        batch_size,
+    }
+}
+
+/// Refuse the first option that is set but does not apply to `models` (the error names the
+/// method already).
+fn refuse_options(models: &str, why: &str, opts: &[(bool, &str)]) -> anyhow::Result<()> {
+    match opts.iter().find(|(set, _)| *set) {
+        Some((_, name)) => Err(crate::bad(format!(
+            "option `{name}` does not apply to {models} ({why})"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Refuse `group_by` for the token families.
+fn token_family_options(group: &Option<String>) -> anyhow::Result<()> {
+    refuse_options(
+        "this model",
+        "only CellPLM's cells attend to each other; this model embeds each cell on its own",
+        &[(group.is_some(), "group_by")],
+    )
+}
+
 /// `embed-knn` / `scgpt-knn`.
 struct EmbedKnn {
     name: String,
@@ -62,8 +104,29 @@ struct EmbedKnn {
 struct KnnOptions {
     k: Option<usize>,
     max_len: Option<usize>,
+    /// Cells per forward pass; CellPLM: the most cells of one attention set.
     batch_size: Option<usize>,
     n_hvg: Option<usize>,
+    /// CellPLM: the `obs` column of the attention sets (see [`set_options`]).
+    group_by: Option<String>,
+}
+
+impl EmbedKnn {
+    /// Cosine kNN label transfer from the training cells' `obsm[key]` to the query's.
+    fn transfer(
+        &self,
+        train: &AnnData,
+        query: &AnnData,
+        key: &str,
+        label: &str,
+        seed: u64,
+    ) -> anyhow::Result<Predictions> {
+        let mut o = BaselineOptions::new(Method::Knn, label);
+        o.use_rep = Some(key.into());
+        o.k = self.knn.k.unwrap_or(15);
+        o.seed = seed;
+        Ok(BaselineMethod::new(&self.name, o).run(train, query, label, seed)?)
+    }
 }
 
 /// A model method: its name, its model folder, and what it does with the folder's family.
@@ -77,6 +140,15 @@ trait ModelMethod: Send + Sync {
     fn run_with<F: ModelFolder>(
         &self,
         folder: &F,
+        train: &AnnData,
+        query: &AnnData,
+        label: &str,
+        seed: u64,
+    ) -> anyhow::Result<Predictions>;
+    /// The method on a CellPLM folder (set-wise).
+    fn run_cellplm(
+        &self,
+        folder: &CellPlmFolder,
         train: &AnnData,
         query: &AnnData,
         label: &str,
@@ -103,6 +175,12 @@ impl<T: ModelMethod> BenchMethod for OnModel<T> {
     ) -> scllm_benchmark::Result<Predictions> {
         let m = &self.0;
         let err = |e: anyhow::Error| BenchError::Method(format!("{}: {e:#}", m.method_name()));
+        if is_cellplm_dir(m.model()) {
+            let folder = CellPlmFolder::open(m.model()).map_err(|e| err(e.into()))?;
+            return m
+                .run_cellplm(&folder, train, query, label, seed)
+                .map_err(err);
+        }
         let folder =
             scllm_models::open_folder(m.model(), &Default::default()).map_err(|e| err(e.into()))?;
         with_folder!(&folder, |f| m.run_with(f, train, query, label, seed)).map_err(err)
@@ -127,6 +205,7 @@ impl ModelMethod for EmbedKnn {
         label: &str,
         seed: u64,
     ) -> anyhow::Result<Predictions> {
+        token_family_options(&self.knn.group_by)?;
         let dev = scllm_models::device(scllm_models::DeviceKind::Cpu)?;
         let (m, _) = folder.load(0, false, &dev)?;
         let topts = TokenOptions {
@@ -138,11 +217,54 @@ impl ModelMethod for EmbedKnn {
         let (mut tr, mut qu) = hvg_subset(train, query, self.knn.n_hvg)?;
         crate::embed::embed_into(folder, &m, &mut tr, key, &topts, bs, &dev)?;
         crate::embed::embed_into(folder, &m, &mut qu, key, &topts, bs, &dev)?;
-        let mut o = BaselineOptions::new(Method::Knn, label);
-        o.use_rep = Some(key.into());
-        o.k = self.knn.k.unwrap_or(15);
-        o.seed = seed;
-        Ok(BaselineMethod::new(&self.name, o).run(&tr, &qu, label, seed)?)
+        self.transfer(&tr, &qu, key, label, seed)
+    }
+    /// The latent means of `scllm embed` (set-wise) for the training and the query cells.
+    fn run_cellplm(
+        &self,
+        folder: &CellPlmFolder,
+        train: &AnnData,
+        query: &AnnData,
+        label: &str,
+        seed: u64,
+    ) -> anyhow::Result<Predictions> {
+        refuse_options(
+            "CellPLM models",
+            "cells are the tokens",
+            &[(self.knn.max_len.is_some(), "max_len")],
+        )?;
+        let dev = scllm_models::device(scllm_models::DeviceKind::Cpu)?;
+        let (m, _) = folder.load(&dev)?;
+        let opts = set_options(self.knn.group_by.as_deref(), self.knn.batch_size);
+        let (mut tr, mut qu) = hvg_subset(train, query, self.knn.n_hvg)?;
+        let mut described = Vec::new();
+        for (a, name) in [(&mut tr, TRAIN_CELLS), (&mut qu, QUERY_CELLS)] {
+            let e = embed_anndata(
+                &m,
+                &folder.config.gene_list,
+                a,
+                Path::new(name),
+                &opts,
+                &dev,
+            )?;
+            described.push(format!("{}; {}", e.genes.summary(), e.sets.describe()));
+            a.set_obsm(
+                OBSM_KEY,
+                Matrix::Dense {
+                    nrows: a.n_obs(),
+                    ncols: e.dim,
+                    data: Values::F32(e.latent),
+                },
+            );
+        }
+        let mut p = self.transfer(&tr, &qu, OBSM_KEY, label, seed)?;
+        if let Some(d) = p.details.as_object_mut() {
+            d.insert(
+                "cellplm".into(),
+                json!({"train": described[0], "query": described[1]}),
+            );
+        }
+        Ok(p)
     }
 }
 
@@ -164,8 +286,12 @@ struct FinetuneOptions {
     patience: Option<usize>,
     max_len: Option<usize>,
     val_fraction: Option<f64>,
-    /// Restrict to the training cells' n most variable genes (see [`hvg_subset`]).
+    /// Restrict to the training cells' n most variable genes (see [`hvg_subset`]). CellPLM:
+    /// the annotation pipeline's selection (seurat_v3 on the counts, default 3000; 0: every gene
+    /// of the model's list), as `finetune --hvg`.
     n_hvg: Option<usize>,
+    /// CellPLM: the `obs` column of the attention sets (see [`set_options`]).
+    group_by: Option<String>,
 }
 
 impl ModelMethod for FinetuneMethod {
@@ -184,6 +310,7 @@ impl ModelMethod for FinetuneMethod {
         seed: u64,
     ) -> anyhow::Result<Predictions> {
         let o = &self.opts;
+        token_family_options(&o.group_by)?;
         let max_len = o
             .max_len
             .or(o.n_hvg.map(|n| n + 1))
@@ -210,7 +337,7 @@ impl ModelMethod for FinetuneMethod {
         let ft = finetune_on(
             folder,
             &train,
-            Path::new("<benchmark training cells>"),
+            Path::new(TRAIN_CELLS),
             &FinetuneSpec {
                 label,
                 method: self.strategy,
@@ -226,7 +353,7 @@ impl ModelMethod for FinetuneMethod {
             &ft.model,
             &ft.data.classes,
             &query,
-            Path::new("<benchmark query cells>"),
+            Path::new(QUERY_CELLS),
             &QueryOptions {
                 max_len,
                 batch_size: 64,
@@ -247,6 +374,75 @@ impl ModelMethod for FinetuneMethod {
             }),
             trainable_params: ft.summary["trainable_params"].as_u64().map(|v| v as usize),
             details: ft.summary,
+            notes: vec![],
+        })
+    }
+    /// `finetune`'s transductive training on the training cells (all of them in their sets,
+    /// the validation split out of the loss), then `annotate`'s set-wise prediction of the query.
+    fn run_cellplm(
+        &self,
+        folder: &CellPlmFolder,
+        train: &AnnData,
+        query: &AnnData,
+        label: &str,
+        seed: u64,
+    ) -> anyhow::Result<Predictions> {
+        let o = &self.opts;
+        refuse_options(
+            "CellPLM models",
+            "cells are the tokens",
+            &[(o.max_len.is_some(), "max_len")],
+        )?;
+        // the pipeline's settings (as `scllm finetune`) with the options' overrides
+        let mut tc = SetTrainConfig::default();
+        if let Some(e) = o.epochs {
+            tc.epochs = e;
+        }
+        if let Some(l) = o.lr {
+            tc.lr = l;
+        }
+        if let Some(p) = o.patience {
+            tc.early_stop = p;
+        }
+        tc.seed = seed;
+        tc.progress = false;
+        let job = CellPlmFinetuneJob {
+            model: self.model.clone(),
+            train: PathBuf::from(TRAIN_CELLS),
+            label: label.to_string(),
+            method: self.strategy,
+            peft: PeftConfig::default(),
+            // nothing is written: the model stays in memory
+            output: PathBuf::new(),
+            split: SplitSpec::stratified(o.val_fraction.unwrap_or(0.1), seed),
+            group_by: o.group_by.clone(),
+            set_size: o.batch_size,
+            train_config: tc,
+            hvg: o.n_hvg.unwrap_or(ANNOTATION_HVG),
+            min_cells_per_class: Some(2),
+        };
+        let t = train_cellplm(folder, train, &job)?;
+        let p = predict_cellplm(
+            &t.model,
+            &t.meta,
+            &folder.config.gene_list,
+            query,
+            Path::new(QUERY_CELLS),
+            &set_options(o.group_by.as_deref(), o.batch_size),
+            false,
+        )?;
+        let mut details = t.summary;
+        details["query_sets"] = json!(p.sets.describe());
+        Ok(Predictions {
+            labels: p.labels(&t.meta),
+            confidence: Some(p.prediction.confidence),
+            class_scores: Some(scllm_eval::class_scores::ClassScores {
+                classes: t.meta.labels.clone(),
+                kind: scllm_eval::class_scores::ScoreKind::Probability,
+                values: p.prediction.probabilities,
+            }),
+            trainable_params: details["trainable_params"].as_u64().map(|v| v as usize),
+            details,
             notes: vec![],
         })
     }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use scllm_eval::novelty::UnknownBelow;
+use scllm_io::AnnData;
 use scllm_models::cellplm::prepare::{genes_read, prepare_cells, GeneSubset};
 use scllm_models::cellplm::{CellPlm, CellPlmFolder, GroupBy, SetOptions, Sets};
 use scllm_models::peft::{attach, load_adapter, strategy_of};
@@ -86,6 +87,14 @@ fn rows_of(pr: &Prediction, rows: &[usize]) -> Prediction {
     }
 }
 
+/// A CellPLM model fine-tuned in memory: the best model, its adapter record (classes, genes
+/// read, validation calibration) and the run's summary.
+pub struct CellPlmTrained {
+    pub model: CellPlm,
+    pub meta: AdapterMeta,
+    pub summary: serde_json::Value,
+}
+
 /// Fine-tune the CellPLM model of `job.model` on `job.train` and save the adapter in
 /// `job.output`. Returns the summary.
 pub fn finetune_cellplm(job: &CellPlmFinetuneJob) -> anyhow::Result<serde_json::Value> {
@@ -94,6 +103,30 @@ pub fn finetune_cellplm(job: &CellPlmFinetuneJob) -> anyhow::Result<serde_json::
     std::fs::create_dir_all(&job.output)
         .map_err(|e| bad(format!("{}: cannot create: {e}", job.output.display())))?;
     let adata = scllm_io::read_h5ad(&job.train)?;
+    let mut job = job.clone();
+    job.train_config.out_dir = Some(job.output.clone());
+    let t = train_cellplm(&folder, &adata, &job)?;
+    save_adapter(&t.model, &job.output, &t.meta)?;
+    let pictures = crate::finetune::learning_curves(
+        &job.output,
+        &format!("finetune {} on {}", job.method, job.train.display()),
+    );
+    let mut summary = t.summary;
+    summary["adapter"] = json!(job.output.display().to_string());
+    summary["seconds"] = json!(t0.elapsed().as_secs_f64());
+    summary["pictures"] = json!(pictures);
+    Ok(summary)
+}
+
+/// Fine-tune the model of `folder` on the labelled cells of `adata` as `job` says, in memory:
+/// `job.train` names the cells in messages, `job.model` and `job.output` are not read
+/// (`train_log.jsonl` goes to `job.train_config.out_dir` where set). The summary has no
+/// `adapter`, `seconds` or `pictures`.
+pub fn train_cellplm(
+    folder: &CellPlmFolder,
+    adata: &AnnData,
+    job: &CellPlmFinetuneJob,
+) -> anyhow::Result<CellPlmTrained> {
     let gene_list = &folder.config.gene_list;
     let mut lopts = LabelOptions::new(&job.label);
     lopts.min_cells_per_class = job.min_cells_per_class;
@@ -102,7 +135,7 @@ pub fn finetune_cellplm(job: &CellPlmFinetuneJob) -> anyhow::Result<serde_json::
     } else {
         GeneSubset::Hvg(job.hvg)
     };
-    let data = AnnotationData::from_anndata(&adata, &job.train, &lopts, |a| {
+    let data = AnnotationData::from_anndata(adata, &job.train, &lopts, |a| {
         prepare_cells(a, gene_list, &job.train, &subset)
     })?;
     let genes = genes_read(&data.gene_match, gene_list);
@@ -116,7 +149,8 @@ pub fn finetune_cellplm(job: &CellPlmFinetuneJob) -> anyhow::Result<serde_json::
         },
         &job.train,
     )?;
-    if job.train_config.progress {
+    let tc = &job.train_config;
+    if tc.progress {
         eprintln!(
             "{} labelled cells, {} classes; {}; {}; {}",
             data.cells.len(),
@@ -130,12 +164,10 @@ pub fn finetune_cellplm(job: &CellPlmFinetuneJob) -> anyhow::Result<serde_json::
         }
     }
     let dev = Device::flex();
-    dev.seed(job.train_config.seed);
+    dev.seed(tc.seed);
     let (base, _) = folder.load_annotation(data.n_classes(), &dev)?;
     let m = attach(base, job.method, &job.peft, &dev)?;
     let m = scllm_models::burn::module::Module::train(m);
-    let mut tc = job.train_config.clone();
-    tc.out_dir = Some(job.output.clone());
     let out = train_sets(
         m,
         &SetTrainData {
@@ -146,7 +178,7 @@ pub fn finetune_cellplm(job: &CellPlmFinetuneJob) -> anyhow::Result<serde_json::
             train: &sp.train,
             val: &sp.val,
         },
-        &tc,
+        tc,
         &dev.clone().autodiff(),
     )?;
     let best = out.best;
@@ -162,20 +194,15 @@ pub fn finetune_cellplm(job: &CellPlmFinetuneJob) -> anyhow::Result<serde_json::
     )?;
     let mut meta = AdapterMeta::for_model(
         &best,
-        base_args(&folder, &best),
+        base_args(folder, &best),
         data.classes.clone(),
         Some(genes.clone()),
         sha256_file(&folder.ckpt_path)?,
     );
     meta.validation = Some(validation);
-    save_adapter(&best, &job.output, &meta)?;
-    let pictures = crate::finetune::learning_curves(
-        &job.output,
-        &format!("finetune {} on {}", job.method, job.train.display()),
-    );
     let (trainable, total) = param_counts(&best);
     let best_log = out.history.iter().find(|h| h.epoch == out.best_epoch);
-    Ok(json!({
+    let summary = json!({
         "family": "cellplm", "method": strategy_of(&best).as_str(),
         "split": sp.description, "train_cells": sp.train.len(), "val_cells": sp.val.len(),
         "classes": data.classes, "genes": genes.len(), "sets": sets.sets.len(),
@@ -186,9 +213,12 @@ pub fn finetune_cellplm(job: &CellPlmFinetuneJob) -> anyhow::Result<serde_json::
         "trainable_params": trainable, "total_params": total,
         "validation_unknown_below": meta.validation.as_ref().map(|v| v.unknown_below),
         "data": data.summary(),
-        "adapter": job.output.display().to_string(),
-        "seconds": t0.elapsed().as_secs_f64(), "pictures": pictures,
-    }))
+    });
+    Ok(CellPlmTrained {
+        model: best,
+        meta,
+        summary,
+    })
 }
 
 /// The base CellPLM model of `model` with the adapter of `adapter` (its hash checked).
@@ -202,6 +232,56 @@ pub fn load_adapted(
     let (base, _) = folder.load_annotation(meta.n_cls.max(1), &dev)?;
     let (m, meta) = load_adapter(base, adapter, &sha256_file(&folder.ckpt_path)?, &dev)?;
     Ok((m, meta, folder))
+}
+
+/// A file's cells as a fine-tuned CellPLM predicts them.
+pub struct CellPlmPredicted {
+    /// Rows in input order; class ids index `meta.labels`.
+    pub prediction: Prediction,
+    pub sets: Sets,
+    /// Genes of the file the model read.
+    pub n_genes: usize,
+}
+
+impl CellPlmPredicted {
+    /// Each cell's predicted class name.
+    pub fn labels(&self, meta: &AdapterMeta) -> Vec<String> {
+        self.prediction
+            .class_ids
+            .iter()
+            .map(|&c| meta.labels[c as usize].clone())
+            .collect()
+    }
+}
+
+/// Predict the cells of `adata` (`file` names it in messages) with `m`, fine-tuned as `meta`
+/// records: the cells over the genes it was fine-tuned on, set by set as `sets` says.
+pub fn predict_cellplm(
+    m: &CellPlm,
+    meta: &AdapterMeta,
+    gene_list: &[String],
+    adata: &AnnData,
+    file: &Path,
+    sets: &SetOptions,
+    progress: bool,
+) -> anyhow::Result<CellPlmPredicted> {
+    let fixed = meta.genes.clone().unwrap_or_default();
+    let subset = if fixed.is_empty() {
+        GeneSubset::All
+    } else {
+        GeneSubset::Fixed(&fixed)
+    };
+    let p = prepare_cells(adata, gene_list, file, &subset)?;
+    let sets = Sets::build(&adata.obs, p.cells.len(), sets, file)?;
+    if progress {
+        eprintln!("{}; {}", p.gene_match.summary(), sets.describe());
+    }
+    let prediction = predict_sets(m, &p.cells, &sets.sets, progress, &Device::flex())?;
+    Ok(CellPlmPredicted {
+        prediction,
+        sets,
+        n_genes: p.gene_match.n_matched,
+    })
 }
 
 /// `annotate` with a CellPLM base model: the query's cells over the genes the model was
@@ -229,37 +309,27 @@ pub fn annotate_cellplm(job: &AnnotateJob) -> anyhow::Result<serde_json::Value> 
     let (m, meta, folder) = load_adapted(&job.model, &job.adapter)?;
     crate::annotate::validation_needed(job, &meta)?;
     let adata = scllm_io::read_h5ad(&job.query)?;
-    let fixed = meta.genes.clone().unwrap_or_default();
-    let subset = if fixed.is_empty() {
-        GeneSubset::All
-    } else {
-        GeneSubset::Fixed(&fixed)
-    };
-    let p = prepare_cells(&adata, &folder.config.gene_list, &job.query, &subset)?;
-    let sets = Sets::build(
-        &adata.obs,
-        p.cells.len(),
+    let p = predict_cellplm(
+        &m,
+        &meta,
+        &folder.config.gene_list,
+        &adata,
+        &job.query,
         &SetOptions {
             group_by: group_by(job.group_by.as_deref()),
             batch_size: job.batch_size,
         },
-        &job.query,
+        job.progress,
     )?;
-    if job.progress {
-        eprintln!("{}; {}", p.gene_match.summary(), sets.describe());
-    }
-    let pr = predict_sets(&m, &p.cells, &sets.sets, job.progress, &Device::flex())?;
+    let labels = p.labels(&meta);
+    let (pr, sets) = (p.prediction, p.sets);
     let ann = Annotation {
-        labels: pr
-            .class_ids
-            .iter()
-            .map(|&c| meta.labels[c as usize].clone())
-            .collect(),
+        labels,
         confidence: pr.confidence,
         probabilities: pr.probabilities,
         embeddings: pr.embeddings,
         dim: pr.dim,
-        n_genes: p.gene_match.n_matched,
+        n_genes: p.n_genes,
     };
     write_annotation(
         job,

@@ -349,6 +349,7 @@ fn embed_sets(job: &EmbedJob, dev: &scllm_models::Device) -> anyhow::Result<Embe
     let t0 = Instant::now();
     let folder = CellPlmFolder::open(&job.model)?;
     let (model, report) = folder.load(dev)?;
+    let load_secs = t0.elapsed().as_secs_f64();
     show_load_report(job, &report)?;
     let opts = SetOptions {
         group_by: match job.group_by.as_deref() {
@@ -359,7 +360,9 @@ fn embed_sets(job: &EmbedJob, dev: &scllm_models::Device) -> anyhow::Result<Embe
         batch_size: job.set_size,
     };
     let mut a = scllm_io::read_h5ad(&job.input)?;
+    let t1 = Instant::now();
     let e = embed_anndata(&model, &folder.config.gene_list, &a, &job.input, &opts, dev)?;
+    let embed_secs = t1.elapsed().as_secs_f64();
     if job.progress {
         eprintln!("{}; {}", e.genes.summary(), e.sets.describe());
     }
@@ -395,6 +398,9 @@ fn embed_sets(job: &EmbedJob, dev: &scllm_models::Device) -> anyhow::Result<Embe
         "padded_tokens": n,
         "seconds": secs,
         "cells_per_second": n as f64 / secs,
+        "load_seconds": load_secs,
+        "embed_seconds": embed_secs,
+        "forward_seconds": e.forward_seconds,
         "threads": scllm_models::threads(),
         "load_report": report,
     });

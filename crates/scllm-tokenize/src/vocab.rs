@@ -140,11 +140,13 @@ pub fn gencode_id_to_name() -> HashMap<String, String> {
         .collect()
 }
 
-pub(crate) fn strip_version(id: &str) -> &str {
+/// An Ensembl id without its version suffix (`ENSG00000141510.17` → `ENSG00000141510`).
+pub fn strip_version(id: &str) -> &str {
     id.split('.').next().unwrap_or(id)
 }
 
-pub(crate) fn looks_ensembl(name: &str) -> bool {
+/// Whether a gene name is a human or mouse Ensembl gene id.
+pub fn looks_ensembl(name: &str) -> bool {
     name.starts_with("ENSG") || name.starts_with("ENSMUSG")
 }
 

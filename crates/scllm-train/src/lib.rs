@@ -15,6 +15,7 @@
 //! The model side is [`scllm_models::TokenModel`]: any token family's model with a classifier head
 //! trains here. What trains is what has `require_grad` (set by `scllm_models::peft::attach`).
 
+pub mod cellplm_pretrain;
 pub mod error;
 pub mod labelled;
 pub mod predict;

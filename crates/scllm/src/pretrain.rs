@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use scllm_train::cellplm_pretrain::{pretrain_cellplm, CellPlmPretrainConfig};
 use scllm_train::{pretrain, PretrainConfig, PretrainRun};
 
 #[derive(Args, Debug)]
@@ -42,6 +43,11 @@ pub struct PretrainArgs {
 }
 
 pub fn run(a: PretrainArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&a.config)
+        .map_err(|e| scllm_tasks::bad(format!("{}: cannot read: {e}", a.config.display())))?;
+    if CellPlmPretrainConfig::names_cellplm(&text) {
+        return run_cellplm(&a);
+    }
     let cfg = PretrainConfig::from_toml_file(&a.config)?;
     let s = pretrain(&PretrainRun {
         config: &cfg,
@@ -67,6 +73,32 @@ pub fn run(a: PretrainArgs) -> anyhow::Result<()> {
             } else {
                 format!("checkpoint in {}/checkpoint (continue with --resume)", a.output.display())
             }
+        );
+    }
+    Ok(())
+}
+
+/// `[model] family = "cellplm"`: CellPLM's masked NB autoencoding (docs/models/cellplm.md §7.7).
+fn run_cellplm(a: &PretrainArgs) -> anyhow::Result<()> {
+    if a.resume || a.max_steps_now.is_some() {
+        return Err(scllm_tasks::bad(
+            "--resume and --max-steps-now are not supported for CellPLM pretraining yet",
+        ));
+    }
+    let cfg = CellPlmPretrainConfig::from_toml_file(&a.config)?;
+    let s = pretrain_cellplm(&cfg, &a.data, &a.output, !a.json)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        eprintln!(
+            "{} steps, {} cells seen in {:.0} s, final loss {:.3}; {} parameters, {} genes; model in {}",
+            s.steps,
+            s.cells_seen,
+            s.seconds,
+            s.final_loss.unwrap_or(f64::NAN),
+            s.parameters,
+            s.genes,
+            s.output
         );
     }
     Ok(())

@@ -22,6 +22,11 @@ pub struct CellPlmConfig {
     /// The dropout of every layer when training (the release's 0.2); `OmicsFormer`'s default 0.1
     /// when absent.
     pub model_dropout: f64,
+    /// The GMVAE loss's weights and floor (`w_li`, `w_en`, `lamda`; `OmicsFormer` defaults 1, 1,
+    /// 0.5 when absent).
+    pub w_li: f64,
+    pub w_en: f64,
+    pub lamda: f64,
 }
 
 const DEFAULT_HEADS: usize = 8;
@@ -102,6 +107,14 @@ impl CellPlmConfig {
         if enc_head == 0 {
             return Err(err("`enc_head` must be at least 1".into()));
         }
+        let f64_of = |k: &str, default: f64| -> Result<f64> {
+            match v.get(k) {
+                None | Some(Value::Null) => Ok(default),
+                Some(x) => x
+                    .as_f64()
+                    .ok_or_else(|| err(format!("`{k}` must be a number"))),
+            }
+        };
         let model_dropout = match v.get("model_dropout") {
             None | Some(Value::Null) => DEFAULT_DROPOUT,
             Some(x) => x
@@ -117,6 +130,9 @@ impl CellPlmConfig {
             post_latent_dim: usize_of("post_latent_dim")?,
             num_clusters: usize_of("num_clusters")?,
             model_dropout,
+            w_li: f64_of("w_li", 1.0)?,
+            w_en: f64_of("w_en", 1.0)?,
+            lamda: f64_of("lamda", 0.5)?,
         })
     }
 }

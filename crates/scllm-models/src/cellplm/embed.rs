@@ -24,6 +24,9 @@ pub struct CellPlmEmbedding {
     pub dim: usize,
     pub genes: GeneMatch,
     pub sets: Sets,
+    /// Seconds in the model's forward passes (the rest of the call: gene matching, reading the
+    /// cells, grouping).
+    pub forward_seconds: f64,
 }
 
 /// Every cell of `adata` as the embedder reads it (gene-table rows, `log1p` counts), from `X`
@@ -62,6 +65,7 @@ pub fn embed_anndata(
     let sets = Sets::build(&adata.obs, cells.len(), opts, file)?;
     let dim = model.latent_dim();
     let mut latent = vec![0f32; cells.len() * dim];
+    let t0 = std::time::Instant::now();
     for rows in &sets.sets {
         let out = model.forward_set(&set_input(&cells, rows), dev)?;
         let z: Vec<f32> = out
@@ -79,5 +83,6 @@ pub fn embed_anndata(
         dim,
         genes,
         sets,
+        forward_seconds: t0.elapsed().as_secs_f64(),
     })
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 
 use super::config::CellPlmConfig;
+use super::decoder::DecoderShape;
 use super::model::{CellPlm, CellPlmShape, GROUPS};
 use super::params::GMVAE;
 use crate::error::{ModelError, Result};
@@ -183,7 +184,67 @@ impl CellPlmFolder {
             gmvae: Some((n_clusters, hid, latent)),
             latent,
             model_dropout: cfg.model_dropout,
+            pretrain: None,
         })
+    }
+
+    /// The decoder's sizes from the checkpoint (`None` without a decoder) and the GMVAE loss
+    /// weights from the config.
+    pub fn decoder_shape(&self) -> Result<Option<DecoderShape>> {
+        if self
+            .checkpoint
+            .shape("decoder.out_layer.dec_disp")
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let blocks = (0..)
+            .take_while(|i| {
+                self.checkpoint
+                    .shape(&format!("decoder.layers.{i}.0.weight"))
+                    .is_some()
+            })
+            .count();
+        let n_dec_1 = self.tensor_shape("decoder.out_layer.dec_1.weight")?[0];
+        let hidden = if blocks > 0 {
+            self.tensor_shape("decoder.layers.0.0.weight")?[0]
+        } else {
+            0
+        };
+        let covariates = ["batch", "dataset", "platform"]
+            .iter()
+            .filter_map(|c| {
+                self.checkpoint
+                    .shape(&format!("decoder.covariate_layers.0.{c}.0.weight"))
+                    .map(|s| (c.to_string(), s[0]))
+            })
+            .collect();
+        let c = &self.config;
+        Ok(Some(DecoderShape {
+            hidden,
+            blocks,
+            n_dec_1,
+            covariates,
+            w_li: c.w_li,
+            w_en: c.w_en,
+            lamda: c.lamda,
+        }))
+    }
+
+    /// The pretrained model with its pretraining parts (the GMVAE's variance and prior, the
+    /// decoder), every one of them read from the checkpoint: what `pretrain` continues from.
+    pub fn load_pretrain(&self, dev: &Device) -> Result<(CellPlm, LoadReport)> {
+        let mut shape = self.shape()?;
+        shape.pretrain = Some(self.decoder_shape()?.ok_or_else(|| {
+            ModelError::file(
+                &self.ckpt_path,
+                "no decoder (decoder.out_layer.*): a checkpoint saved without its \
+                 pretraining parts cannot be pretrained further",
+            )
+        })?);
+        let mut m = CellPlm::new(&shape, dev);
+        let report = load_into(&mut m, &self.checkpoint, true, dev)?;
+        Ok((m, report))
     }
 
     /// The pretrained model (GMVAE latent) at the checkpoint's shape with its weights, and the

@@ -9,9 +9,11 @@
 //! `scllm_train::sets`).
 
 pub mod config;
+pub mod decoder;
 pub mod embed;
 pub mod folder;
 pub mod model;
+pub mod objective;
 pub mod params;
 pub mod prepare;
 pub mod sets;

@@ -8,10 +8,12 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, LayerNorm, Linear};
-use burn::tensor::activation::{gelu, relu, sigmoid, softmax};
+use burn::tensor::activation::{relu, sigmoid, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use super::decoder::{DecoderShape, GmvaePrior, NbDecoder};
 use crate::error::{ModelError, Result};
+use crate::nn::activation::{fast_gelu, fast_sigmoid};
 use crate::nn::{self, dropout::drop};
 use crate::peft::{Adapter, LayerAdapters, LoraLinear, PeftState};
 
@@ -134,6 +136,10 @@ pub struct CellPlm {
     pub lat_2lat: Option<Linear>,
     /// `head` of the annotation model.
     pub head: Option<AnnotationHead>,
+    /// The GMVAE's variance and prior, for pretraining.
+    pub gmvae_prior: Option<GmvaePrior>,
+    /// `decoder`: the NB-MLP decoder, for pretraining.
+    pub decoder: Option<NbDecoder>,
     /// `model_dropout`: the annotation pipeline sets 0.5.
     pub model_dropout: f64,
     #[module(skip)]
@@ -172,6 +178,31 @@ pub struct CellPlmShape {
     /// `post_latent_dim` of the `ae` latent.
     pub latent: usize,
     pub model_dropout: f64,
+    /// The pretraining parts (GMVAE prior and decoder; needs `gmvae`).
+    pub pretrain: Option<DecoderShape>,
+}
+
+/// The one-hot `[N, K]` of each row's argmax (the first of ties).
+pub(crate) fn argmax_one_hot(logits: &Tensor<2>, dev: &Device) -> Result<Tensor<2>> {
+    let [n, k] = logits.dims();
+    let host: Vec<f32> = logits
+        .clone()
+        .detach()
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| ModelError::Backend(format!("{e:?}")))?;
+    let mut onehot = vec![0f32; n * k];
+    for (c, row) in host.chunks_exact(k).enumerate() {
+        let mut best = 0;
+        for (j, &v) in row.iter().enumerate() {
+            if v > row[best] {
+                best = j;
+            }
+        }
+        onehot[c * k + best] = 1.0;
+    }
+    Ok(Tensor::from_data(TensorData::new(onehot, [n, k]), dev))
 }
 
 impl FlowAttention {
@@ -182,31 +213,36 @@ impl FlowAttention {
         let dh = d / heads;
         let training = nn::is_training(&self.dropout, &x);
         let x3 = x.unsqueeze_dim::<3>(0);
-        let split = |t: Tensor<3>| t.reshape([n, heads, dh]).swap_dims(0, 1); // [H, N, dh]
-        let q = sigmoid(split(self.query.forward(x3.clone(), training)));
-        let k = sigmoid(split(self.key.forward(x3.clone())));
+        // [N, H, dh]: a reshape of the projections' contiguous [N, d], so the elementwise work
+        // runs on contiguous memory; heads go to the front only for the two products
+        let split = |t: Tensor<3>| t.reshape([n, heads, dh]);
+        let q = fast_sigmoid(split(self.query.forward(x3.clone(), training)));
+        let k = fast_sigmoid(split(self.key.forward(x3.clone())));
         let v = split(self.value.forward(x3, training));
         let e = FLOW_EPS;
-        // incoming and outgoing flow, per query and per key: [H, N, 1]
-        let sink_in = (q.clone().add_scalar(e) * k.clone().sum_dim(1).add_scalar(e))
+        let qe = q.clone().add_scalar(e);
+        let ke = k.clone().add_scalar(e);
+        // incoming and outgoing flow, per query and per key: [N, H, 1]
+        let sink_in = (qe.clone() * k.clone().sum_dim(0).add_scalar(e))
             .sum_dim(2)
             .recip();
-        let source_out = (k.clone().add_scalar(e) * q.clone().sum_dim(1).add_scalar(e))
+        let source_out = (ke.clone() * q.clone().sum_dim(0).add_scalar(e))
             .sum_dim(2)
             .recip();
         // conservation refine
-        let conserved_sink = (q.clone().add_scalar(e)
-            * (k.clone() * source_out).sum_dim(1).add_scalar(e))
-        .sum_dim(2);
-        let conserved_source = (k.clone().add_scalar(e)
-            * (q.clone() * sink_in.clone()).sum_dim(1).add_scalar(e))
-        .sum_dim(2)
-        .clamp(-1.0, 1.0);
-        // competition and allocation (queries and keys are the same cells: L/S = 1)
+        let conserved_sink = (qe * (k.clone() * source_out).sum_dim(0).add_scalar(e)).sum_dim(2);
+        let conserved_source = (ke * (q.clone() * sink_in.clone()).sum_dim(0).add_scalar(e))
+            .sum_dim(2)
+            .clamp(-1.0, 1.0);
+        // competition and allocation (queries and keys are the same cells: L/S = 1); the
+        // allocation scales each query row, so it is folded in before the product
         let allocation = sigmoid(conserved_sink);
-        let competition = softmax(conserved_source, 1).mul_scalar(n as f64);
-        let kv = k.swap_dims(1, 2).matmul(v * competition); // [H, dh, dh]
-        let y = (q * sink_in).matmul(kv) * allocation; // [H, N, dh]
+        let competition = softmax(conserved_source, 0).mul_scalar(n as f64);
+        let heads_first = |t: Tensor<3>| t.swap_dims(0, 1); // [H, N, ·]
+        let kv = heads_first(k)
+            .swap_dims(1, 2)
+            .matmul(heads_first(v * competition)); // [H, dh, dh]
+        let y = heads_first(q * (sink_in * allocation)).matmul(kv); // [H, N, dh]
         let y = self.out.forward(y.swap_dims(0, 1).reshape([n, d]));
         drop(&self.dropout, y)
     }
@@ -225,7 +261,7 @@ impl FlowLayer {
             .reshape([n, d]);
         let x = x + a;
         let u = self.norm2.forward(x.clone());
-        let f = drop(&self.dropout, gelu(self.ff1.forward(u.clone())));
+        let f = drop(&self.dropout, fast_gelu(self.ff1.forward(u.clone())));
         let y = drop(&self.dropout, self.ff2.forward(f));
         let y = self
             .adapters
@@ -268,6 +304,20 @@ impl CellPlm {
             .gmvae
             .is_none()
             .then(|| nn::linear(d, s.latent, true, dev));
+        let (gmvae_prior, decoder) = match (&s.pretrain, s.gmvae) {
+            (Some(p), Some((k, hid, z))) => (
+                Some(GmvaePrior {
+                    qzyx_var: nn::linear(hid, z, true, dev),
+                    y_mu: nn::linear(k, z, true, dev),
+                    y_var: nn::linear(k, z, true, dev),
+                    w_li: p.w_li,
+                    w_en: p.w_en,
+                    lamda: p.lamda,
+                }),
+                Some(NbDecoder::new(z, s.n_genes, p, s.model_dropout, dev)),
+            ),
+            _ => (None, None),
+        };
         CellPlm {
             embedder: Embedder {
                 gene_table: Param::from_tensor(Tensor::random(
@@ -285,6 +335,8 @@ impl CellPlm {
             gmvae,
             lat_2lat,
             head: None,
+            gmvae_prior,
+            decoder,
             model_dropout: p,
             peft: None,
         }
@@ -326,6 +378,8 @@ impl CellPlm {
             self.lat_2lat = Some(nn::linear(self.d_model(), z, true, dev));
         }
         self.gmvae = None;
+        self.gmvae_prior = None;
+        self.decoder = None;
     }
 
     /// Every dropout of the model at `p` (the annotation pipeline's `model_dropout` 0.5; the
@@ -338,6 +392,11 @@ impl CellPlm {
         }
         if let Some(h) = &mut self.head {
             h.dropout = nn::dropout(p);
+        }
+        if let Some(d) = &mut self.decoder {
+            for b in &mut d.blocks {
+                b.dropout = nn::dropout(p);
+            }
         }
     }
 
@@ -401,9 +460,13 @@ impl CellPlm {
         Ok(Tensor::cat(parts, 0))
     }
 
-    /// The embedder, the encoder layers and the pre-latent norm over one set: the embedder's
-    /// output, each layer's output, and the normed last hidden state.
-    fn encode(&self, set: &SetInput, dev: &Device) -> Result<(Tensor<2>, Vec<Tensor<2>>)> {
+    /// The embedder and the encoder layers over one set: the embedder's output and each layer's
+    /// output.
+    pub(crate) fn encode(
+        &self,
+        set: &SetInput,
+        dev: &Device,
+    ) -> Result<(Tensor<2>, Vec<Tensor<2>>)> {
         if set.genes.is_empty() {
             return Err(ModelError::Invalid(
                 "an attention set needs at least one cell".into(),
@@ -437,30 +500,12 @@ impl CellPlm {
             )
         })?;
         let (embedder, hidden) = self.encode(set, dev)?;
-        let n = set.genes.len();
         let h = self
             .pre_latent_norm
             .forward(hidden.last().cloned().unwrap_or_else(|| embedder.clone()));
         let logits = g.cluster_logits.forward(h.clone());
         // the cluster: argmax of the logits (the reference adds Gumbel noise even in eval)
-        let k = self.n_clusters();
-        let host: Vec<f32> = logits
-            .clone()
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| ModelError::Backend(format!("{e:?}")))?;
-        let mut onehot = vec![0f32; n * k];
-        for (c, row) in host.chunks_exact(k).enumerate() {
-            let mut best = 0;
-            for (j, &v) in row.iter().enumerate() {
-                if v > row[best] {
-                    best = j;
-                }
-            }
-            onehot[c * k + best] = 1.0;
-        }
-        let y = Tensor::<2>::from_data(TensorData::new(onehot, [n, k]), dev);
+        let y = argmax_one_hot(&logits, dev)?;
         let t = relu(g.qzyx_hidden.forward(Tensor::cat(vec![h, y], 1)));
         let latent = g.qzyx_mu.forward(t);
         Ok(SetOutput {

@@ -4,6 +4,7 @@
 //! AdamW groups (§5); the `ae` latent (`lat_2lat`) is new at fine-tuning, so it trains with the
 //! head under every strategy. `freeze_layers` K keeps layers 0..K frozen.
 
+use super::decoder::NbDecoder;
 use super::model::{CellPlm, FlowLayer, GroupNorm};
 use crate::params::{self, Layout, ParamVisitor, Part};
 use crate::peft::adapter::visit_opt;
@@ -52,6 +53,40 @@ fn layer(v: &mut impl ParamVisitor, i: usize, part: Part, l: &mut FlowLayer) {
     l.adapters.visit(&p, v);
 }
 
+fn decoder(v: &mut impl ParamVisitor, d: &mut NbDecoder) {
+    let part = Part::Backbone;
+    for (i, b) in d.blocks.iter_mut().enumerate() {
+        let p = format!("decoder.layers.{i}");
+        params::linear(v, &format!("{p}.0"), part, &mut b.linear);
+        v.param(
+            &format!("{p}.1.weight"),
+            part,
+            Layout::AsIs,
+            &mut b.prelu.weight,
+        );
+        group_norm(v, &format!("{p}.3"), part, &mut b.norm);
+        for (name, c) in b.covariate_names.iter().zip(b.covariates.iter_mut()) {
+            let k = format!("decoder.covariate_layers.{i}.{name}");
+            v.param(&format!("{k}.0.weight"), part, Layout::AsIs, &mut c.table);
+            v.param(
+                &format!("{k}.1.weight"),
+                part,
+                Layout::AsIs,
+                &mut c.prelu.weight,
+            );
+            group_norm(v, &format!("{k}.2"), part, &mut c.norm);
+        }
+    }
+    params::linear(v, "decoder.out_layer.dec_1", part, &mut d.dec_1);
+    params::linear(v, "decoder.out_layer.dec_mean.0", part, &mut d.dec_mean);
+    v.param(
+        "decoder.out_layer.dec_disp",
+        part,
+        Layout::AsIs,
+        &mut d.dec_disp,
+    );
+}
+
 impl CellPlm {
     /// Pair every parameter with its state-dict key (PyTorch layout).
     pub fn visit_keys(&mut self, v: &mut impl ParamVisitor) {
@@ -96,6 +131,19 @@ impl CellPlm {
                 Backbone,
                 &mut g.qzyx_mu,
             );
+        }
+        if let Some(g) = &mut self.gmvae_prior {
+            params::linear(
+                v,
+                &format!("{GMVAE}.inference_qzyx.2.var"),
+                Backbone,
+                &mut g.qzyx_var,
+            );
+            params::linear(v, &format!("{GMVAE}.y_mu"), Backbone, &mut g.y_mu);
+            params::linear(v, &format!("{GMVAE}.y_var"), Backbone, &mut g.y_var);
+        }
+        if let Some(d) = &mut self.decoder {
+            decoder(v, d);
         }
         if let Some(l) = &mut self.lat_2lat {
             params::linear(v, "latent.layers.1.lat_2lat.0", Head, l);
