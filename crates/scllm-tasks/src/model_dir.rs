@@ -4,10 +4,25 @@ use std::path::{Path, PathBuf};
 
 use crate::bad;
 
-/// The model folder to use: `given`, else `$SCLLM_MODEL`, else the shipped small model
+/// The shipped models, by the verb that defaults to them: `embed` takes the CellPLM one (its
+/// zero-shot embedding is the better one, bench/RESULTS.md), the other verbs the scGPT one.
+pub const SHIPPED_SCGPT: &str = "models/scllm-small";
+pub const SHIPPED_CELLPLM: &str = "models/cellplm-small";
+
+/// The model folder to use: `given`, else `$SCLLM_MODEL`, else the shipped small scGPT
 /// (`models/scllm-small` in the current folder, or next to the repository the running binary was
 /// built in).
 pub fn resolve(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    resolve_shipped(given, &[SHIPPED_SCGPT])
+}
+
+/// [`resolve`] for `embed`: the shipped CellPLM first, then the shipped scGPT.
+pub fn resolve_for_embedding(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    resolve_shipped(given, &[SHIPPED_CELLPLM, SHIPPED_SCGPT])
+}
+
+/// `given`, else `$SCLLM_MODEL`, else the first of the `shipped` folders that holds a model.
+fn resolve_shipped(given: Option<&Path>, shipped: &[&str]) -> anyhow::Result<PathBuf> {
     if let Some(p) = given {
         return Ok(p.to_path_buf());
     }
@@ -21,20 +36,23 @@ pub fn resolve(given: Option<&Path>) -> anyhow::Result<PathBuf> {
         }
         return Ok(p);
     }
-    let mut tried = vec![PathBuf::from("models/scllm-small")];
-    if let Ok(exe) = std::env::current_exe() {
-        // target/{debug,release}/scllm → the repository root
-        if let Some(root) = exe
-            .parent()
+    // target/{debug,release}/scllm → the repository root
+    let root = std::env::current_exe().ok().and_then(|exe| {
+        exe.parent()
             .and_then(|p| p.parent())
             .and_then(|p| p.parent())
-        {
-            tried.push(root.join("models/scllm-small"));
+            .map(Path::to_path_buf)
+    });
+    let mut tried = Vec::new();
+    for s in shipped {
+        tried.push(PathBuf::from(s));
+        if let Some(r) = &root {
+            tried.push(r.join(s));
         }
     }
     tried
         .iter()
-        .find(|p| p.join("args.json").is_file())
+        .find(|p| scllm_models::folder::detect(p).is_ok())
         .cloned()
         .ok_or_else(|| {
             bad(format!(

@@ -37,7 +37,8 @@ pub struct EmbedArgs {
     pub input: PathBuf,
     /// Model folder of any family: scGPT (best_model.pt or model.safetensors, vocab.json,
     /// args.json) or Geneformer (config.json, model.safetensors or pytorch_model.bin, the token
-    /// dictionaries) (default: the shipped models/scllm-small, or $SCLLM_MODEL)
+    /// dictionaries), scBERT or CellPLM (default: $SCLLM_MODEL, else the shipped
+    /// models/cellplm-small, else models/scllm-small)
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Geneformer: a folder holding the model's dictionary pickles (token_dictionary.pkl,
@@ -171,7 +172,7 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         ..EmbedJob::new(
             args.input.clone(),
             args.output.clone(),
-            model_dir::resolve(args.model.as_deref())?,
+            model_dir::resolve_for_embedding(args.model.as_deref())?,
         )
     };
     let out = embed(&job)?;

@@ -8,12 +8,11 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, LayerNorm, Linear};
-use burn::tensor::activation::{relu, sigmoid, softmax};
+use burn::tensor::activation::{gelu, relu, sigmoid, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::decoder::{DecoderShape, GmvaePrior, NbDecoder};
 use crate::error::{ModelError, Result};
-use crate::nn::activation::{fast_gelu, fast_sigmoid};
 use crate::nn::{self, dropout::drop};
 use crate::peft::{Adapter, LayerAdapters, LoraLinear, PeftState};
 
@@ -216,8 +215,8 @@ impl FlowAttention {
         // [N, H, dh]: a reshape of the projections' contiguous [N, d], so the elementwise work
         // runs on contiguous memory; heads go to the front only for the two products
         let split = |t: Tensor<3>| t.reshape([n, heads, dh]);
-        let q = fast_sigmoid(split(self.query.forward(x3.clone(), training)));
-        let k = fast_sigmoid(split(self.key.forward(x3.clone())));
+        let q = sigmoid(split(self.query.forward(x3.clone(), training)));
+        let k = sigmoid(split(self.key.forward(x3.clone())));
         let v = split(self.value.forward(x3, training));
         let e = FLOW_EPS;
         let qe = q.clone().add_scalar(e);
@@ -261,7 +260,7 @@ impl FlowLayer {
             .reshape([n, d]);
         let x = x + a;
         let u = self.norm2.forward(x.clone());
-        let f = drop(&self.dropout, fast_gelu(self.ff1.forward(u.clone())));
+        let f = drop(&self.dropout, gelu(self.ff1.forward(u.clone())));
         let y = drop(&self.dropout, self.ff2.forward(f));
         let y = self
             .adapters

@@ -1,7 +1,6 @@
 //! Blocks every family shares: attention from a packed Q/K/V projection (with the packed-cell
 //! inference kernel and a softmax with its own backward for training), dropout, padding masks.
 
-pub mod activation;
 pub mod dropout;
 pub mod encoder_layer;
 pub mod mask;
