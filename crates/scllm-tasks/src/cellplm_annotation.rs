@@ -24,8 +24,11 @@ use scllm_train::{
 };
 use serde_json::json;
 
-use crate::annotate::{write_annotation, AnnotateJob, AnnotatedBy, Annotation};
+use crate::annotate_job::AnnotateJob;
+use crate::annotation_output::{validation_needed, write_annotation, AnnotatedBy, Annotation};
 use crate::bad;
+use crate::learning_curves::learning_curves;
+use crate::strategy_counts::{strategy_counts, StrategyCount};
 
 /// One `scllm finetune` run on a CellPLM folder.
 #[derive(Clone, Debug)]
@@ -107,7 +110,7 @@ pub fn finetune_cellplm(job: &CellPlmFinetuneJob) -> anyhow::Result<serde_json::
     job.train_config.out_dir = Some(job.output.clone());
     let t = train_cellplm(&folder, &adata, &job)?;
     save_adapter(&t.model, &job.output, &t.meta)?;
-    let pictures = crate::finetune::learning_curves(
+    let pictures = learning_curves(
         &job.output,
         &format!("finetune {} on {}", job.method, job.train.display()),
     );
@@ -307,7 +310,7 @@ pub fn annotate_cellplm(job: &AnnotateJob) -> anyhow::Result<serde_json::Value> 
     }
     let t0 = Instant::now();
     let (m, meta, folder) = load_adapted(&job.model, &job.adapter)?;
-    crate::annotate::validation_needed(job, &meta)?;
+    validation_needed(job, &meta)?;
     let adata = scllm_io::read_h5ad(&job.query)?;
     let p = predict_cellplm(
         &m,
@@ -352,7 +355,7 @@ pub fn dry_run_cellplm(
     dir: &Path,
     n_cls: usize,
     peft: &PeftConfig,
-) -> anyhow::Result<(String, Vec<crate::finetune::StrategyCount>)> {
+) -> anyhow::Result<(String, Vec<StrategyCount>)> {
     let folder = CellPlmFolder::open(dir)?;
     let dev = Device::flex();
     let base = folder.build_annotation(n_cls, &dev)?;
@@ -362,6 +365,6 @@ pub fn dry_run_cellplm(
         base.d_model(),
         base.n_genes()
     );
-    let rows = crate::finetune::strategy_counts(&base, scllm_models::Family::CellPlm, peft, &dev)?;
+    let rows = strategy_counts(&base, scllm_models::Family::CellPlm, peft, &dev)?;
     Ok((describe, rows))
 }

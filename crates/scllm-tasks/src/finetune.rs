@@ -6,14 +6,17 @@ use std::path::{Path, PathBuf};
 use scllm_io::AnnData;
 use scllm_models::peft::{attach, strategy_of};
 use scllm_models::{
-    param_counts, save_adapter, sha256_file, with_folder, AdapterMeta, CellModel, Device, Family,
-    ModelFolder, PeftConfig, Strategy,
+    param_counts, save_adapter, sha256_file, with_folder, AdapterMeta, Device, Family, ModelFolder,
+    PeftConfig, Strategy,
 };
 use scllm_tokenize::PrepOptions;
 use scllm_train::{train, AnnotationData, LabelOptions, SplitSpec, TrainConfig, TrainData};
 use serde_json::json;
 
 use crate::bad;
+use crate::learning_curves::learning_curves;
+use crate::strategy_counts::strategy_counts;
+pub use crate::strategy_counts::StrategyCount;
 
 /// One `scllm finetune` run.
 #[derive(Clone, Debug)]
@@ -252,58 +255,6 @@ fn finetune_with<F: ModelFolder>(
     s["seconds"] = json!(t0.elapsed().as_secs_f64());
     s["pictures"] = json!(pictures);
     Ok(s)
-}
-
-/// `out/learning_curves.png` from `out/train_log.jsonl`; the pictures written.
-pub fn learning_curves(out: &Path, title: &str) -> Vec<String> {
-    let mut pictures = Vec::new();
-    if let Ok(recs) = scllm_train::read_train_log(out.join("train_log.jsonl")) {
-        let recs: Vec<_> = recs.iter().map(|r| r.to_record()).collect();
-        let p = out.join("learning_curves.png");
-        if scllm_eval::plot::plot_learning_curves(&p, &recs, title).is_ok() {
-            pictures.push(p.display().to_string());
-        }
-    }
-    pictures
-}
-
-/// Trainable and total parameters of one strategy.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct StrategyCount {
-    pub method: Strategy,
-    pub trainable: usize,
-    pub total: usize,
-    pub trainable_fraction: f64,
-}
-
-/// Parameter counts of every strategy `family` hosts, attached to `base` (which has its head).
-pub fn strategy_counts<M: CellModel>(
-    base: &M,
-    family: Family,
-    peft: &PeftConfig,
-    dev: &Device,
-) -> anyhow::Result<Vec<StrategyCount>> {
-    let mut rows = Vec::new();
-    // a strategy the family cannot host (scBERT, CellPLM: prefix) has no row
-    for s in Strategy::ALL.into_iter().filter(|&s| family.supports(s)) {
-        let mut p = peft.clone();
-        if s == Strategy::Full {
-            // freezing layers is an option of full fine-tuning too; other knobs do not apply
-            p = PeftConfig {
-                freeze_layers: peft.freeze_layers,
-                ..PeftConfig::default()
-            };
-        }
-        let m = attach(base.clone(), s, &p, dev)?;
-        let (trainable, total) = param_counts(&m);
-        rows.push(StrategyCount {
-            method: s,
-            trainable,
-            total,
-            trainable_fraction: trainable as f64 / total as f64,
-        });
-    }
-    Ok(rows)
 }
 
 /// Parameter counts of every strategy on the model of `dir` with an `n_cls`-class head, from

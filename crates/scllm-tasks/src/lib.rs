@@ -15,6 +15,8 @@
 //! set-wise paths.
 
 pub mod annotate;
+pub mod annotate_job;
+pub mod annotation_output;
 pub mod bench_methods;
 pub mod cellplm_annotation;
 pub mod check;
@@ -23,6 +25,8 @@ pub mod device;
 pub mod embed;
 pub mod error;
 pub mod finetune;
+pub mod learning_curves;
 pub mod model_dir;
+pub mod strategy_counts;
 
 pub use error::{bad, BadInput};

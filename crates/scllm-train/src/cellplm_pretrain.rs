@@ -205,16 +205,7 @@ impl CellPlmPretrainConfig {
     /// The learning rate at 0-based `step`: linear warm-up, then cosine to `lr · min_lr_ratio`.
     pub fn lr_at(&self, step: usize) -> f64 {
         let t = &self.train;
-        let total = t.steps.max(1) as f64;
-        let warm = (t.warmup_ratio * total).round().max(1.0);
-        let s = step as f64;
-        if s < warm {
-            t.lr * (s + 1.0) / warm
-        } else {
-            let p = ((s - warm) / (total - warm).max(1.0)).min(1.0);
-            let c = 0.5 * (1.0 + (std::f64::consts::PI * p).cos());
-            t.lr * (t.min_lr_ratio + (1.0 - t.min_lr_ratio) * c)
-        }
+        crate::pretrain::warmup_cosine(t.lr, t.min_lr_ratio, t.warmup_ratio, t.steps, step)
     }
 }
 

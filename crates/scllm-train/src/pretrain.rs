@@ -110,6 +110,27 @@ pub struct TrainSection {
     pub seed: u64,
 }
 
+/// The rate at 0-based `step` of `steps`: a linear warm-up over `warmup_ratio` of the steps,
+/// then cosine decay from `lr` to `lr · min_lr_ratio`.
+pub(crate) fn warmup_cosine(
+    lr: f64,
+    min_lr_ratio: f64,
+    warmup_ratio: f64,
+    steps: usize,
+    step: usize,
+) -> f64 {
+    let total = steps.max(1) as f64;
+    let warm = (warmup_ratio * total).round();
+    let s = step as f64;
+    if s < warm {
+        lr * (s + 1.0) / warm
+    } else {
+        let p = ((s - warm) / (total - warm).max(1.0)).min(1.0);
+        let c = 0.5 * (1.0 + (std::f64::consts::PI * p).cos());
+        lr * (min_lr_ratio + (1.0 - min_lr_ratio) * c)
+    }
+}
+
 /// `scllm pretrain --config CONFIG.toml`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -220,16 +241,7 @@ impl PretrainConfig {
     /// The learning rate at 0-based `step`: linear warm-up, then cosine to `lr · min_lr_ratio`.
     pub fn lr_at(&self, step: usize) -> f64 {
         let t = &self.train;
-        let total = t.steps.max(1) as f64;
-        let warm = (t.warmup_ratio * total).round();
-        let s = step as f64;
-        if s < warm {
-            t.lr * (s + 1.0) / warm
-        } else {
-            let p = ((s - warm) / (total - warm).max(1.0)).min(1.0);
-            let c = 0.5 * (1.0 + (std::f64::consts::PI * p).cos());
-            t.lr * (t.min_lr_ratio + (1.0 - t.min_lr_ratio) * c)
-        }
+        warmup_cosine(t.lr, t.min_lr_ratio, t.warmup_ratio, t.steps, step)
     }
 
     /// The model's `args.json`, in the released scGPT layout.

@@ -10,7 +10,7 @@ use burn::nn::{Dropout, Linear};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use super::model::{GroupNorm, GROUPS};
+use super::norm::{GroupNorm, GROUPS};
 use crate::nn::{self, dropout::drop};
 
 /// `nn.PReLU()`: one slope for every channel (init 0.25).

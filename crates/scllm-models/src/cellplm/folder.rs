@@ -10,7 +10,8 @@ use burn::tensor::Device;
 
 use super::config::CellPlmConfig;
 use super::decoder::DecoderShape;
-use super::model::{CellPlm, CellPlmShape, GROUPS};
+use super::model::{CellPlm, CellPlmShape};
+use super::norm::GROUPS;
 use super::params::GMVAE;
 use crate::error::{ModelError, Result};
 use crate::weights::{load_into, Checkpoint, LoadReport};

@@ -13,6 +13,7 @@ pub mod decoder;
 pub mod embed;
 pub mod folder;
 pub mod model;
+pub mod norm;
 pub mod objective;
 pub mod params;
 pub mod prepare;

@@ -5,7 +5,8 @@
 //! head under every strategy. `freeze_layers` K keeps layers 0..K frozen.
 
 use super::decoder::NbDecoder;
-use super::model::{CellPlm, FlowLayer, GroupNorm};
+use super::model::{CellPlm, FlowLayer};
+use super::norm::GroupNorm;
 use crate::params::{self, Layout, ParamVisitor, Part};
 use crate::peft::adapter::visit_opt;
 use crate::peft::{frozen_layers, LoraKeys};

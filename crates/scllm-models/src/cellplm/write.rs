@@ -7,7 +7,8 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::model::{CellPlm, GROUPS};
+use super::model::CellPlm;
+use super::norm::GROUPS;
 use crate::error::{ModelError, Result};
 use crate::weights::{save::write_atomic, state_dict, write_state_dict_under, StateTensor};
 
