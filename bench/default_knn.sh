@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Zero-shot embeddings of the default models vs PCA-50 on every shipped benchmark split (issue 15):
 # 10-NN accuracy (cosine, 5-fold stratified CV, shuffle seed 0) on each split's query cells, with the
-# config's label. Splits: configs/*.toml minus the tiny fixture and the pretraining config; configs
+# config's label. Splits: configs/*.toml minus the fixture configs (tiny_*, kang_fixture_*) and the pretraining configs; configs
 # with the same query cells and labels (kang2018_pbmc_novel = kang2018_pbmc_lodo, pancreas_novel =
 # pancreas_human_mouse) are scored once. Query cells are those the benchmark runner tests on (include/
 # exclude rules, holdout, drop_labels, label_map), none of which scllm-small saw in pretraining
@@ -36,7 +36,7 @@ embed() {
   "$SCLLM" embed "$in" -o "$out" --threads "$THREADS" "$@" 2>&1 | tail -1
 }
 
-mapfile -t CONFIGS < <(ls configs/*.toml | grep -v -e '/tiny_' -e '/pretrain_')
+mapfile -t CONFIGS < <(ls configs/*.toml | grep -v -e '/tiny_' -e '/pretrain_' -e '/kang_fixture_')
 "$PY" bench/default_knn.py prepare "$OUT" "${CONFIGS[@]}"
 SPLITS=$("$PY" -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))))' "$OUT/splits.json")
 
