@@ -15,14 +15,16 @@ use scllm_benchmark::{
 use scllm_eval::baselines::{BaselineOptions, Method};
 use scllm_io::{AnnData, Matrix, Values};
 use scllm_models::cellplm::prepare::ANNOTATION_HVG;
-use scllm_models::cellplm::{embed_anndata, is_cellplm_dir, CellPlmFolder, SetOptions, OBSM_KEY};
+use scllm_models::cellplm::{
+    embed_anndata, is_cellplm_dir, CellPlmFolder, GroupBy, SetOptions, OBSM_KEY,
+};
 use scllm_models::{with_folder, ModelFolder, PeftConfig, Strategy, TokenOptions};
 use scllm_tokenize::PrepOptions;
 use scllm_train::{SetTrainConfig, SplitSpec};
 use serde_json::json;
 
 use crate::annotate::{annotate_cells, QueryOptions};
-use crate::cellplm_annotation::{group_by, predict_cellplm, train_cellplm, CellPlmFinetuneJob};
+use crate::cellplm_annotation::{predict_cellplm, train_cellplm, CellPlmFinetuneJob};
 use crate::finetune::{finetune_on, train_config, FinetuneSpec};
 
 /// What the model methods call the cells they are given, in messages.
@@ -67,7 +69,7 @@ pub fn hvg_subset(
 /// `--batch-size` for CellPLM).
 fn set_options(group: Option<&str>, batch_size: Option<usize>) -> SetOptions {
     SetOptions {
-        group_by: group_by(group),
+        group_by: GroupBy::from_flag(group),
         batch_size,
     }
 }

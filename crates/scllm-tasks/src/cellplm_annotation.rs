@@ -53,15 +53,6 @@ pub struct CellPlmFinetuneJob {
     pub min_cells_per_class: Option<usize>,
 }
 
-/// `--group-by`'s value as a grouping (`none`: all cells one set).
-pub fn group_by(flag: Option<&str>) -> GroupBy {
-    match flag {
-        None => GroupBy::Default,
-        Some("none") => GroupBy::AllCells,
-        Some(c) => GroupBy::Column(c.to_string()),
-    }
-}
-
 /// The base config as `adapter.json` records it.
 fn base_args(folder: &CellPlmFolder, m: &CellPlm) -> serde_json::Value {
     json!({
@@ -147,7 +138,7 @@ pub fn train_cellplm(
         &data.obs,
         data.cells.len(),
         &SetOptions {
-            group_by: group_by(job.group_by.as_deref()),
+            group_by: GroupBy::from_flag(job.group_by.as_deref()),
             batch_size: job.set_size,
         },
         &job.train,
@@ -319,7 +310,7 @@ pub fn annotate_cellplm(job: &AnnotateJob) -> anyhow::Result<serde_json::Value> 
         &adata,
         &job.query,
         &SetOptions {
-            group_by: group_by(job.group_by.as_deref()),
+            group_by: GroupBy::from_flag(job.group_by.as_deref()),
             batch_size: job.batch_size,
         },
         job.progress,

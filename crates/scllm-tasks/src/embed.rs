@@ -352,11 +352,7 @@ fn embed_sets(job: &EmbedJob, dev: &scllm_models::Device) -> anyhow::Result<Embe
     let load_secs = t0.elapsed().as_secs_f64();
     show_load_report(job, &report)?;
     let opts = SetOptions {
-        group_by: match job.group_by.as_deref() {
-            None => GroupBy::Default,
-            Some("none") => GroupBy::AllCells,
-            Some(c) => GroupBy::Column(c.to_string()),
-        },
+        group_by: GroupBy::from_flag(job.group_by.as_deref()),
         batch_size: job.set_size,
     };
     let mut a = scllm_io::read_h5ad(&job.input)?;

@@ -18,6 +18,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
+use scllm_models::cellplm::embed::set_input;
 use scllm_models::cellplm::{CellPlm, SetInput};
 use scllm_tokenize::TokenizedCell;
 
@@ -241,16 +242,7 @@ pub fn evaluate_sets(
         if pick.is_empty() {
             continue;
         }
-        let input = SetInput {
-            genes: set
-                .iter()
-                .map(|&r| data.cells[r].genes.as_slice())
-                .collect(),
-            values: set
-                .iter()
-                .map(|&r| data.cells[r].values.as_slice())
-                .collect(),
-        };
+        let input = set_input(data.cells, set);
         let (_, logits) = model.classify_set(&input, dev)?;
         let host = to_vec(logits)?;
         let sel: Vec<f32> = pick
@@ -484,10 +476,7 @@ pub fn predict_sets(
         ProgressBar::hidden()
     };
     for set in sets {
-        let input = SetInput {
-            genes: set.iter().map(|&r| cells[r].genes.as_slice()).collect(),
-            values: set.iter().map(|&r| cells[r].values.as_slice()).collect(),
-        };
+        let input = set_input(cells, set);
         let (z, logits) = model.classify_set(&input, &dev)?;
         let logits = vecf(logits)?;
         let z = vecf(z)?;

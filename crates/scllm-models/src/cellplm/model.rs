@@ -453,6 +453,20 @@ impl CellPlm {
         Ok((embedder, hidden))
     }
 
+    /// [`Self::encode`] and the pre-latent norm of the last hidden state: what every latent
+    /// (GMVAE or `ae`) reads.
+    pub(crate) fn pre_latent(
+        &self,
+        set: &SetInput,
+        dev: &Device,
+    ) -> Result<(Tensor<2>, Vec<Tensor<2>>, Tensor<2>)> {
+        let (embedder, hidden) = self.encode(set, dev)?;
+        let h = self
+            .pre_latent_norm
+            .forward(hidden.last().cloned().unwrap_or_else(|| embedder.clone()));
+        Ok((embedder, hidden, h))
+    }
+
     /// The zero-shot forward pass of one attention set through the GMVAE (the cells attend to
     /// each other, so a cell's output depends on the set it is in).
     pub fn forward_set(&self, set: &SetInput, dev: &Device) -> Result<SetOutput> {
@@ -463,10 +477,7 @@ impl CellPlm {
                     .into(),
             )
         })?;
-        let (embedder, hidden) = self.encode(set, dev)?;
-        let h = self
-            .pre_latent_norm
-            .forward(hidden.last().cloned().unwrap_or_else(|| embedder.clone()));
+        let (embedder, hidden, h) = self.pre_latent(set, dev)?;
         let logits = g.cluster_logits.forward(h.clone());
         // the cluster: argmax of the logits (the reference adds Gumbel noise even in eval)
         let y = argmax_one_hot(&logits, dev)?;
@@ -492,10 +503,7 @@ impl CellPlm {
                 ))
             }
         };
-        let (embedder, hidden) = self.encode(set, dev)?;
-        let h = self
-            .pre_latent_norm
-            .forward(hidden.last().cloned().unwrap_or(embedder));
+        let (_, _, h) = self.pre_latent(set, dev)?;
         let z = lat.forward(h);
         let logits = head.linear.forward(drop(&head.dropout, z.clone()));
         Ok((z, logits))

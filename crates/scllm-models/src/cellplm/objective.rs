@@ -125,10 +125,7 @@ impl CellPlm {
                 "pretraining counts and mask must be [{n} cells, {genes} genes]"
             )));
         }
-        let (embedder, hidden) = self.encode(&p.input, dev)?;
-        let h = self
-            .pre_latent_norm
-            .forward(hidden.last().cloned().unwrap_or(embedder));
+        let (_, _, h) = self.pre_latent(&p.input, dev)?;
         let training = nn::is_training(&self.embedder.dropout, &h);
         let logits = g.cluster_logits.forward(h.clone());
         let k = self.n_clusters();

@@ -26,6 +26,18 @@ pub enum GroupBy {
     AllCells,
 }
 
+impl GroupBy {
+    /// The `--group-by` flag's value: absent → [`GroupBy::Default`], `none` → all cells one
+    /// set, else the column.
+    pub fn from_flag(flag: Option<&str>) -> Self {
+        match flag {
+            None => GroupBy::Default,
+            Some("none") => GroupBy::AllCells,
+            Some(c) => GroupBy::Column(c.to_string()),
+        }
+    }
+}
+
 /// Grouping options.
 #[derive(Clone, Debug, Default)]
 pub struct SetOptions {
