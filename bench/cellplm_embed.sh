@@ -19,6 +19,8 @@ DATA=${DATA:-../shared/data/kang2018_pbmc.h5ad}
 CELLS=${CELLS:-0}
 SUB=${SUB:-200}
 THREADS=${THREADS:-2}
+# scllm embed --precision (f32, bf16 or int8; the references run f32)
+PRECISION=${PRECISION:-f32}
 PY=${PY:-.venv-ref/bin/python}
 MODEL=${MODEL:-/tmp/cellplm_85M}
 SCGPT=${SCGPT:-/tmp/scgpt_full}
@@ -47,7 +49,7 @@ BIN=${CARGO_TARGET_DIR:-target}/release/scllm
 for S in full sub; do
   echo "== $S: scllm embed, CellPLM (burn flex, $THREADS threads)"
   /usr/bin/time -v "$BIN" embed "$OUT/$S.h5ad" --model "$MODEL" -o "$OUT/scllm_$S.h5ad" \
-    --threads "$THREADS" --json >"$OUT/scllm_$S.json" 2>"$OUT/scllm_$S.time"
+    --threads "$THREADS" --precision "$PRECISION" --json >"$OUT/scllm_$S.json" 2>"$OUT/scllm_$S.time"
   echo "== $S: reference cellplm CellEmbeddingPipeline.predict (PyTorch CPU, $THREADS threads)"
   OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS /usr/bin/time -v "$PY" \
     bench/cellplm_embed_reference.py --data "$OUT/$S.h5ad" --model "$MODEL" \
@@ -56,7 +58,7 @@ done
 if [ "$RUN_SCGPT" != 0 ]; then
   echo "== sub: scllm embed, scGPT whole-human shape ($THREADS threads)"
   /usr/bin/time -v "$BIN" embed "$OUT/sub.h5ad" --model "$SCGPT" --gene-col gene_symbol \
-    -o "$OUT/scgpt_sub.h5ad" --threads "$THREADS" --json >"$OUT/scgpt_sub.json" 2>"$OUT/scgpt_sub.time"
+    -o "$OUT/scgpt_sub.h5ad" --threads "$THREADS" --precision "$PRECISION" --json >"$OUT/scgpt_sub.json" 2>"$OUT/scgpt_sub.time"
 fi
 
 "$PY" - "$OUT" "$RUN_SCGPT" <<'PY'

@@ -64,6 +64,9 @@ def main():
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--gene-col", default="index")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--bf16", action="store_true",
+                    help="the model converted with model.to(torch.bfloat16) (torch.autocast fails "
+                         "inside scGPT's value encoder); expression values cast to match")
     a = ap.parse_args()
     import numpy as np
     import scanpy as sc
@@ -71,6 +74,19 @@ def main():
 
     torch.set_num_threads(a.threads)
     embed_data = load_embed_data()
+    if a.bf16:
+        tm = sys.modules["scgpt.model.model"].TransformerModel
+        eval_f32, encode_f32 = tm.eval, tm._encode
+
+        def eval_bf16(self):
+            self.to(torch.bfloat16)
+            return eval_f32(self)
+
+        def encode_bf16(self, src, values, src_key_padding_mask, batch_labels=None):
+            out = encode_f32(self, src, values.to(torch.bfloat16), src_key_padding_mask, batch_labels)
+            return out.float()
+
+        tm.eval, tm._encode = eval_bf16, encode_bf16
     adata = sc.read_h5ad(a.data)
     if a.cells:
         adata = adata[: a.cells].copy()
@@ -82,6 +98,7 @@ def main():
     if a.out:
         np.save(a.out, emb)
     print(json.dumps({"tool": "scgpt.tasks.embed_data", "torch": torch.__version__, "threads": a.threads,
+                      "precision": "bf16" if a.bf16 else "f32",
                       "cells": int(adata.n_obs), "seconds": secs, "cells_per_second": adata.n_obs / secs}))
 
 

@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/kang2018_pbmc.h5ad}
 CELLS=${CELLS:-1000}
 THREADS=${THREADS:-2}
+# scllm embed --precision (f32, bf16 or int8; the references run f32)
+PRECISION=${PRECISION:-f32}
 SHAPES=${SHAPES:-6L-256 12L-512}
 PY=${PY:-.venv-ref/bin/python}
 MODELS=${MODELS:-/tmp/gf_bench}
@@ -38,8 +40,8 @@ for S in $SHAPES; do
   M="$MODELS/gf-$S"
   echo "== $S: scllm embed (burn flex, $THREADS threads)"
   /usr/bin/time -v "$BIN" embed "$SUB" --model "$M" -o "$OUT/scllm_$S.h5ad" --threads "$THREADS" \
-    --emb-mode cell --emb-layer -1 --json >"$OUT/scllm_$S.json" 2>"$OUT/scllm_$S.time"
-  "$PY" -c "import json,sys; j=json.load(open(sys.argv[1])); print({k: j[k] for k in ['cells','seconds','cells_per_second','forward_seconds','tokenize_seconds','forward_gflops_per_second','cell_totals']})" "$OUT/scllm_$S.json"
+    --emb-mode cell --emb-layer -1 --precision "$PRECISION" --json >"$OUT/scllm_$S.json" 2>"$OUT/scllm_$S.time"
+  "$PY" -c "import json,sys; j=json.load(open(sys.argv[1])); print({k: j[k] for k in ['cells','seconds','cells_per_second','forward_seconds','tokenize_seconds','forward_gflops_per_second','cell_totals','kernel']})" "$OUT/scllm_$S.json"
   grep -E "Maximum resident|Elapsed" "$OUT/scllm_$S.time"
   echo "== $S: reference (Geneformer tokenizer + EmbExtractor path, PyTorch CPU, $THREADS threads)"
   OMP_NUM_THREADS=$THREADS /usr/bin/time -v "$PY" bench/geneformer_embed_reference.py --data "$SUB" \

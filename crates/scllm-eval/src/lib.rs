@@ -17,6 +17,8 @@
 //!   method's [`class_scores`].
 //! * [`celltypist`]: a released CellTypist model (its pickle read as data) annotating a query
 //!   as `celltypist.annotate` does, sparse, with majority voting (`scllm baseline celltypist`).
+//! * [`embedding_agreement`]: how far two embeddings of the same cells agree (cosines, shared
+//!   neighbours, the 10-NN label on both), for `scllm embed --precision P --check N`.
 //! * [`umap`]: UMAP of any embedding as umap-learn computes it, with trustworthiness and kNN
 //!   preservation to score a layout; [`plot`]: the pictures (embedding coloured by a label,
 //!   confusion matrix, per-class F1, learning curves) as PNG or SVG.
@@ -31,6 +33,7 @@ pub mod celltypist;
 pub mod class_scores;
 pub mod conformal;
 pub mod correlation;
+pub mod embedding_agreement;
 pub mod evaluation;
 pub mod held_out;
 pub mod knn;

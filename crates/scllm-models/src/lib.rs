@@ -29,6 +29,7 @@ pub use folder::{
 };
 pub use geneformer::{BertConfig, Geneformer, GeneformerFolder};
 pub use model::{BatchInput, CellModel, Classified, EmbeddingSpec, Pooling, TokenModel};
+pub use nn::Precision;
 pub use param_table::{param_table, ParamInfo};
 pub use params::Part;
 pub use peft::{
@@ -39,7 +40,9 @@ pub use scbert::{ScBert, ScBertConfig, ScBertFolder};
 pub use scgpt::{
     find_weights, LoadOptions, ScGpt, ScGptBuild, ScGptConfig, ScGptFolder, ScGptModel,
 };
-pub use weights::{load_into, save_pt, save_safetensors, state_dict, Checkpoint, LoadReport};
+pub use weights::{
+    load_into, save_pt, save_safetensors, save_safetensors_as, state_dict, Checkpoint, LoadReport,
+};
 
 pub use burn;
 pub use burn::tensor::Device;

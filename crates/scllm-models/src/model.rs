@@ -1,11 +1,12 @@
 //! The one interface every model family implements, and the input it takes.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 
 use crate::error::Result;
 use crate::family::Family;
-use crate::params::ParamVisitor;
+use crate::nn::{Linear, Precision};
+use crate::params::{Layout, ParamVisitor, Part};
 use crate::peft::config::PeftState;
 use crate::peft::sites::Sites;
 
@@ -90,6 +91,27 @@ pub trait CellModel: Module + Clone + Send + Sync + std::fmt::Debug + Sized + 's
     fn n_classes(&self) -> usize;
     /// A freshly initialised classifier head for `n` classes (the family's reference head).
     fn set_head(&mut self, n: usize, dev: &Device);
+
+    /// Converts every linear layer's weights once for inference in `precision`
+    /// ([`crate::nn::precision`]); f32 drops the converted copies. The parameters stay as
+    /// loaded (training, saving and the load report see f32).
+    fn set_precision(&mut self, precision: Precision) {
+        struct SetPrecision(Precision);
+        impl ParamVisitor for SetPrecision {
+            fn param<const D: usize>(
+                &mut self,
+                _: &str,
+                _: Part,
+                _: Layout,
+                _: &mut Param<Tensor<D>>,
+            ) {
+            }
+            fn linear_layer(&mut self, _: &str, m: &mut Linear) {
+                m.set_precision(self.0);
+            }
+        }
+        self.visit_params(&mut SetPrecision(precision));
+    }
 }
 
 /// A family whose cells are token sequences (scGPT, Geneformer, scBERT): what the embedder, the

@@ -8,7 +8,9 @@
 //! `cls_decoder`.
 
 use burn::module::Param;
-use burn::nn::{Embedding, LayerNorm, Linear};
+use burn::nn::{Embedding, LayerNorm};
+
+use crate::nn::Linear;
 use burn::tensor::Tensor;
 
 /// Where a parameter sits in a model; decides whether it trains (see [`crate::peft::trains`]).
@@ -44,6 +46,9 @@ pub trait ParamVisitor {
         layout: Layout,
         p: &mut Param<Tensor<D>>,
     );
+
+    /// Every linear layer `{key}`, before its parameters (the precision switch works here).
+    fn linear_layer(&mut self, _key: &str, _m: &mut Linear) {}
 }
 
 /// `{key}.weight` (`[out, in]` in PyTorch) and `{key}.bias`.
@@ -60,6 +65,7 @@ pub fn linear_parts(
     bias: Part,
     m: &mut Linear,
 ) {
+    v.linear_layer(key, m);
     v.param(
         &format!("{key}.weight"),
         weight,

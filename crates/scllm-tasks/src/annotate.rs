@@ -9,8 +9,8 @@ use scllm_eval::novelty::UnknownBelow;
 use scllm_io::AnnData;
 use scllm_models::peft::file::ValidationCalibration;
 use scllm_models::{
-    load_adapter, read_adapter_meta, sha256_file, with_folder, AdapterMeta, Device, ModelFolder,
-    TokenModel,
+    load_adapter, read_adapter_meta, sha256_file, with_folder, AdapterMeta, CellModel, Device,
+    ModelFolder, TokenModel,
 };
 use scllm_tokenize::PrepOptions;
 use scllm_train::{predict, AnnotationData, PredictOptions, TrainConfig};
@@ -97,6 +97,7 @@ pub fn annotate(job: &AnnotateJob) -> anyhow::Result<serde_json::Value> {
             )));
         }
     }
+    scllm_models::nn::precision::kernel(job.precision).map_err(bad)?;
     if scllm_models::folder::detect(&job.model)? == scllm_models::Family::CellPlm {
         return crate::cellplm_annotation::annotate_cellplm(job);
     }
@@ -118,7 +119,8 @@ fn annotate_with<F: ModelFolder>(
     job: &AnnotateJob,
 ) -> anyhow::Result<serde_json::Value> {
     let t0 = std::time::Instant::now();
-    let (m, meta) = load_adapted(folder, &job.adapter)?;
+    let (mut m, meta) = load_adapted(folder, &job.adapter)?;
+    m.set_precision(job.precision);
     validation_needed(job, &meta)?;
     let adata = scllm_io::read_h5ad(&job.query)?;
     let ann = annotate_cells(

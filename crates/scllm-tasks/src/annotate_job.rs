@@ -35,4 +35,6 @@ pub struct AnnotateJob {
     pub gene_col: Option<String>,
     pub seed: u64,
     pub progress: bool,
+    /// Number format of the linear layers' products (`scllm_models::nn::precision`).
+    pub precision: scllm_models::Precision,
 }

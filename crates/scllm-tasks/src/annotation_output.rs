@@ -117,6 +117,7 @@ pub fn write_annotation(
             "strategy".into(),
             UnsValue::Str(meta.strategy.as_str().into()),
         ),
+        ("precision".into(), UnsValue::Str(job.precision.to_string())),
     ];
     if let Some(t) = threshold {
         uns.push(("unknown_below".into(), UnsValue::F64(t)));
@@ -169,6 +170,8 @@ pub fn write_annotation(
         "prediction_sets": set_summary,
         "mean_confidence": conf.iter().map(|&c| c as f64).sum::<f64>() / n.max(1) as f64,
         "obsm_key": key, "seconds": t0.elapsed().as_secs_f64(),
+        "precision": job.precision,
+        "kernel": scllm_models::nn::precision::kernel(job.precision).ok(),
     }))
 }
 

@@ -18,7 +18,9 @@ use scllm_models::cellplm::prepare::ANNOTATION_HVG;
 use scllm_models::cellplm::{
     embed_anndata, is_cellplm_dir, CellPlmFolder, GroupBy, SetOptions, OBSM_KEY,
 };
-use scllm_models::{with_folder, ModelFolder, PeftConfig, Strategy, TokenOptions};
+use scllm_models::{
+    with_folder, CellModel, ModelFolder, PeftConfig, Precision, Strategy, TokenOptions,
+};
 use scllm_tokenize::PrepOptions;
 use scllm_train::{SetTrainConfig, SplitSpec};
 use serde_json::json;
@@ -94,6 +96,18 @@ fn token_family_options(group: &Option<String>) -> anyhow::Result<()> {
     )
 }
 
+/// Sets `m` to the method's inference precision (default f32); returns what the results
+/// record of it: the precision and the kernel its products run on.
+fn set_precision<M: CellModel>(
+    m: &mut M,
+    p: Option<Precision>,
+) -> anyhow::Result<serde_json::Value> {
+    let p = p.unwrap_or_default();
+    let kernel = scllm_models::nn::precision::kernel(p).map_err(crate::bad)?;
+    m.set_precision(p);
+    Ok(json!({"precision": p, "kernel": kernel}))
+}
+
 /// `embed-knn` / `scgpt-knn`.
 struct EmbedKnn {
     name: String,
@@ -111,6 +125,9 @@ struct KnnOptions {
     n_hvg: Option<usize>,
     /// CellPLM: the `obs` column of the attention sets (see [`set_options`]).
     group_by: Option<String>,
+    /// Number format of the model's products at inference (embedding, prediction; training
+    /// stays f32): `scllm_models::nn::precision`.
+    precision: Option<Precision>,
 }
 
 impl EmbedKnn {
@@ -209,7 +226,8 @@ impl ModelMethod for EmbedKnn {
     ) -> anyhow::Result<Predictions> {
         token_family_options(&self.knn.group_by)?;
         let dev = scllm_models::device(scllm_models::DeviceKind::Cpu)?;
-        let (m, _) = folder.load(0, false, &dev)?;
+        let (mut m, _) = folder.load(0, false, &dev)?;
+        let precision = set_precision(&mut m, self.knn.precision)?;
         let topts = TokenOptions {
             max_len: self.knn.max_len.or(self.knn.n_hvg.map(|n| n + 1)),
             seed,
@@ -219,7 +237,9 @@ impl ModelMethod for EmbedKnn {
         let (mut tr, mut qu) = hvg_subset(train, query, self.knn.n_hvg)?;
         crate::embed::embed_into(folder, &m, &mut tr, key, &topts, bs, &dev)?;
         crate::embed::embed_into(folder, &m, &mut qu, key, &topts, bs, &dev)?;
-        self.transfer(&tr, &qu, key, label, seed)
+        let mut p = self.transfer(&tr, &qu, key, label, seed)?;
+        p.details["precision"] = precision;
+        Ok(p)
     }
     /// The latent means of `scllm embed` (set-wise) for the training and the query cells.
     fn run_cellplm(
@@ -236,7 +256,8 @@ impl ModelMethod for EmbedKnn {
             &[(self.knn.max_len.is_some(), "max_len")],
         )?;
         let dev = scllm_models::device(scllm_models::DeviceKind::Cpu)?;
-        let (m, _) = folder.load(&dev)?;
+        let (mut m, _) = folder.load(&dev)?;
+        let precision = set_precision(&mut m, self.knn.precision)?;
         let opts = set_options(self.knn.group_by.as_deref(), self.knn.batch_size);
         let (mut tr, mut qu) = hvg_subset(train, query, self.knn.n_hvg)?;
         let mut described = Vec::new();
@@ -260,12 +281,8 @@ impl ModelMethod for EmbedKnn {
             );
         }
         let mut p = self.transfer(&tr, &qu, OBSM_KEY, label, seed)?;
-        if let Some(d) = p.details.as_object_mut() {
-            d.insert(
-                "cellplm".into(),
-                json!({"train": described[0], "query": described[1]}),
-            );
-        }
+        p.details["cellplm"] = json!({"train": described[0], "query": described[1]});
+        p.details["precision"] = precision;
         Ok(p)
     }
 }
@@ -294,6 +311,9 @@ struct FinetuneOptions {
     n_hvg: Option<usize>,
     /// CellPLM: the `obs` column of the attention sets (see [`set_options`]).
     group_by: Option<String>,
+    /// Number format of the model's products at inference (embedding, prediction; training
+    /// stays f32): `scllm_models::nn::precision`.
+    precision: Option<Precision>,
 }
 
 impl ModelMethod for FinetuneMethod {
@@ -336,7 +356,7 @@ impl ModelMethod for FinetuneMethod {
             seed,
             ..PrepOptions::default()
         };
-        let ft = finetune_on(
+        let mut ft = finetune_on(
             folder,
             &train,
             Path::new(TRAIN_CELLS),
@@ -350,6 +370,7 @@ impl ModelMethod for FinetuneMethod {
                 min_cells_per_class: Some(2),
             },
         )?;
+        ft.summary["precision"] = set_precision(&mut ft.model, o.precision)?;
         let ann = annotate_cells(
             folder,
             &ft.model,
@@ -423,7 +444,8 @@ impl ModelMethod for FinetuneMethod {
             hvg: o.n_hvg.unwrap_or(ANNOTATION_HVG),
             min_cells_per_class: Some(2),
         };
-        let t = train_cellplm(folder, train, &job)?;
+        let mut t = train_cellplm(folder, train, &job)?;
+        t.summary["precision"] = set_precision(&mut t.model, o.precision)?;
         let p = predict_cellplm(
             &t.model,
             &t.meta,

@@ -300,7 +300,8 @@ pub fn annotate_cellplm(job: &AnnotateJob) -> anyhow::Result<serde_json::Value> 
         }
     }
     let t0 = Instant::now();
-    let (m, meta, folder) = load_adapted(&job.model, &job.adapter)?;
+    let (mut m, meta, folder) = load_adapted(&job.model, &job.adapter)?;
+    scllm_models::CellModel::set_precision(&mut m, job.precision);
     validation_needed(job, &meta)?;
     let adata = scllm_io::read_h5ad(&job.query)?;
     let p = predict_cellplm(

@@ -20,6 +20,8 @@ pub struct ConvertJob {
     pub n_cls: usize,
     /// Fail when any model weight is missing or has another shape.
     pub strict: bool,
+    /// Store the linear layers' weights in this precision (bf16; f32 keeps every tensor f32).
+    pub precision: scllm_models::Precision,
 }
 
 /// What a convert run found and wrote.
@@ -48,7 +50,7 @@ fn convert_with<F: ModelFolder>(
     let (model, report) = f.load(job.n_cls, job.strict, dev)?;
     let written = match &job.output {
         Some(o) => {
-            scllm_models::save_safetensors(&model, o)?;
+            scllm_models::save_safetensors_as(&model, o, job.precision)?;
             Some(scllm_models::param_table(&model).len())
         }
         None => None,

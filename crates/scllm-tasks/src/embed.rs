@@ -6,10 +6,13 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use scllm_io::{DataFrame, Matrix, Values};
 use scllm_models::embed::{EmbedOptions, Embedder};
-use scllm_models::{with_folder, EmbeddingSpec, LoadReport, ModelFolder, Pooling, TokenOptions};
+use scllm_models::{
+    with_folder, CellModel, EmbeddingSpec, LoadReport, ModelFolder, Pooling, Precision,
+    TokenOptions,
+};
 use serde_json::json;
 
-use crate::bad;
+use crate::{bad, precision_check};
 
 /// One `scllm embed` run.
 #[derive(Clone, Debug)]
@@ -55,6 +58,12 @@ pub struct EmbedJob {
     pub group_by: Option<String>,
     /// Such families: `--batch-size` as given (`None`: whole groups, not the 64 above).
     pub set_size: Option<usize>,
+    /// Number format of the linear layers' products (`scllm_models::nn::precision`).
+    pub precision: Precision,
+    /// Embed this many cells in f32 and in `precision` too and compare (0: no check).
+    pub check: usize,
+    /// The check's label column (a 10-NN vote on both embeddings).
+    pub check_label: Option<String>,
 }
 
 impl EmbedJob {
@@ -83,6 +92,9 @@ impl EmbedJob {
             progress: true,
             group_by: None,
             set_size: None,
+            precision: Precision::F32,
+            check: 0,
+            check_label: None,
         }
     }
 }
@@ -92,6 +104,8 @@ pub struct EmbedOutcome {
     /// Machine-readable summary (`--json`).
     pub summary: serde_json::Value,
     pub report: LoadReport,
+    /// `--check`: f32 against the chosen precision on a sample of the cells.
+    pub check: Option<scllm_eval::embedding_agreement::Agreement>,
 }
 
 /// Embed `job.input`'s cells with the model in `job.model` and write `job.output`.
@@ -104,9 +118,16 @@ pub fn embed(job: &EmbedJob) -> anyhow::Result<EmbedOutcome> {
             "--stream reads X; drop --layer or run without --stream",
         ));
     }
+    if job.check > 0 && (job.stream || job.precision == Precision::F32) {
+        return Err(bad(
+            "--check compares --precision bf16 or int8 with f32 on cells held in memory: give \
+             --precision and drop --stream",
+        ));
+    }
+    let kernel = scllm_models::nn::precision::kernel(job.precision).map_err(bad)?;
     let dev = crate::device::compute_device(&job.device, job.threads)?;
     if scllm_models::cellplm::is_cellplm_dir(&job.model) {
-        return embed_sets(job, &dev);
+        return embed_sets(job, &kernel, &dev);
     }
     if job.group_by.is_some() {
         return Err(bad(
@@ -119,7 +140,7 @@ pub fn embed(job: &EmbedJob) -> anyhow::Result<EmbedOutcome> {
         job.weights.as_deref(),
         job.dictionaries.as_deref(),
     )?;
-    with_folder!(&folder, |f| embed_with(f, job, &dev))
+    with_folder!(&folder, |f| embed_with(f, job, &kernel, &dev))
 }
 
 /// The checkpoint's load report on stderr (with progress) and in `--load-report FILE`.
@@ -141,11 +162,13 @@ fn show_load_report(job: &EmbedJob, report: &LoadReport) -> anyhow::Result<()> {
 fn embed_with<F: ModelFolder>(
     folder: &F,
     job: &EmbedJob,
+    kernel: &str,
     dev: &scllm_models::Device,
 ) -> anyhow::Result<EmbedOutcome> {
     let t0 = Instant::now();
-    let (model, report) = folder.load(0, job.strict, dev)?;
+    let (mut model, report) = folder.load(0, job.strict, dev)?;
     show_load_report(job, &report)?;
+    model.set_precision(job.precision);
     let defaults = folder.embedding();
     let spec = EmbeddingSpec {
         pooling: job.pooling.unwrap_or(defaults.spec.pooling),
@@ -172,6 +195,7 @@ fn embed_with<F: ModelFolder>(
         ncols: d,
         data: Values::F32(emb),
     };
+    let (mut check, mut check_secs) = (None, 0.0);
     let (n_cells, stats, n_matched, n_genes, totals_from) = if job.stream {
         // X goes to the output block by block as it is read: the matrix is never whole in memory
         let backed = scllm_io::BackedAnnData::open(&job.input, "X")?;
@@ -182,7 +206,7 @@ fn embed_with<F: ModelFolder>(
         let totals = totals_of(folder, &backed.obs);
         let mut w =
             scllm_io::backed::CsrStreamWriter::create(&job.output, g, scllm_io::Compression::None)?;
-        let bar = progress(job.progress, n);
+        let bar = progress(job.progress, n, kernel);
         let mut emb = vec![0f32; n * d];
         for block in backed.blocks(job.block_cells.max(1)) {
             let (start, block) = block?;
@@ -214,17 +238,44 @@ fn embed_with<F: ModelFolder>(
         let tok = folder.embed_tokenizer(&genes, &topts)?;
         let mut e = Embedder::new(&model, dev, tok.as_ref(), spec, defaults.normalize, eopts)?;
         let totals = totals_of(folder, &a.obs);
-        let bar = progress(job.progress, n);
+        let bar = progress(job.progress, n, kernel);
         let mut emb = vec![0f32; n * d];
         e.embed_block(&x, totals.as_deref(), &mut emb, &mut |k| bar.inc(k as u64))?;
         bar.finish();
         drop(x);
+        let stats = e.stats;
+        if job.check > 0 {
+            let tc = Instant::now();
+            let c = precision_check::check_cells(
+                &a,
+                job.check,
+                job.check_label.as_deref(),
+                &job.input,
+            )?;
+            let agreement = precision_check::compare(&c, d, job.precision, |p, cells| {
+                model.set_precision(p);
+                embed_cells(
+                    folder,
+                    &model,
+                    cells,
+                    &topts,
+                    job.batch_size,
+                    dev,
+                    job.layer.as_deref(),
+                    job.gene_col.as_deref(),
+                    spec,
+                )
+            })?;
+            check = Some(agreement);
+            check_secs = tc.elapsed().as_secs_f64();
+        }
         a.obsm.retain(|(k, _)| k != &key);
         a.set_obsm(&key, emb_matrix(n, emb));
         scllm_io::write_h5ad(&a, &job.output, scllm_io::Compression::None)?;
-        (n, e.stats, genes.n_matched, g, totals.is_some())
+        (n, stats, genes.n_matched, g, totals.is_some())
     };
-    let secs = t0.elapsed().as_secs_f64();
+    // the embedding run, without --check's two extra passes
+    let secs = t0.elapsed().as_secs_f64() - check_secs;
     let mut summary = json!({
         "input": src,
         "output": job.output.display().to_string(),
@@ -249,6 +300,10 @@ fn embed_with<F: ModelFolder>(
         "cells_per_second": n_cells as f64 / secs,
         "forward_gflops_per_second": stats.gflops_per_second(),
         "threads": scllm_models::threads(),
+        "precision": job.precision,
+        "kernel": kernel,
+        "check": &check,
+        "check_seconds": check_secs,
         "load_report": report,
     });
     if let Some(c) = folder.totals_column() {
@@ -258,7 +313,11 @@ fn embed_with<F: ModelFolder>(
             "the sum of each cell's stored values (no obs['n_counts'] in the file)".to_string()
         });
     }
-    Ok(EmbedOutcome { summary, report })
+    Ok(EmbedOutcome {
+        summary,
+        report,
+        check,
+    })
 }
 
 /// Each cell's total count where the family normalises by it and the file records it.
@@ -266,17 +325,17 @@ fn totals_of<F: ModelFolder>(folder: &F, obs: &DataFrame) -> Option<Vec<f64>> {
     scllm_tokenize::prepare::obs_numbers(obs, folder.totals_column()?)
 }
 
-fn progress(show: bool, n: usize) -> ProgressBar {
+/// The progress line, naming the kernel the products run on.
+fn progress(show: bool, n: usize, kernel: &str) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
     }
-    let style = ProgressStyle::with_template(
-        "{prefix:>10} [{bar:30}] {pos}/{len} cells {per_sec} ETA {eta}",
-    )
-    .expect("valid template")
-    .progress_chars("=> ");
+    let style =
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} cells {per_sec} ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> ");
     let b = ProgressBar::new(n as u64).with_style(style);
-    b.set_prefix("embedding");
+    b.set_prefix(format!("embedding ({kernel})"));
     b
 }
 
@@ -291,10 +350,43 @@ pub fn embed_into<F: ModelFolder>(
     batch_size: usize,
     dev: &scllm_models::Device,
 ) -> anyhow::Result<()> {
-    let x = scllm_pp::to_csr_f32(a.x()?);
-    let genes = folder.match_genes(&a.var, None, Path::new("<benchmark data>"))?;
+    let spec = folder.embedding().spec;
+    let emb = embed_cells(folder, model, a, topts, batch_size, dev, None, None, spec)?;
+    let d = scllm_models::CellModel::d_model(model);
+    a.obsm.retain(|(k, _)| k != key);
+    a.set_obsm(
+        key,
+        Matrix::Dense {
+            nrows: a.n_obs(),
+            ncols: d,
+            data: Values::F32(emb),
+        },
+    );
+    Ok(())
+}
+
+/// `a`'s cells (X, or `layer`) embedded in memory with a loaded model: `cells × d` row-major.
+#[allow(clippy::too_many_arguments)]
+fn embed_cells<F: ModelFolder>(
+    folder: &F,
+    model: &F::Model,
+    a: &scllm_io::AnnData,
+    topts: &TokenOptions,
+    batch_size: usize,
+    dev: &scllm_models::Device,
+    layer: Option<&str>,
+    gene_col: Option<&str>,
+    spec: EmbeddingSpec,
+) -> anyhow::Result<Vec<f32>> {
+    let m = match layer {
+        None => a.x()?,
+        Some(l) => a
+            .layer(l)
+            .ok_or_else(|| bad(format!("no layer `{l}` in the cells to embed")))?,
+    };
+    let x = scllm_pp::to_csr_f32(m);
+    let genes = folder.match_genes(&a.var, gene_col, Path::new("<cells in memory>"))?;
     let tok = folder.embed_tokenizer(&genes, topts)?;
-    let defaults = folder.embedding();
     let opts = EmbedOptions {
         batch_size,
         max_batch_tokens: batch_size * topts.max_len.unwrap_or_else(|| folder.max_len()),
@@ -304,31 +396,25 @@ pub fn embed_into<F: ModelFolder>(
         model,
         dev,
         tok.as_ref(),
-        defaults.spec,
-        defaults.normalize,
+        spec,
+        folder.embedding().normalize,
         opts,
     )?;
-    let d = e.dim();
     let totals = totals_of(folder, &a.obs);
-    let mut emb = vec![0f32; x.nrows * d];
+    let mut emb = vec![0f32; x.nrows * e.dim()];
     e.embed_block(&x, totals.as_deref(), &mut emb, &mut |_| {})?;
-    a.obsm.retain(|(k, _)| k != key);
-    a.set_obsm(
-        key,
-        Matrix::Dense {
-            nrows: x.nrows,
-            ncols: d,
-            data: Values::F32(emb),
-        },
-    );
-    Ok(())
+    Ok(emb)
 }
 
 /// `embed` for a family whose cells attend to each other (CellPLM: docs/models/cellplm.md §7):
 /// the cells of each `obs` group form one attention set, optionally cut into sets of at most
 /// `--batch-size` consecutive cells; output rows in input order, the grouping in
 /// `uns['cellplm_sets']`.
-fn embed_sets(job: &EmbedJob, dev: &scllm_models::Device) -> anyhow::Result<EmbedOutcome> {
+fn embed_sets(
+    job: &EmbedJob,
+    kernel: &str,
+    dev: &scllm_models::Device,
+) -> anyhow::Result<EmbedOutcome> {
     use scllm_models::cellplm::{embed_anndata, CellPlmFolder, GroupBy, SetOptions, OBSM_KEY};
     let unsupported = [
         (job.stream, "--stream"),
@@ -348,7 +434,8 @@ fn embed_sets(job: &EmbedJob, dev: &scllm_models::Device) -> anyhow::Result<Embe
     }
     let t0 = Instant::now();
     let folder = CellPlmFolder::open(&job.model)?;
-    let (model, report) = folder.load(dev)?;
+    let (mut model, report) = folder.load(dev)?;
+    model.set_precision(job.precision);
     let load_secs = t0.elapsed().as_secs_f64();
     show_load_report(job, &report)?;
     let opts = SetOptions {
@@ -360,8 +447,22 @@ fn embed_sets(job: &EmbedJob, dev: &scllm_models::Device) -> anyhow::Result<Embe
     let e = embed_anndata(&model, &folder.config.gene_list, &a, &job.input, &opts, dev)?;
     let embed_secs = t1.elapsed().as_secs_f64();
     if job.progress {
-        eprintln!("{}; {}", e.genes.summary(), e.sets.describe());
+        eprintln!("{}; {}; {kernel}", e.genes.summary(), e.sets.describe());
     }
+    let tc = Instant::now();
+    let check = if job.check > 0 {
+        let c =
+            precision_check::check_cells(&a, job.check, job.check_label.as_deref(), &job.input)?;
+        let agreement = precision_check::compare(&c, e.dim, job.precision, |p, cells| {
+            model.set_precision(p);
+            let gl = &folder.config.gene_list;
+            Ok(embed_anndata(&model, gl, cells, &job.input, &opts, dev)?.latent)
+        })?;
+        Some(agreement)
+    } else {
+        None
+    };
+    let check_secs = tc.elapsed().as_secs_f64();
     let key = job.obsm_key.clone().unwrap_or_else(|| OBSM_KEY.to_string());
     let n = a.n_obs();
     a.obsm.retain(|(k, _)| k != &key);
@@ -375,7 +476,7 @@ fn embed_sets(job: &EmbedJob, dev: &scllm_models::Device) -> anyhow::Result<Embe
     );
     a.set_uns("cellplm_sets", e.sets.to_uns());
     scllm_io::write_h5ad(&a, &job.output, scllm_io::Compression::None)?;
-    let secs = t0.elapsed().as_secs_f64();
+    let secs = t0.elapsed().as_secs_f64() - check_secs;
     let summary = json!({
         "input": job.input.display().to_string(),
         "output": job.output.display().to_string(),
@@ -398,7 +499,15 @@ fn embed_sets(job: &EmbedJob, dev: &scllm_models::Device) -> anyhow::Result<Embe
         "embed_seconds": embed_secs,
         "forward_seconds": e.forward_seconds,
         "threads": scllm_models::threads(),
+        "precision": job.precision,
+        "kernel": kernel,
+        "check": &check,
+        "check_seconds": check_secs,
         "load_report": report,
     });
-    Ok(EmbedOutcome { summary, report })
+    Ok(EmbedOutcome {
+        summary,
+        report,
+        check,
+    })
 }

@@ -27,6 +27,7 @@ pub mod error;
 pub mod finetune;
 pub mod learning_curves;
 pub mod model_dir;
+pub mod precision_check;
 pub mod strategy_counts;
 
 pub use error::{bad, BadInput};

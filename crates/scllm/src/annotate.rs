@@ -70,6 +70,10 @@ pub struct AnnotateArgs {
     pub gene_col: Option<String>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Number format of the linear layers' products: f32, bf16 or int8 (see `scllm embed
+    /// --help`); recorded in `uns['scllm_annotate']['precision']`
+    #[arg(long, default_value = "f32", value_name = "f32|bf16|int8")]
+    pub precision: scllm_models::Precision,
     #[arg(long)]
     pub json: bool,
 }
@@ -93,15 +97,17 @@ pub fn run(a: AnnotateArgs) -> anyhow::Result<()> {
         gene_col: a.gene_col.clone(),
         seed: a.seed,
         progress: !a.json,
+        precision: a.precision,
     })?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
         eprintln!(
-            "annotated {} cells with the {} adapter ({} Unknown) → {}",
+            "annotated {} cells with the {} adapter ({} Unknown; {}) → {}",
             s["cells"],
             s["strategy"].as_str().unwrap_or(""),
             s["unknown"],
+            s["kernel"].as_str().unwrap_or(""),
             a.output.display()
         );
         if let Some(t) = s["unknown_below"].as_f64() {

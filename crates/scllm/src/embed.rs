@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use scllm_models::Pooling;
+use scllm_models::{Pooling, Precision};
 use scllm_tasks::convert::{convert, ConvertJob};
 use scllm_tasks::embed::{embed, EmbedJob};
 use scllm_tasks::{bad, model_dir};
@@ -103,6 +103,20 @@ pub struct EmbedArgs {
     /// Geneformer: which layer, 0 = the last, -1 = the second-to-last (the default)
     #[arg(long, allow_hyphen_values = true)]
     pub emb_layer: Option<i32>,
+    /// Number format of the model's products: f32 (the reference's numbers), bf16 (bf16
+    /// weights and inputs, f32 sums; AVX-512 BF16 where the CPU has it) or int8 (linear layers:
+    /// per-channel weights, per-position inputs, i32 sums on AVX-512 VNNI; attention's products
+    /// bf16). LayerNorm, softmax and residuals stay f32 (docs/precision.md).
+    /// $GEMMKIT_REQUIRE_ISA pins the kernel (scalar, avx2, avx512f, avx512bf16, avx512vnni)
+    #[arg(long, default_value = "f32", value_name = "f32|bf16|int8")]
+    pub precision: Precision,
+    /// Also embed N cells (spread over the file) in f32 and compare with --precision: cosine
+    /// distribution, shared 10 nearest neighbours, and with --check-label the 10-NN label on both
+    #[arg(long, value_name = "N")]
+    pub check: Option<usize>,
+    /// obs column of labels for --check's 10-NN vote
+    #[arg(long, value_name = "COL", requires = "check")]
+    pub check_label: Option<String>,
     /// Print a machine-readable summary (with the load report) instead of progress
     #[arg(long)]
     pub json: bool,
@@ -137,6 +151,16 @@ pub struct ConvertArgs {
     /// Fail when any model weight is missing or has another shape
     #[arg(long)]
     pub strict: bool,
+    /// With -o: store the linear layers' weights as bf16 (half the bytes; read by every
+    /// loader and by torch; `embed --precision bf16` then uses them as they are). int8 is
+    /// refused: no checkpoint layout holds it, convert at load with --precision int8 instead
+    #[arg(
+        long,
+        default_value = "f32",
+        value_name = "f32|bf16",
+        requires = "output"
+    )]
+    pub precision: Precision,
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
@@ -168,6 +192,9 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         block_cells: args.block_cells,
         pooling,
         emb_layer: args.emb_layer,
+        precision: args.precision,
+        check: args.check.unwrap_or(0),
+        check_label: args.check_label.clone(),
         progress: !args.json,
         ..EmbedJob::new(
             args.input.clone(),
@@ -183,13 +210,14 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         let tokens = s["tokens"].as_f64().unwrap_or(0.0);
         let padded = s["padded_tokens"].as_f64().unwrap_or(0.0).max(1.0);
         eprintln!(
-            "wrote {}: obsm['{}'] {} cells x {} ({} of {} genes in the vocabulary; {:.1} cells/s, forward {:.1} GFLOP/s, padding {:.1}%, {:.1} s)",
+            "wrote {}: obsm['{}'] {} cells x {} ({} of {} genes in the vocabulary; {}: {:.1} cells/s, forward {:.1} GFLOP/s, padding {:.1}%, {:.1} s)",
             args.output.display(),
             s["obsm_key"].as_str().unwrap_or(""),
             s["cells"],
             s["dim"],
             s["genes_matched"][0],
             s["genes_matched"][1],
+            s["kernel"].as_str().unwrap_or(""),
             s["cells_per_second"].as_f64().unwrap_or(0.0),
             s["forward_gflops_per_second"].as_f64().unwrap_or(0.0),
             100.0 * (1.0 - tokens / padded),
@@ -197,6 +225,16 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         );
         if let Some(t) = s["cell_totals"].as_str() {
             eprintln!("  cell totals (n_counts): {t}");
+        }
+        if let Some(c) = &out.check {
+            eprintln!(
+                "{}",
+                scllm_tasks::precision_check::describe(
+                    c,
+                    args.precision,
+                    args.check_label.as_deref()
+                )
+            );
         }
     }
     Ok(())
@@ -217,21 +255,24 @@ pub fn run_convert(args: ConvertArgs) -> anyhow::Result<()> {
         output: args.output.clone(),
         n_cls: args.n_cls,
         strict: args.strict,
+        precision: args.precision,
     })?;
     if args.json {
         print_json(&serde_json::json!({
             "model": args.model.display().to_string(),
             "family": out.family,
             "output": args.output.as_ref().map(|p| p.display().to_string()),
+            "precision": args.precision,
             "report": out.report,
         }))?;
     } else {
         eprint!("{}", out.report.to_text());
         if let (Some(o), Some(n)) = (&args.output, out.written) {
             eprintln!(
-                "wrote {} ({n} tensors, safetensors, the {} layout)",
+                "wrote {} ({n} tensors, safetensors, the {} layout, {} linear weights)",
                 o.display(),
-                out.family
+                out.family,
+                args.precision
             );
         }
     }

@@ -6,7 +6,9 @@
 //! `dec_disp` with `clamp(exp, 1e-4, 1e4)`).
 
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, Linear};
+use burn::nn::Dropout;
+
+use crate::nn::Linear;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 

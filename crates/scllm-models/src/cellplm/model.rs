@@ -7,7 +7,9 @@
 //! device in training mode only, as everywhere in scllm.
 
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, LayerNorm, Linear};
+use burn::nn::{Dropout, LayerNorm};
+
+use crate::nn::Linear;
 use burn::tensor::activation::{gelu, relu, sigmoid, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 

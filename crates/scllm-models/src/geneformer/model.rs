@@ -3,7 +3,9 @@
 //! (paired with them in `params.rs`); the scPEFT adapters in the slots `sites.rs` names.
 
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, Embedding, EmbeddingConfig, Initializer, LayerNorm, Linear, LinearConfig};
+use burn::nn::{Dropout, Embedding, EmbeddingConfig, Initializer, LayerNorm, LinearConfig};
+
+use crate::nn::Linear;
 use burn::tensor::activation::{gelu, relu};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
@@ -98,7 +100,7 @@ fn linear(din: usize, dout: usize, std: f64, dev: &Device) -> Linear {
         .with_initializer(Initializer::Normal { mean: 0.0, std })
         .init(dev);
     l.bias = Some(Param::from_tensor(Tensor::zeros([dout], dev)));
-    l
+    l.into()
 }
 
 /// Embeddings N(0, `initializer_range`), the padding row zero.
@@ -376,7 +378,9 @@ impl BertSelfAttention {
         let training = is_training(&self.dropout, &x);
         // Q, K and V side by side: the layout the shared attention reads
         let (q, k, v) = (&self.query.linear, &self.key, &self.value.linear);
-        let plain = !training && self.query.lora.is_none() && self.value.lora.is_none();
+        // (reduced precision: the three converted layers, each its own product)
+        let plain =
+            !training && self.query.lora.is_none() && self.value.lora.is_none() && q.low.is_none();
         let qkv = match (&q.bias, &k.bias, &v.bias) {
             // inference: one product with the three weights side by side (the input is read and
             // packed once, and the output needs no concatenation)
@@ -394,7 +398,16 @@ impl BertSelfAttention {
                 2,
             ),
         };
-        attend(qkv, self.heads, mask, queries, lengths, &self.dropout)
+        let precision = self.query.linear.precision();
+        attend(
+            qkv,
+            self.heads,
+            mask,
+            queries,
+            lengths,
+            &self.dropout,
+            precision,
+        )
     }
 }
 

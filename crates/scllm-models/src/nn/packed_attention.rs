@@ -18,7 +18,11 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, Dispatch, DispatchDevice, Flex, TensorMetadata};
 use burn::tensor::{DType, Tensor, TensorData};
+use gemmkit::{bf16, MatMut, MatRef, Parallelism};
 use rayon::prelude::*;
+
+use super::convert_loops::{round_bf16, widen_scaled};
+use super::precision::Precision;
 
 /// Query rows per task: a block's scores (`QUERY_BLOCK × keys` floats, ≤ 600 KB at 1,200 keys)
 /// stay in L2 between the two matrix products.
@@ -30,11 +34,15 @@ pub trait PackedSelfAttention: Backend {
     /// from `qkv` `[B, L, 3d]` (`Wqkv`'s output: Q, K, V side by side, heads contiguous within
     /// each). Returns `[B, Lq, d]` with `Lq = 1` (`<cls>` only) when `first_only`, else `L`;
     /// rows at or past a cell's length are zero.
+    ///
+    /// `bf16`: both products take bf16 operands (Q, K, V, the probabilities) with f32 sums
+    /// ([`super::precision`]); the softmax stays f32.
     fn packed_self_attention(
         qkv: FloatTensor<Self>,
         heads: usize,
         lengths: Vec<usize>,
         first_only: bool,
+        bf16: bool,
     ) -> FloatTensor<Self>;
 }
 
@@ -44,6 +52,7 @@ impl PackedSelfAttention for Flex {
         heads: usize,
         lengths: Vec<usize>,
         first_only: bool,
+        bf16: bool,
     ) -> FlexTensor {
         let qkv = if qkv.is_contiguous() && qkv.layout().start_offset() == 0 {
             qkv
@@ -52,25 +61,26 @@ impl PackedSelfAttention for Flex {
         };
         let shape = qkv.shape();
         let (b, l, d3) = (shape[0], shape[1], shape[2]);
-        let out = attend(
-            qkv.storage::<f32>(),
-            [b, l, d3 / 3],
-            heads,
-            &lengths,
-            first_only,
-        );
+        let shape = [b, l, d3 / 3];
+        let out = if bf16 {
+            attend_bf16(qkv.storage::<f32>(), shape, heads, &lengths, first_only)
+        } else {
+            attend(qkv.storage::<f32>(), shape, heads, &lengths, first_only)
+        };
         let lq = if first_only { 1 } else { l };
         FlexTensor::from_data(TensorData::new(out, [b, lq, d3 / 3]))
     }
 }
 
 /// [`PackedSelfAttention`] on `qkv` `[B, L, 3d]` where it applies: a plain flex f32 tensor (no
-/// autodiff). `None` elsewhere: the caller runs burn's attention instead.
+/// autodiff). `None` elsewhere: the caller runs burn's attention instead. Any reduced
+/// `precision` runs both products in bf16 (int8 attention would need per-head scales).
 pub fn packed_self_attention(
     qkv: &Tensor<3>,
     heads: usize,
     lengths: &[usize],
     first_only: bool,
+    precision: Precision,
 ) -> Option<Tensor<3>> {
     let [b, l, d3] = qkv.dims();
     let applies = !qkv.is_autodiff()
@@ -88,6 +98,7 @@ pub fn packed_self_attention(
             heads,
             lengths.to_vec(),
             first_only,
+            precision != Precision::F32,
         ))
     })
 }
@@ -118,16 +129,7 @@ fn attend(
     let dh = d / heads;
     let lq = if first_only { 1 } else { l };
     let mut out = vec![0f32; b * lq * d];
-    // (cell, head, query rows q0..q1) of every task
-    let mut tasks = Vec::new();
-    for (c, &n) in lengths.iter().enumerate() {
-        let nq = if first_only { 1 } else { n };
-        for h in 0..heads {
-            for q0 in (0..nq).step_by(QUERY_BLOCK) {
-                tasks.push((c, h, q0, (q0 + QUERY_BLOCK).min(nq)));
-            }
-        }
-    }
+    let tasks = tasks(lengths, heads, first_only);
     let dst = OutPtr(out.as_mut_ptr());
     let scale = 1.0 / (dh as f32).sqrt();
     let row = 3 * d; // stride between positions in qkv
@@ -202,6 +204,91 @@ fn attend(
                 }
             }
         });
+    out
+}
+
+/// (cell, head, query rows q0..q1) of every task.
+fn tasks(lengths: &[usize], heads: usize, first_only: bool) -> Vec<(usize, usize, usize, usize)> {
+    let mut tasks = Vec::new();
+    for (c, &n) in lengths.iter().enumerate() {
+        let nq = if first_only { 1 } else { n };
+        for h in 0..heads {
+            for q0 in (0..nq).step_by(QUERY_BLOCK) {
+                tasks.push((c, h, q0, (q0 + QUERY_BLOCK).min(nq)));
+            }
+        }
+    }
+    tasks
+}
+
+/// [`attend`] with both products in bf16 (gemmkit; f32 sums, each product's output rounded to
+/// bf16 once): Q, K, V converted once, the probabilities per block; the scale, the softmax and
+/// its normalisation in f32.
+fn attend_bf16(
+    qkv: &[f32],
+    [b, l, d]: [usize; 3],
+    heads: usize,
+    lengths: &[usize],
+    first_only: bool,
+) -> Vec<f32> {
+    let dh = d / heads;
+    let lq = if first_only { 1 } else { l };
+    let mut out = vec![0f32; b * lq * d];
+    let mut qkv16 = vec![bf16::ZERO; qkv.len()];
+    qkv16
+        .par_chunks_mut(1 << 16)
+        .zip(qkv.par_chunks(1 << 16))
+        .for_each(|(d, s)| round_bf16(s, d));
+    let qkv = qkv16;
+    let dst = OutPtr(out.as_mut_ptr());
+    let scale = 1.0 / (dh as f32).sqrt();
+    let row = 3 * d; // stride between positions in qkv
+    tasks(lengths, heads, first_only)
+        .into_par_iter()
+        .for_each_init(
+            || (Vec::<bf16>::new(), Vec::<f32>::new(), Vec::<bf16>::new()),
+            |(s16, scores, o16), (c, h, q0, q1)| {
+                let n = lengths[c];
+                let m = q1 - q0;
+                let base = c * l * row;
+                let q = &qkv[base + q0 * row + h * dh..];
+                let k = &qkv[base + d + h * dh..];
+                let v = &qkv[base + 2 * d + h * dh..];
+                // scores[m, n] = Q[q0..q1] · K[..n]ᵀ
+                s16.clear();
+                s16.resize(m * n, bf16::ZERO);
+                gemmkit::gemm(
+                    bf16::ONE,
+                    MatRef::new(q, m, dh, row as isize, 1),
+                    MatRef::new(k, dh, n, 1, row as isize),
+                    bf16::ZERO,
+                    MatMut::new(s16, m, n, n as isize, 1),
+                    Parallelism::Serial,
+                );
+                scores.resize(m * n, 0.0);
+                widen_scaled(s16, scale, scores);
+                let sums: Vec<f32> = scores.chunks_exact_mut(n).map(exp_shifted_row).collect();
+                round_bf16(scores, s16);
+                // o[m, dh] = P · V[..n]
+                o16.clear();
+                o16.resize(m * dh, bf16::ZERO);
+                gemmkit::gemm(
+                    bf16::ONE,
+                    MatRef::new(s16, m, n, n as isize, 1),
+                    MatRef::new(v, n, dh, row as isize, 1),
+                    bf16::ZERO,
+                    MatMut::new(o16, m, dh, dh as isize, 1),
+                    Parallelism::Serial,
+                );
+                let o = dst.at((c * lq + q0) * d + h * dh);
+                for (i, s) in sums.iter().enumerate() {
+                    // SAFETY: row i < m of this task's block, the dh columns of its head: this
+                    // task's alone
+                    let o = unsafe { std::slice::from_raw_parts_mut(o.add(i * d), dh) };
+                    widen_scaled(&o16[i * dh..(i + 1) * dh], 1.0 / s, o);
+                }
+            },
+        );
     out
 }
 
@@ -360,31 +447,44 @@ mod tests {
         .reshape([b, l, d]);
         let want: Vec<f32> = want.into_data().try_to_vec::<f32>().unwrap();
 
-        let got = packed_self_attention(&qkv, heads, &lengths, false).expect("flex f32 applies");
-        assert_eq!(got.dims(), [b, l, d]);
-        let got: Vec<f32> = got.into_data().try_to_vec::<f32>().unwrap();
-        let first = packed_self_attention(&qkv, heads, &lengths, true).unwrap();
-        assert_eq!(first.dims(), [b, 1, d]);
-        let first: Vec<f32> = first.into_data().try_to_vec::<f32>().unwrap();
-        let mut worst = 0f32;
-        for (c, &n) in lengths.iter().enumerate() {
-            for q in 0..l {
-                let r = (c * l + q) * d;
-                for j in 0..d {
-                    if q < n {
-                        worst = worst.max((got[r + j] - want[r + j]).abs());
-                    } else {
-                        assert_eq!(got[r + j], 0.0, "padded query row {q} of cell {c}");
+        // every query position in `precision`: the worst difference at real query rows (padded
+        // rows must be zero)
+        let all_rows = |precision: Precision| {
+            let got = packed_self_attention(&qkv, heads, &lengths, false, precision)
+                .expect("flex f32 applies");
+            assert_eq!(got.dims(), [b, l, d]);
+            let got: Vec<f32> = got.into_data().try_to_vec::<f32>().unwrap();
+            let mut worst = 0f32;
+            for (c, &n) in lengths.iter().enumerate() {
+                for q in 0..l {
+                    let r = (c * l + q) * d;
+                    for j in 0..d {
+                        if q < n {
+                            worst = worst.max((got[r + j] - want[r + j]).abs());
+                        } else {
+                            assert_eq!(got[r + j], 0.0, "padded query row {q} of cell {c}");
+                        }
                     }
                 }
             }
+            (got, worst)
+        };
+        let (got, worst) = all_rows(Precision::F32);
+        assert!(worst < 1e-5, "max abs diff {worst:e}");
+        let first = packed_self_attention(&qkv, heads, &lengths, true, Precision::F32).unwrap();
+        assert_eq!(first.dims(), [b, 1, d]);
+        let first: Vec<f32> = first.into_data().try_to_vec::<f32>().unwrap();
+        for c in 0..b {
             for j in 0..d {
                 let (a, z) = (first[c * d + j], got[c * l * d + j]);
                 assert!((a - z).abs() < 1e-6, "cell {c}: <cls> only {a} vs {z}");
             }
         }
-        assert!(worst < 1e-5, "max abs diff {worst:e}");
+        // bf16 products (the outputs are averages of values in ±2: bf16 keeps ~3 digits)
+        let (_, worst) = all_rows(Precision::Bf16);
+        assert!(worst < 2e-2 && worst > 1e-5, "bf16: max abs diff {worst:e}");
         // autodiff tensors are not taken
-        assert!(packed_self_attention(&qkv.clone().autodiff(), heads, &lengths, false).is_none());
+        let ad = qkv.clone().autodiff();
+        assert!(packed_self_attention(&ad, heads, &lengths, false, Precision::F32).is_none());
     }
 }

@@ -8,6 +8,7 @@ use burn::tensor::{Bool, Tensor};
 
 use super::dropout::{dropout_mask, is_training};
 use super::packed_attention::packed_self_attention;
+use super::precision::Precision;
 use super::softmax::{softmax_last, softmax_last_dropout};
 
 /// Which query positions self-attention computes (keys and values are always all positions).
@@ -27,7 +28,8 @@ pub enum Queries {
 ///
 /// Training (an autodiff device with `dropout` on) applies dropout to the probabilities, as
 /// PyTorch's attention does. At inference, with the cells' real `lengths` (a right-padded
-/// batch), the plain flex device takes [`packed_self_attention`], which skips the padding;
+/// batch), the plain flex device takes [`packed_self_attention`], which skips the padding
+/// (its products in bf16 when `precision` is reduced: the layer's projection precision);
 /// elsewhere burn's fused attention runs.
 pub fn attend(
     qkv: Tensor<3>,
@@ -36,6 +38,7 @@ pub fn attend(
     queries: Queries,
     lengths: Option<&[usize]>,
     dropout: &Dropout,
+    precision: Precision,
 ) -> Tensor<3> {
     let [b, l, d3] = qkv.dims();
     let d = d3 / 3;
@@ -47,7 +50,7 @@ pub fn attend(
         Queries::SkipPrompts(_) => None,
     };
     if let (Some(lengths), Some(first_only), false) = (lengths, first_only, training) {
-        if let Some(o) = packed_self_attention(&qkv, h, lengths, first_only) {
+        if let Some(o) = packed_self_attention(&qkv, h, lengths, first_only, precision) {
             return o;
         }
     }

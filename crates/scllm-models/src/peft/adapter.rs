@@ -1,7 +1,7 @@
 //! scPEFT's bottleneck `Adapter` (docs/models/scpeft.md §2).
 
+use crate::nn::Linear;
 use burn::module::Module;
-use burn::nn::Linear;
 use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor};
 

@@ -1,8 +1,8 @@
 //! LoRA on a linear layer, over chosen blocks of its output rows (loralib's `MergedLinear`;
 //! docs/models/scpeft.md §6).
 
+use crate::nn::Linear;
 use burn::module::{Module, Param};
-use burn::nn::Linear;
 use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::params::{self, Layout, ParamVisitor, Part};

@@ -5,7 +5,9 @@
 //! with them in `params.rs`); adapters sit in the slots `sites.rs` names.
 
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, Embedding, EmbeddingConfig, Initializer, LayerNorm, Linear};
+use burn::nn::{Dropout, Embedding, EmbeddingConfig, Initializer, LayerNorm};
+
+use crate::nn::Linear;
 use burn::tensor::activation::{gelu, relu};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 

@@ -6,7 +6,9 @@
 //! cell embedding. The scPEFT adapters sit in the slots `sites.rs` names.
 
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, Embedding, EmbeddingConfig, Initializer, LayerNorm, Linear};
+use burn::nn::{Dropout, Embedding, EmbeddingConfig, Initializer, LayerNorm};
+
+use crate::nn::Linear;
 use burn::tensor::activation::{leaky_relu, relu, sigmoid};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
@@ -329,7 +331,16 @@ impl MultiheadAttention {
     ) -> Tensor<3> {
         let training = is_training(&self.dropout, &x);
         let qkv = self.wqkv.forward(x, training);
-        let o = attend(qkv, self.nheads, mask, queries, lengths, &self.dropout);
+        let precision = self.wqkv.linear.precision();
+        let o = attend(
+            qkv,
+            self.nheads,
+            mask,
+            queries,
+            lengths,
+            &self.dropout,
+            precision,
+        );
         self.out_proj.forward(o)
     }
 }

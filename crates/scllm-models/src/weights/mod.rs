@@ -8,5 +8,7 @@ pub mod torch_save;
 
 pub use checkpoint::{Checkpoint, Format};
 pub use load::{load_into, LoadReport, Skipped};
-pub use save::{params, save_safetensors, state_dict, write_tensors, SavedParam};
+pub use save::{
+    params, save_safetensors, save_safetensors_as, state_dict, write_tensors, SavedParam,
+};
 pub use torch_save::{save_pt, write_state_dict, write_state_dict_under, StateTensor};

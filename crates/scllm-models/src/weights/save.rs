@@ -1,12 +1,15 @@
 //! A model's parameters under their state-dict keys in PyTorch layout, and writing them as
 //! safetensors.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use burn::module::Param;
 use burn::tensor::Tensor;
 
 use crate::error::{ModelError, Result};
+use crate::nn::precision::MIN_INPUTS;
+use crate::nn::{Linear, Precision};
 use crate::params::{torch_shape, Layout, ParamVisitor, Part};
 use crate::CellModel;
 
@@ -70,16 +73,77 @@ pub fn save_safetensors<M: CellModel>(model: &M, path: impl AsRef<Path>) -> Resu
     write_tensors(path.as_ref(), state_dict(model))
 }
 
+/// [`save_safetensors`] with the weights of the linear layers that reduced-precision inference
+/// converts ([`crate::nn::Linear::set_precision`]) stored as `precision`: bf16 (round to
+/// nearest even; half the bytes; every loader here and `torch` reads it, and `--precision
+/// bf16` then converts it losslessly). Everything else stays f32. int8 has no layout that
+/// PyTorch or scllm's loaders read, and converting at load takes well under a second: refused.
+pub fn save_safetensors_as<M: CellModel>(
+    model: &M,
+    path: impl AsRef<Path>,
+    precision: Precision,
+) -> Result<()> {
+    let narrow = match precision {
+        Precision::F32 => HashSet::new(),
+        Precision::Bf16 => reduced_weight_keys(model),
+        Precision::Int8 => {
+            return Err(ModelError::Invalid(
+                "int8 weights cannot be saved: no checkpoint layout that PyTorch or scllm loads                  holds them; save f32 or bf16 and give --precision int8 when embedding (the                  conversion takes well under a second at load)"
+                    .into(),
+            ))
+        }
+    };
+    write_tensors_narrow(path.as_ref(), state_dict(model), &narrow)
+}
+
+/// The state-dict keys of the weights [`crate::nn::Linear::set_precision`] converts.
+fn reduced_weight_keys<M: CellModel>(model: &M) -> HashSet<String> {
+    struct Keys(HashSet<String>);
+    impl ParamVisitor for Keys {
+        fn param<const D: usize>(&mut self, _: &str, _: Part, _: Layout, _: &mut Param<Tensor<D>>) {
+        }
+        fn linear_layer(&mut self, key: &str, m: &mut Linear) {
+            if m.weight.dims()[0] >= MIN_INPUTS {
+                self.0.insert(format!("{key}.weight"));
+            }
+        }
+    }
+    let mut k = Keys(HashSet::new());
+    model.clone().visit_params(&mut k);
+    k.0
+}
+
 /// Write f32 tensors `(key, shape, values)` as safetensors, atomically.
 pub fn write_tensors(path: &Path, tensors: Vec<(String, Vec<usize>, Vec<f32>)>) -> Result<()> {
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+    write_tensors_narrow(path, tensors, &HashSet::new())
+}
+
+/// [`write_tensors`] with the tensors named in `bf16` stored as bf16.
+fn write_tensors_narrow(
+    path: &Path,
+    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    bf16: &HashSet<String>,
+) -> Result<()> {
+    use safetensors::Dtype;
+    let bytes: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = tensors
         .into_iter()
-        .map(|(k, shape, v)| (k, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .map(|(k, shape, v)| {
+            if bf16.contains(&k) {
+                let b = v
+                    .iter()
+                    .flat_map(|&x| gemmkit::bf16::from_f32(x).to_bits().to_le_bytes())
+                    .collect();
+                (k, shape, Dtype::BF16, b)
+            } else {
+                let b = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                (k, shape, Dtype::F32, b)
+            }
+        })
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
         .iter()
-        .map(|(k, shape, b)| {
-            let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), b)
+        .map(|(k, shape, dt, b)| {
+            let v = safetensors::tensor::TensorView::new(*dt, shape.clone(), b)
                 .expect("consistent view");
             (k.clone(), v)
         })
