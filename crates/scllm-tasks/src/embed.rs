@@ -183,11 +183,6 @@ fn embed_with<F: ModelFolder>(
         seed: job.seed,
     };
     let max_len = job.max_len.unwrap_or_else(|| folder.max_len());
-    let eopts = EmbedOptions {
-        batch_size: job.batch_size,
-        max_batch_tokens: job.batch_size * max_len,
-        ..EmbedOptions::default()
-    };
     let d = scllm_models::CellModel::d_model(&model);
     let src = job.input.display().to_string();
     let emb_matrix = |n: usize, emb: Vec<f32>| Matrix::Dense {
@@ -202,6 +197,7 @@ fn embed_with<F: ModelFolder>(
         let (n, g) = backed.shape();
         let genes = folder.match_genes(&backed.var, job.gene_col.as_deref(), &job.input)?;
         let tok = folder.embed_tokenizer(&genes, &topts)?;
+        let eopts = embed_options(folder, &topts, job.batch_size);
         let mut e = Embedder::new(&model, dev, tok.as_ref(), spec, defaults.normalize, eopts)?;
         let totals = totals_of(folder, &backed.obs);
         let mut w =
@@ -222,28 +218,18 @@ fn embed_with<F: ModelFolder>(
         (n, e.stats, genes.n_matched, g, totals.is_some())
     } else {
         let mut a = scllm_io::read_h5ad(&job.input)?;
-        let m = match &job.layer {
-            None => a.x()?,
-            Some(l) => a.layer(l).ok_or_else(|| {
-                let names: Vec<&str> = a.layers.iter().map(|(n, _)| n.as_str()).collect();
-                bad(format!(
-                    "{src}: no layer `{l}` (layers: {})",
-                    names.join(", ")
-                ))
-            })?,
-        };
-        let x = scllm_pp::to_csr_f32(m);
-        let (n, g) = (x.nrows, x.ncols);
-        let genes = folder.match_genes(&a.var, job.gene_col.as_deref(), &job.input)?;
-        let tok = folder.embed_tokenizer(&genes, &topts)?;
-        let mut e = Embedder::new(&model, dev, tok.as_ref(), spec, defaults.normalize, eopts)?;
-        let totals = totals_of(folder, &a.obs);
+        let n = a.n_obs();
         let bar = progress(job.progress, n, kernel);
-        let mut emb = vec![0f32; n * d];
-        e.embed_block(&x, totals.as_deref(), &mut emb, &mut |k| bar.inc(k as u64))?;
+        let cells = InMemory {
+            src: &job.input,
+            layer: job.layer.as_deref(),
+            gene_col: job.gene_col.as_deref(),
+            topts: &topts,
+            batch_size: job.batch_size,
+            spec,
+        };
+        let e = embed_cells(folder, &model, &a, &cells, dev, &mut |k| bar.inc(k as u64))?;
         bar.finish();
-        drop(x);
-        let stats = e.stats;
         if job.check > 0 {
             let tc = Instant::now();
             let c = precision_check::check_cells(
@@ -252,27 +238,17 @@ fn embed_with<F: ModelFolder>(
                 job.check_label.as_deref(),
                 &job.input,
             )?;
-            let agreement = precision_check::compare(&c, d, job.precision, |p, cells| {
+            let agreement = precision_check::compare(&c, d, job.precision, |p, sample| {
                 model.set_precision(p);
-                embed_cells(
-                    folder,
-                    &model,
-                    cells,
-                    &topts,
-                    job.batch_size,
-                    dev,
-                    job.layer.as_deref(),
-                    job.gene_col.as_deref(),
-                    spec,
-                )
+                Ok(embed_cells(folder, &model, sample, &cells, dev, &mut |_| {})?.emb)
             })?;
             check = Some(agreement);
             check_secs = tc.elapsed().as_secs_f64();
         }
         a.obsm.retain(|(k, _)| k != &key);
-        a.set_obsm(&key, emb_matrix(n, emb));
+        a.set_obsm(&key, emb_matrix(n, e.emb));
         scllm_io::write_h5ad(&a, &job.output, scllm_io::Compression::None)?;
-        (n, stats, genes.n_matched, g, totals.is_some())
+        (n, e.stats, e.n_matched, e.n_genes, e.totals_from_obs)
     };
     // the embedding run, without --check's two extra passes
     let secs = t0.elapsed().as_secs_f64() - check_secs;
@@ -350,8 +326,15 @@ pub fn embed_into<F: ModelFolder>(
     batch_size: usize,
     dev: &scllm_models::Device,
 ) -> anyhow::Result<()> {
-    let spec = folder.embedding().spec;
-    let emb = embed_cells(folder, model, a, topts, batch_size, dev, None, None, spec)?;
+    let cells = InMemory {
+        src: Path::new("<benchmark data>"),
+        layer: None,
+        gene_col: None,
+        topts,
+        batch_size,
+        spec: folder.embedding().spec,
+    };
+    let emb = embed_cells(folder, model, a, &cells, dev, &mut |_| {})?.emb;
     let d = scllm_models::CellModel::d_model(model);
     a.obsm.retain(|(k, _)| k != key);
     a.set_obsm(
@@ -365,45 +348,80 @@ pub fn embed_into<F: ModelFolder>(
     Ok(())
 }
 
-/// `a`'s cells (X, or `layer`) embedded in memory with a loaded model: `cells × d` row-major.
-#[allow(clippy::too_many_arguments)]
+/// How [`embed_cells`] reads and batches an AnnData held in memory.
+struct InMemory<'a> {
+    /// The file the cells came from (for messages).
+    src: &'a Path,
+    /// Use this layer instead of X.
+    layer: Option<&'a str>,
+    gene_col: Option<&'a str>,
+    topts: &'a TokenOptions,
+    /// Most cells per forward pass.
+    batch_size: usize,
+    spec: EmbeddingSpec,
+}
+
+/// What [`embed_cells`] produced.
+struct Embedded {
+    /// `cells × d`, row-major.
+    emb: Vec<f32>,
+    stats: scllm_models::embed::EmbedStats,
+    n_matched: usize,
+    n_genes: usize,
+    /// The cell totals came from `obs` (else each cell's sum).
+    totals_from_obs: bool,
+}
+
+/// `a`'s cells (X, or the layer) embedded with a loaded model (`embed`'s in-memory path, its
+/// `--check` and the benchmark's zero-shot methods); `on_cells` sees each batch's cell count.
 fn embed_cells<F: ModelFolder>(
     folder: &F,
     model: &F::Model,
     a: &scllm_io::AnnData,
-    topts: &TokenOptions,
-    batch_size: usize,
+    c: &InMemory,
     dev: &scllm_models::Device,
-    layer: Option<&str>,
-    gene_col: Option<&str>,
-    spec: EmbeddingSpec,
-) -> anyhow::Result<Vec<f32>> {
-    let m = match layer {
+    on_cells: &mut dyn FnMut(usize),
+) -> anyhow::Result<Embedded> {
+    let m = match c.layer {
         None => a.x()?,
-        Some(l) => a
-            .layer(l)
-            .ok_or_else(|| bad(format!("no layer `{l}` in the cells to embed")))?,
+        Some(l) => a.layer(l).ok_or_else(|| {
+            let names: Vec<&str> = a.layers.iter().map(|(n, _)| n.as_str()).collect();
+            bad(format!(
+                "{}: no layer `{l}` (layers: {})",
+                c.src.display(),
+                names.join(", ")
+            ))
+        })?,
     };
     let x = scllm_pp::to_csr_f32(m);
-    let genes = folder.match_genes(&a.var, gene_col, Path::new("<cells in memory>"))?;
-    let tok = folder.embed_tokenizer(&genes, topts)?;
-    let opts = EmbedOptions {
-        batch_size,
-        max_batch_tokens: batch_size * topts.max_len.unwrap_or_else(|| folder.max_len()),
-        ..Default::default()
-    };
-    let mut e = Embedder::new(
-        model,
-        dev,
-        tok.as_ref(),
-        spec,
-        folder.embedding().normalize,
-        opts,
-    )?;
+    let genes = folder.match_genes(&a.var, c.gene_col, c.src)?;
+    let tok = folder.embed_tokenizer(&genes, c.topts)?;
+    let opts = embed_options(folder, c.topts, c.batch_size);
+    let normalize = folder.embedding().normalize;
+    let mut e = Embedder::new(model, dev, tok.as_ref(), c.spec, normalize, opts)?;
     let totals = totals_of(folder, &a.obs);
     let mut emb = vec![0f32; x.nrows * e.dim()];
-    e.embed_block(&x, totals.as_deref(), &mut emb, &mut |_| {})?;
-    Ok(emb)
+    e.embed_block(&x, totals.as_deref(), &mut emb, on_cells)?;
+    Ok(Embedded {
+        emb,
+        stats: e.stats,
+        n_matched: genes.n_matched,
+        n_genes: x.ncols,
+        totals_from_obs: totals.is_some(),
+    })
+}
+
+/// Batches of `batch_size` cells, at most `batch_size` × the longest cell's tokens.
+fn embed_options<F: ModelFolder>(
+    folder: &F,
+    topts: &TokenOptions,
+    batch_size: usize,
+) -> EmbedOptions {
+    EmbedOptions {
+        batch_size,
+        max_batch_tokens: batch_size * topts.max_len.unwrap_or_else(|| folder.max_len()),
+        ..EmbedOptions::default()
+    }
 }
 
 /// `embed` for a family whose cells attend to each other (CellPLM: docs/models/cellplm.md §7):

@@ -44,14 +44,14 @@ pub fn check_cells(
                 ))
             })?;
             let names = c.to_strings();
-            let mut classes: Vec<&str> = names.iter().flatten().map(String::as_str).collect();
-            classes.sort_unstable();
-            classes.dedup();
+            let labeled: Vec<&str> = names.iter().flatten().map(String::as_str).collect();
+            let (classes, labeled_codes) = scllm_eval::encode_labels(&labeled);
             let unlabeled = classes.len() as u32;
+            let mut labeled_codes = labeled_codes.into_iter();
             let codes = names
                 .iter()
                 .map(|l| match l {
-                    Some(l) => classes.binary_search(&l.as_str()).expect("listed") as u32,
+                    Some(_) => labeled_codes.next().expect("one code per label"),
                     None => unlabeled,
                 })
                 .collect();

@@ -56,7 +56,7 @@ impl Linear {
     /// afterwards (an optimizer step) need a new call.
     pub fn set_precision(&mut self, precision: Precision) {
         let [d_in, d_out] = self.weight.dims();
-        self.low = if precision == Precision::F32 || d_in < MIN_INPUTS {
+        self.low = if precision == Precision::F32 || !self.converts() {
             None
         } else {
             let host = |d: TensorData| {
@@ -68,6 +68,12 @@ impl Linear {
             let b = self.bias.as_ref().map(|b| host(b.val().into_data()));
             LowWeights::convert(&w, b, d_in, d_out, precision).map(Arc::new)
         };
+    }
+
+    /// Whether [`Self::set_precision`] converts this layer (it has at least [`MIN_INPUTS`]
+    /// inputs); `convert --precision` stores exactly these weights reduced.
+    pub fn converts(&self) -> bool {
+        self.weight.dims()[0] >= MIN_INPUTS
     }
 
     /// The precision this layer's products run in at inference.

@@ -8,7 +8,6 @@ use burn::module::Param;
 use burn::tensor::Tensor;
 
 use crate::error::{ModelError, Result};
-use crate::nn::precision::MIN_INPUTS;
 use crate::nn::{Linear, Precision};
 use crate::params::{torch_shape, Layout, ParamVisitor, Part};
 use crate::CellModel;
@@ -103,7 +102,7 @@ fn reduced_weight_keys<M: CellModel>(model: &M) -> HashSet<String> {
         fn param<const D: usize>(&mut self, _: &str, _: Part, _: Layout, _: &mut Param<Tensor<D>>) {
         }
         fn linear_layer(&mut self, key: &str, m: &mut Linear) {
-            if m.weight.dims()[0] >= MIN_INPUTS {
+            if m.converts() {
                 self.0.insert(format!("{key}.weight"));
             }
         }
