@@ -252,8 +252,8 @@ impl CsrStreamWriter {
             path: path.clone(),
             compression,
         };
-        let file =
-            File::create(&tmp).map_err(|e| IoError::file(&path, format!("cannot create: {e}")))?;
+        let file = crate::h5ad::handles::create(&tmp)
+            .map_err(|e| IoError::file(&path, format!("cannot create: {e}")))?;
         let g = file.create_group("X").at(&path, "X")?;
         let chunk = 1 << 16;
         let mk = |name: &str, f32: bool| -> hdf5::Result<Dataset> {

@@ -29,7 +29,7 @@ pub(crate) fn open_h5ad(path: &Path) -> Result<File> {
             hint: hint.into(),
         });
     }
-    let file = File::open(path)
+    let file = super::handles::open_read(path)
         .map_err(|e| IoError::file(path, format!("HDF5 could not open it: {e}")))?;
     let names = file.member_names().at(path, "/")?;
     let looks_like = names.iter().any(|n| n == "obs" || n == "var" || n == "X");

@@ -342,8 +342,8 @@ pub fn write_h5ad(adata: &AnnData, path: impl AsRef<Path>, compression: Compress
         compression,
     };
     let res = (|| -> Result<()> {
-        let file =
-            File::create(&tmp).map_err(|e| IoError::file(path, format!("cannot create: {e}")))?;
+        let file = super::handles::create(&tmp)
+            .map_err(|e| IoError::file(path, format!("cannot create: {e}")))?;
         w.root_attrs(&file)?;
         if let Some(x) = &adata.x {
             w.matrix(&file, "X", x, "X")?;
