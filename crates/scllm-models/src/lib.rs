@@ -81,10 +81,17 @@ pub fn device(kind: DeviceKind) -> Result<Device> {
 /// Use `n` CPU threads for the kernels (flex parallelises with rayon's global pool). Only the
 /// first call in a process takes effect.
 pub fn set_threads(n: usize) -> Result<()> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build_global()
-        .map_err(|e| ModelError::Invalid(format!("cannot set the thread count: {e}")))
+    // rayon's global pool is built once per process: a later call (the Python package, a Dask
+    // worker running shard after shard) may ask for the count it already has
+    match rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
+        Ok(()) => Ok(()),
+        Err(_) if rayon::current_num_threads() == n => Ok(()),
+        Err(_) => Err(ModelError::Invalid(format!(
+            "cannot set the thread count to {n}: this process already runs its kernels on {} \
+             threads (the count is fixed by its first use); pass threads={0} or start a new process",
+            rayon::current_num_threads()
+        ))),
+    }
 }
 
 /// Threads the CPU kernels use (rayon's global pool).

@@ -68,13 +68,16 @@ fn keep(
         .collect()
 }
 
-/// Keep cells passing every given threshold. Errors when none is left.
-pub fn filter_cells(adata: &AnnData, f: &CellFilter) -> Result<(AnnData, usize)> {
-    let x = adata
-        .x()
-        .map_err(|e| PpError::Invalid(e.to_string()))?
-        .to_csr();
-    let (counts, genes) = row_stats(&x);
+/// The cells (rows) or genes (columns) that pass, and the per-item numbers scanpy records for
+/// them (`n_genes`/`n_counts`, or `n_cells`/`n_counts`), for the criteria that were used.
+pub struct Passing {
+    pub kept: Vec<usize>,
+    pub columns: Vec<(&'static str, Column)>,
+}
+
+/// The cells of `x` passing every given threshold. Errors when none is left.
+pub fn cells_passing(x: &Compressed, f: &CellFilter) -> Result<Passing> {
+    let (counts, genes) = row_stats(x);
     let kept = keep(
         &counts,
         &genes,
@@ -93,30 +96,25 @@ pub fn filter_cells(adata: &AnnData, f: &CellFilter) -> Result<(AnnData, usize)>
             counts.iter().cloned().fold(0.0, f64::max),
         )));
     }
-    let removed = x.nrows - kept.len();
-    let mut out = adata.select_obs(&kept);
+    let mut columns = Vec::new();
     if f.min_genes.is_some() || f.max_genes.is_some() {
-        out.obs.set(
+        columns.push((
             "n_genes",
             Column::I64(kept.iter().map(|&i| genes[i]).collect()),
-        );
+        ));
     }
     if f.min_counts.is_some() || f.max_counts.is_some() {
-        out.obs.set(
+        columns.push((
             "n_counts",
             Column::F32(kept.iter().map(|&i| counts[i] as f32).collect()),
-        );
+        ));
     }
-    Ok((out, removed))
+    Ok(Passing { kept, columns })
 }
 
-/// Keep genes passing every given threshold. Errors when none is left.
-pub fn filter_genes(adata: &AnnData, f: &GeneFilter) -> Result<(AnnData, usize)> {
-    let x = adata
-        .x()
-        .map_err(|e| PpError::Invalid(e.to_string()))?
-        .to_csr();
-    let (counts, cells) = col_stats(&x);
+/// The genes of `x` passing every given threshold. Errors when none is left.
+pub fn genes_passing(x: &Compressed, f: &GeneFilter) -> Result<Passing> {
+    let (counts, cells) = col_stats(x);
     let kept = keep(
         &counts,
         &cells,
@@ -131,21 +129,48 @@ pub fn filter_genes(adata: &AnnData, f: &GeneFilter) -> Result<(AnnData, usize)>
             x.ncols
         )));
     }
-    let removed = x.ncols - kept.len();
-    let mut out = adata.select_vars(&kept);
+    let mut columns = Vec::new();
     if f.min_cells.is_some() || f.max_cells.is_some() {
-        out.var.set(
+        columns.push((
             "n_cells",
             Column::I64(kept.iter().map(|&j| cells[j]).collect()),
-        );
+        ));
     }
     if f.min_counts.is_some() || f.max_counts.is_some() {
-        out.var.set(
+        columns.push((
             "n_counts",
             Column::F32(kept.iter().map(|&j| counts[j] as f32).collect()),
-        );
+        ));
     }
-    Ok((out, removed))
+    Ok(Passing { kept, columns })
+}
+
+/// Keep cells passing every given threshold. Errors when none is left.
+pub fn filter_cells(adata: &AnnData, f: &CellFilter) -> Result<(AnnData, usize)> {
+    let x = adata
+        .x()
+        .map_err(|e| PpError::Invalid(e.to_string()))?
+        .to_csr();
+    let p = cells_passing(&x, f)?;
+    let mut out = adata.select_obs(&p.kept);
+    for (name, col) in p.columns {
+        out.obs.set(name, col);
+    }
+    Ok((out, x.nrows - p.kept.len()))
+}
+
+/// Keep genes passing every given threshold. Errors when none is left.
+pub fn filter_genes(adata: &AnnData, f: &GeneFilter) -> Result<(AnnData, usize)> {
+    let x = adata
+        .x()
+        .map_err(|e| PpError::Invalid(e.to_string()))?
+        .to_csr();
+    let p = genes_passing(&x, f)?;
+    let mut out = adata.select_vars(&p.kept);
+    for (name, col) in p.columns {
+        out.var.set(name, col);
+    }
+    Ok((out, x.ncols - p.kept.len()))
 }
 
 #[cfg(test)]

@@ -94,19 +94,28 @@ fn median_f32(v: &[f32]) -> f64 {
 pub fn log1p(x: &Compressed) -> Compressed {
     let mut out = to_csr_f32(&Matrix::Csr(x.clone()));
     if let Values::F32(d) = &mut out.data {
-        d.par_iter_mut().for_each(|v| *v = v.ln_1p());
+        log1p_values(d, None);
     }
     out
 }
 
 /// `log1p` then division by `ln(base)` (scanpy's `base=` argument).
 pub fn log1p_base(x: &Compressed, base: f64) -> Compressed {
-    let mut out = log1p(x);
-    let l = base.ln() as f32;
+    let mut out = to_csr_f32(&Matrix::Csr(x.clone()));
     if let Values::F32(d) = &mut out.data {
-        d.par_iter_mut().for_each(|v| *v /= l);
+        log1p_values(d, Some(base));
     }
     out
+}
+
+/// `log1p` of values in place (a CSR value array or a dense matrix: zeros stay zero), divided
+/// by `ln(base)` when a base is given, in float32 like numpy.
+pub fn log1p_values(v: &mut [f32], base: Option<f64>) {
+    v.par_iter_mut().for_each(|x| *x = x.ln_1p());
+    if let Some(b) = base {
+        let l = b.ln() as f32;
+        v.par_iter_mut().for_each(|x| *x /= l);
+    }
 }
 
 /// Borrow the f32 values of a CSR matrix produced by this crate.

@@ -108,8 +108,47 @@ pub struct EmbedOutcome {
     pub check: Option<scllm_eval::embedding_agreement::Agreement>,
 }
 
+/// Where an embed run reads its cells and leaves the embedding.
+enum Source<'a> {
+    /// `job.input`, written to `job.output` with the embedding (`--stream`: block by block).
+    File,
+    /// An AnnData the caller holds (the Python package): the embedding (and CellPLM's grouping)
+    /// go into it and nothing is written; `job.input` only names it in messages.
+    Memory(&'a mut scllm_io::AnnData),
+}
+
+impl Source<'_> {
+    /// The cells, read from the file or the caller's, and whether to write them back.
+    fn cells<'b>(
+        &'b mut self,
+        job: &EmbedJob,
+        owned: &'b mut Option<scllm_io::AnnData>,
+    ) -> anyhow::Result<(&'b mut scllm_io::AnnData, bool)> {
+        Ok(match self {
+            Source::File => (owned.insert(scllm_io::read_h5ad(&job.input)?), true),
+            Source::Memory(a) => (&mut **a, false),
+        })
+    }
+}
+
 /// Embed `job.input`'s cells with the model in `job.model` and write `job.output`.
 pub fn embed(job: &EmbedJob) -> anyhow::Result<EmbedOutcome> {
+    run(job, Source::File)
+}
+
+/// Embed the cells of `a` (held in memory by the caller) exactly as [`embed`] embeds a file's:
+/// the embedding goes into `a.obsm` (CellPLM's grouping into `a.uns`); `job.output` and
+/// `job.stream` do not apply. On error `a` is unchanged.
+pub fn embed_in_memory(job: &EmbedJob, a: &mut scllm_io::AnnData) -> anyhow::Result<EmbedOutcome> {
+    if job.stream {
+        return Err(bad(
+            "streaming reads a file block by block; an AnnData in memory is embedded whole",
+        ));
+    }
+    run(job, Source::Memory(a))
+}
+
+fn run(job: &EmbedJob, source: Source) -> anyhow::Result<EmbedOutcome> {
     if job.batch_size == 0 {
         return Err(bad("--batch-size must be at least 1"));
     }
@@ -127,7 +166,7 @@ pub fn embed(job: &EmbedJob) -> anyhow::Result<EmbedOutcome> {
     let kernel = scllm_models::nn::precision::kernel(job.precision).map_err(bad)?;
     let dev = crate::device::compute_device(&job.device, job.threads)?;
     if scllm_models::cellplm::is_cellplm_dir(&job.model) {
-        return embed_sets(job, &kernel, &dev);
+        return embed_sets(job, source, &kernel, &dev);
     }
     if job.group_by.is_some() {
         return Err(bad(
@@ -140,7 +179,7 @@ pub fn embed(job: &EmbedJob) -> anyhow::Result<EmbedOutcome> {
         job.weights.as_deref(),
         job.dictionaries.as_deref(),
     )?;
-    with_folder!(&folder, |f| embed_with(f, job, &kernel, &dev))
+    with_folder!(&folder, |f| embed_with(f, job, source, &kernel, &dev))
 }
 
 /// The checkpoint's load report on stderr (with progress) and in `--load-report FILE`.
@@ -162,6 +201,7 @@ fn show_load_report(job: &EmbedJob, report: &LoadReport) -> anyhow::Result<()> {
 fn embed_with<F: ModelFolder>(
     folder: &F,
     job: &EmbedJob,
+    mut source: Source,
     kernel: &str,
     dev: &scllm_models::Device,
 ) -> anyhow::Result<EmbedOutcome> {
@@ -217,7 +257,8 @@ fn embed_with<F: ModelFolder>(
         w.finish(&backed.obs, &backed.var, &obsm, &[])?;
         (n, e.stats, genes.n_matched, g, totals.is_some())
     } else {
-        let mut a = scllm_io::read_h5ad(&job.input)?;
+        let mut owned = None;
+        let (a, write) = source.cells(job, &mut owned)?;
         let n = a.n_obs();
         let bar = progress(job.progress, n, kernel);
         let cells = InMemory {
@@ -228,16 +269,12 @@ fn embed_with<F: ModelFolder>(
             batch_size: job.batch_size,
             spec,
         };
-        let e = embed_cells(folder, &model, &a, &cells, dev, &mut |k| bar.inc(k as u64))?;
+        let e = embed_cells(folder, &model, a, &cells, dev, &mut |k| bar.inc(k as u64))?;
         bar.finish();
         if job.check > 0 {
             let tc = Instant::now();
-            let c = precision_check::check_cells(
-                &a,
-                job.check,
-                job.check_label.as_deref(),
-                &job.input,
-            )?;
+            let c =
+                precision_check::check_cells(a, job.check, job.check_label.as_deref(), &job.input)?;
             let agreement = precision_check::compare(&c, d, job.precision, |p, sample| {
                 model.set_precision(p);
                 Ok(embed_cells(folder, &model, sample, &cells, dev, &mut |_| {})?.emb)
@@ -247,7 +284,9 @@ fn embed_with<F: ModelFolder>(
         }
         a.obsm.retain(|(k, _)| k != &key);
         a.set_obsm(&key, emb_matrix(n, e.emb));
-        scllm_io::write_h5ad(&a, &job.output, scllm_io::Compression::None)?;
+        if write {
+            scllm_io::write_h5ad(a, &job.output, scllm_io::Compression::None)?;
+        }
         (n, e.stats, e.n_matched, e.n_genes, e.totals_from_obs)
     };
     // the embedding run, without --check's two extra passes
@@ -430,6 +469,7 @@ fn embed_options<F: ModelFolder>(
 /// `uns['cellplm_sets']`.
 fn embed_sets(
     job: &EmbedJob,
+    mut source: Source,
     kernel: &str,
     dev: &scllm_models::Device,
 ) -> anyhow::Result<EmbedOutcome> {
@@ -460,17 +500,17 @@ fn embed_sets(
         group_by: GroupBy::from_flag(job.group_by.as_deref()),
         batch_size: job.set_size,
     };
-    let mut a = scllm_io::read_h5ad(&job.input)?;
+    let mut owned = None;
+    let (a, write) = source.cells(job, &mut owned)?;
     let t1 = Instant::now();
-    let e = embed_anndata(&model, &folder.config.gene_list, &a, &job.input, &opts, dev)?;
+    let e = embed_anndata(&model, &folder.config.gene_list, a, &job.input, &opts, dev)?;
     let embed_secs = t1.elapsed().as_secs_f64();
     if job.progress {
         eprintln!("{}; {}; {kernel}", e.genes.summary(), e.sets.describe());
     }
     let tc = Instant::now();
     let check = if job.check > 0 {
-        let c =
-            precision_check::check_cells(&a, job.check, job.check_label.as_deref(), &job.input)?;
+        let c = precision_check::check_cells(a, job.check, job.check_label.as_deref(), &job.input)?;
         let agreement = precision_check::compare(&c, e.dim, job.precision, |p, cells| {
             model.set_precision(p);
             let gl = &folder.config.gene_list;
@@ -493,7 +533,9 @@ fn embed_sets(
         },
     );
     a.set_uns("cellplm_sets", e.sets.to_uns());
-    scllm_io::write_h5ad(&a, &job.output, scllm_io::Compression::None)?;
+    if write {
+        scllm_io::write_h5ad(a, &job.output, scllm_io::Compression::None)?;
+    }
     let secs = t0.elapsed().as_secs_f64() - check_secs;
     let summary = json!({
         "input": job.input.display().to_string(),

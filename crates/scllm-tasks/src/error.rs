@@ -15,3 +15,34 @@ impl std::error::Error for BadInput {}
 pub fn bad(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(BadInput(msg.into()))
 }
+
+/// Whether `e` (or a cause in its chain) is a problem with the user's input rather than a
+/// failure of scllm itself: the CLI's exit code 2, the Python package's `ValueError`.
+pub fn is_bad_input(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.downcast_ref::<scllm_io::IoError>().is_some()
+            || cause.downcast_ref::<scllm_pp::PpError>().is_some()
+            || cause
+                .downcast_ref::<scllm_tokenize::TokenizeError>()
+                .is_some()
+            || cause.downcast_ref::<BadInput>().is_some()
+            || cause.downcast_ref::<scllm_eval::EvalError>().is_some()
+            || cause
+                .downcast_ref::<scllm_train::TrainError>()
+                .is_some_and(|e| e.is_bad_input())
+            || cause
+                .downcast_ref::<scllm_benchmark::BenchError>()
+                .is_some_and(|e| e.is_bad_input())
+            || cause
+                .downcast_ref::<scllm_models::ModelError>()
+                .is_some_and(|e| e.is_bad_input())
+    })
+}
+
+/// The error as the CLI prints it after `error: `: every cause, joined by `: `.
+pub fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}

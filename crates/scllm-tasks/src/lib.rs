@@ -30,4 +30,4 @@ pub mod model_dir;
 pub mod precision_check;
 pub mod strategy_counts;
 
-pub use error::{bad, BadInput};
+pub use error::{bad, is_bad_input, one_line, BadInput};

@@ -58,36 +58,20 @@ enum Command {
 
 /// Bad input (exit 2) versus a failure of scllm itself (exit 1).
 fn exit_code(e: &anyhow::Error) -> i32 {
-    for cause in e.chain() {
-        if cause.downcast_ref::<scllm_io::IoError>().is_some()
-            || cause.downcast_ref::<scllm_pp::PpError>().is_some()
-            || cause
-                .downcast_ref::<scllm_tokenize::TokenizeError>()
-                .is_some()
-            || cause.downcast_ref::<BadInput>().is_some()
-            || cause.downcast_ref::<scllm_eval::EvalError>().is_some()
-            || cause
-                .downcast_ref::<scllm_train::TrainError>()
-                .is_some_and(|e| e.is_bad_input())
-            || cause
-                .downcast_ref::<scllm_benchmark::BenchError>()
-                .is_some_and(|e| e.is_bad_input())
-            || cause
-                .downcast_ref::<scllm_models::ModelError>()
-                .is_some_and(|e| e.is_bad_input())
-            || matches!(
-                cause.downcast_ref::<scllm_papers::PapersError>(),
-                Some(scllm_papers::PapersError::InvalidInput(_))
-            )
-        {
-            return 2;
-        }
+    let papers_input = e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<scllm_papers::PapersError>(),
+            Some(scllm_papers::PapersError::InvalidInput(_))
+        )
+    });
+    if scllm_tasks::is_bad_input(e) || papers_input {
+        2
+    } else {
+        1
     }
-    1
 }
 
 pub use scllm_tasks::bad;
-use scllm_tasks::BadInput;
 
 fn main() {
     scllm_models::memory::reuse_freed_memory();
@@ -108,8 +92,7 @@ fn main() {
         Command::Papers(a) => scllm_papers::cli::run(a),
     };
     if let Err(e) = res {
-        let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-        eprintln!("error: {}", msg.join(": "));
+        eprintln!("error: {}", scllm_tasks::one_line(&e));
         std::process::exit(exit_code(&e));
     }
 }

@@ -1,0 +1,178 @@
+//! numpy/scipy arrays in, scllm-io matrices and columns out (and back): CSR parts are checked
+//! before use, so a malformed matrix is a `ValueError`, never an out-of-bounds read.
+
+use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use scllm_io::{Column, Compressed, UnsValue, Values};
+
+use crate::errors::value_error;
+
+/// An index array as scipy stores it (int32 or int64).
+#[derive(FromPyObject)]
+pub(crate) enum Index<'py> {
+    I32(PyReadonlyArray1<'py, i32>),
+    I64(PyReadonlyArray1<'py, i64>),
+}
+
+impl Index<'_> {
+    fn to_i64(&self) -> PyResult<Vec<i64>> {
+        Ok(match self {
+            Index::I32(a) => a.as_slice()?.iter().map(|&v| v as i64).collect(),
+            Index::I64(a) => a.as_slice()?.to_vec(),
+        })
+    }
+}
+
+/// A cells × genes CSR matrix of float32 values: `(data, indices, indptr, (n_rows, n_cols))`,
+/// scipy's `csr_matrix` parts (the Python half casts the values to float32 as scanpy does).
+#[derive(FromPyObject)]
+pub(crate) struct Csr<'py>(
+    PyReadonlyArray1<'py, f32>,
+    Index<'py>,
+    Index<'py>,
+    (usize, usize),
+);
+
+impl Csr<'_> {
+    /// The matrix, checked: `indptr` has `n_rows + 1` entries from 0, never decreasing, ending
+    /// at the number of stored values; every column index is in range.
+    pub(crate) fn to_compressed(&self, what: &str) -> PyResult<Compressed> {
+        let Csr(data, indices, indptr, (nrows, ncols)) = self;
+        let data = data.as_slice()?.to_vec();
+        let indptr = indptr.to_i64()?;
+        let indices = indices.to_i64()?;
+        if indptr.len() != nrows + 1 {
+            return Err(value_error(format!(
+                "{what}: indptr has {} entries for {nrows} rows (need {})",
+                indptr.len(),
+                nrows + 1
+            )));
+        }
+        if indptr[0] != 0
+            || indptr.windows(2).any(|w| w[1] < w[0])
+            || *indptr.last().unwrap_or(&0) as usize != data.len()
+        {
+            return Err(value_error(format!(
+                "{what}: indptr must start at 0, never decrease and end at the {} stored values; \
+                 call X.sort_indices() / rebuild the matrix with scipy.sparse.csr_matrix",
+                data.len()
+            )));
+        }
+        if indices.len() != data.len() {
+            return Err(value_error(format!(
+                "{what}: {} column indices for {} stored values",
+                indices.len(),
+                data.len()
+            )));
+        }
+        if let Some(&bad) = indices.iter().find(|&&j| j < 0 || j as usize >= *ncols) {
+            return Err(value_error(format!(
+                "{what}: column index {bad} outside 0..{ncols}"
+            )));
+        }
+        Ok(Compressed {
+            nrows: *nrows,
+            ncols: *ncols,
+            indptr: indptr.into_iter().map(|v| v as u64).collect(),
+            indices: indices.into_iter().map(|v| v as u32).collect(),
+            data: Values::F32(data),
+        })
+    }
+}
+
+/// An `obs`/`var` column as the Python half hands it over: numbers, booleans, a categorical
+/// (codes, categories; code -1 is missing) or strings.
+#[derive(FromPyObject)]
+pub(crate) enum ColumnIn<'py> {
+    F64(PyReadonlyArray1<'py, f64>),
+    I64(PyReadonlyArray1<'py, i64>),
+    Bool(PyReadonlyArray1<'py, bool>),
+    Categorical((PyReadonlyArray1<'py, i32>, Vec<String>)),
+    Str(Vec<String>),
+}
+
+impl ColumnIn<'_> {
+    pub(crate) fn to_column(&self, n: usize, name: &str) -> PyResult<Column> {
+        let c = match self {
+            ColumnIn::F64(a) => Column::F64(a.as_slice()?.to_vec()),
+            ColumnIn::I64(a) => Column::I64(a.as_slice()?.to_vec()),
+            ColumnIn::Bool(a) => Column::Bool(a.as_slice()?.to_vec()),
+            ColumnIn::Categorical((codes, cats)) => {
+                let codes = codes.as_slice()?.to_vec();
+                if let Some(&c) = codes
+                    .iter()
+                    .find(|&&c| c < -1 || c as i64 >= cats.len() as i64)
+                {
+                    return Err(value_error(format!(
+                        "column `{name}`: categorical code {c} outside the {} categories",
+                        cats.len()
+                    )));
+                }
+                Column::Categorical {
+                    codes,
+                    categories: Box::new(Column::Str(cats.clone())),
+                    ordered: false,
+                }
+            }
+            ColumnIn::Str(v) => Column::Str(v.clone()),
+        };
+        if c.len() != n {
+            return Err(value_error(format!(
+                "column `{name}` has {} entries for {n} rows",
+                c.len()
+            )));
+        }
+        Ok(c)
+    }
+}
+
+/// A column back as a numpy array, or a list of strings.
+pub(crate) fn column_to_py<'py>(py: Python<'py>, c: &Column) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match c {
+        Column::F64(v) => v.clone().into_pyarray(py).into_any(),
+        Column::F32(v) => v.clone().into_pyarray(py).into_any(),
+        Column::I64(v) => v.clone().into_pyarray(py).into_any(),
+        Column::I32(v) => v.clone().into_pyarray(py).into_any(),
+        Column::Bool(v) => v.clone().into_pyarray(py).into_any(),
+        Column::Str(v) => PyList::new(py, v)?.into_any(),
+        // categoricals and nullable columns: their values as strings (missing: None)
+        _ => PyList::new(py, c.to_strings())?.into_any(),
+    })
+}
+
+/// An `uns` entry as Python values (dicts, numbers, strings, arrays).
+pub(crate) fn uns_to_py<'py>(py: Python<'py>, u: &UnsValue) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match u {
+        UnsValue::Str(s) => s.into_pyobject(py)?.into_any(),
+        UnsValue::F64(v) => v.into_pyobject(py)?.into_any(),
+        UnsValue::I64(v) => v.into_pyobject(py)?.into_any(),
+        UnsValue::Bool(v) => v.into_pyobject(py)?.to_owned().into_any(),
+        UnsValue::Array(c) => column_to_py(py, c)?,
+        UnsValue::Dict(kv) => {
+            let d = PyDict::new(py);
+            for (k, v) in kv {
+                d.set_item(k, uns_to_py(py, v)?)?;
+            }
+            d.into_any()
+        }
+    })
+}
+
+/// A float32 vector as a 2-D numpy array without a copy.
+pub(crate) fn matrix_f32<'py>(
+    py: Python<'py>,
+    v: Vec<f32>,
+    ncols: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let n = v.len().checked_div(ncols).unwrap_or(0);
+    Ok(v.into_pyarray(py).reshape([n, ncols])?.into_any())
+}
+
+/// A vector as a 1-D numpy array without a copy.
+pub(crate) fn vector<'py, T: numpy::Element>(
+    py: Python<'py>,
+    v: Vec<T>,
+) -> Bound<'py, PyArray1<T>> {
+    v.into_pyarray(py)
+}

@@ -1,0 +1,21 @@
+//! `scllm._scllm`, the native half of the Python package (`python/scllm`): the same library
+//! functions the CLI calls (scllm-pp's preprocessing, scllm-tasks' embedding), on arrays numpy
+//! and scipy hand over, with no subprocess and no file in between. The Python half turns an
+//! `AnnData` into these arguments and writes the results back into it.
+
+use pyo3::prelude::*;
+
+mod arrays;
+mod errors;
+mod metrics;
+mod pp;
+mod tl;
+
+#[pymodule]
+fn _scllm(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    pp::register(m)?;
+    tl::register(m)?;
+    metrics::register(m)?;
+    Ok(())
+}

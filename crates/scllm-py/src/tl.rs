@@ -1,0 +1,124 @@
+//! `scllm.tl`'s native calls: scllm-tasks' embedding on an AnnData rebuilt from the arrays the
+//! Python half hands over (the same function `scllm embed` runs on a file).
+
+use std::path::PathBuf;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use scllm_io::{AnnData, DataFrame, Matrix};
+use scllm_models::Precision;
+use scllm_tasks::embed::{embed_in_memory, EmbedJob};
+
+use crate::arrays::{matrix_f32, uns_to_py, ColumnIn, Csr};
+use crate::errors::{to_py, value_error};
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(embed, m)?)?;
+    Ok(())
+}
+
+fn frame(index: Vec<String>, cols: Vec<(String, ColumnIn<'_>)>, what: &str) -> PyResult<DataFrame> {
+    let mut df = DataFrame::new(index);
+    let n = df.nrows();
+    for (name, c) in cols {
+        let col = c.to_column(n, &format!("{what}['{name}']"))?;
+        df.set(&name, col);
+    }
+    Ok(df)
+}
+
+/// Embed the cells of `x` (cells × genes, CSR float32 counts) with the model in `model`:
+/// returns the `obsm` key, the embedding (cells × d, float32), the run's summary (JSON) and the
+/// `uns` entries the family records (CellPLM: `cellplm_sets`).
+#[pyfunction]
+#[pyo3(signature = (
+    x, obs_names, var_names, obs, var, model, key_added=None, batch_size=None, max_len=None,
+    seed=0, threads=None, gene_col=None, group_by=None, precision="f32", dictionaries=None,
+    weights=None, strict=false, progress=false, source="<AnnData>"
+))]
+#[allow(clippy::too_many_arguments)]
+fn embed<'py>(
+    py: Python<'py>,
+    x: Csr<'py>,
+    obs_names: Vec<String>,
+    var_names: Vec<String>,
+    obs: Vec<(String, ColumnIn<'py>)>,
+    var: Vec<(String, ColumnIn<'py>)>,
+    model: Option<PathBuf>,
+    key_added: Option<String>,
+    batch_size: Option<usize>,
+    max_len: Option<usize>,
+    seed: u64,
+    threads: Option<usize>,
+    gene_col: Option<String>,
+    group_by: Option<String>,
+    precision: &str,
+    dictionaries: Option<PathBuf>,
+    weights: Option<PathBuf>,
+    strict: bool,
+    progress: bool,
+    source: &str,
+) -> PyResult<(String, Bound<'py, PyAny>, String, Bound<'py, PyDict>)> {
+    let c = x.to_compressed("X")?;
+    if obs_names.len() != c.nrows || var_names.len() != c.ncols {
+        return Err(value_error(format!(
+            "X is {} × {} but there are {} obs names and {} var names",
+            c.nrows,
+            c.ncols,
+            obs_names.len(),
+            var_names.len()
+        )));
+    }
+    let obs = frame(obs_names, obs, "obs")?;
+    let var = frame(var_names, var, "var")?;
+    let precision: Precision = precision.parse().map_err(value_error)?;
+    let model = scllm_tasks::model_dir::resolve_for_embedding(model.as_deref()).map_err(to_py)?;
+    let mut job = EmbedJob::new(PathBuf::from(source), PathBuf::new(), model);
+    job.obsm_key = key_added;
+    // CellPLM: whole groups unless a set size is given; every other family: 64 cells a batch
+    job.set_size = batch_size;
+    job.batch_size = batch_size.unwrap_or(job.batch_size);
+    job.max_len = max_len;
+    job.seed = seed;
+    job.threads = threads;
+    job.gene_col = gene_col;
+    job.group_by = group_by;
+    job.precision = precision;
+    job.dictionaries = dictionaries;
+    job.weights = weights;
+    job.strict = strict;
+    job.progress = progress;
+    let mut a = AnnData::new(Matrix::Csr(c), obs, var);
+    let (out, a) = py.detach(move || {
+        let out = embed_in_memory(&job, &mut a);
+        (out, a)
+    });
+    let out = out.map_err(to_py)?;
+    let key = out.summary["obsm_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let emb = a
+        .obsm
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, m)| m)
+        .ok_or_else(|| value_error("internal: the embedding is missing"))?;
+    let Matrix::Dense { ncols, data, .. } = emb else {
+        return Err(value_error("internal: the embedding is not dense"));
+    };
+    let uns = PyDict::new(py);
+    for (k, v) in &a.uns {
+        uns.set_item(k, uns_to_py(py, v)?)?;
+    }
+    let mut summary = out.summary;
+    if let Some(o) = summary.as_object_mut() {
+        o.remove("output");
+    }
+    Ok((
+        key,
+        matrix_f32(py, data.to_f32(), ncols)?,
+        summary.to_string(),
+        uns,
+    ))
+}

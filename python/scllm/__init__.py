@@ -1,0 +1,24 @@
+"""scllm: single-cell foundation models on the AnnData you already hold.
+
+The same Rust library as the ``scllm`` command line, called in-process: no subprocess and no
+temporary file. Verbs follow scanpy's layout:
+
+- :mod:`scllm.pp` -- preprocessing (``normalize_total``, ``log1p``, ``highly_variable_genes``,
+  ``filter_cells``, ``filter_genes``, ``scale``, ``binning``), in place, scanpy's keys;
+- :mod:`scllm.tl` -- tools (``embed`` with a model folder of any family);
+- :mod:`scllm.metrics` -- ``evaluate``: ``scllm evaluate``'s metrics, equal to scikit-learn's;
+- :mod:`scllm.dask` -- ``embed_files``: many ``.h5ad`` shards across a ``dask.distributed``
+  cluster (imported on use: ``import scllm.dask``).
+
+Example::
+
+    import scanpy as sc, scllm
+    adata = sc.read_h5ad("pbmc.h5ad")          # raw counts
+    scllm.tl.embed(adata, model="models/cellplm-small")
+    sc.pp.neighbors(adata, use_rep="X_cellplm")
+"""
+
+from . import metrics, pp, tl
+from ._scllm import __version__
+
+__all__ = ["metrics", "pp", "tl", "__version__"]

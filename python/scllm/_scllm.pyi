@@ -1,0 +1,102 @@
+# Type stubs of the native module (crates/scllm-py). The public API is scllm.pp / scllm.tl,
+# which turn an AnnData into these arguments; these are their building blocks.
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+Index = Union[npt.NDArray[np.int32], npt.NDArray[np.int64]]
+# (data float32, indices, indptr, (n_rows, n_cols)): scipy csr_matrix parts
+Csr = Tuple[npt.NDArray[np.float32], Index, Index, Tuple[int, int]]
+# numbers, booleans, (categorical codes int32, categories) or strings
+ColumnIn = Union[
+    npt.NDArray[np.float64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.bool_],
+    Tuple[npt.NDArray[np.int32], List[str]],
+    List[str],
+]
+
+def normalize_total(
+    x: Csr, target_sum: Optional[float] = None
+) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], float]:
+    """New CSR values (same sparsity), each cell's total before, the target used."""
+
+def log1p(values: npt.NDArray[np.float32], base: Optional[float] = None) -> None:
+    """log1p of float32 values in place, over ln(base) when given."""
+
+def highly_variable_genes(
+    x: Csr,
+    n_top_genes: int,
+    flavor: str,
+    span: float = 0.3,
+    n_bins: int = 20,
+    batches: Optional[npt.NDArray[np.uint32]] = None,
+) -> Dict[str, Any]:
+    """The var columns scanpy writes, by name."""
+
+def filter_cells(
+    x: Csr,
+    min_counts: Optional[float] = None,
+    min_genes: Optional[int] = None,
+    max_counts: Optional[float] = None,
+    max_genes: Optional[int] = None,
+) -> Tuple[npt.NDArray[np.uint64], Dict[str, Any]]:
+    """Indices of the cells kept, and the obs columns scanpy records."""
+
+def filter_genes(
+    x: Csr,
+    min_counts: Optional[float] = None,
+    min_cells: Optional[int] = None,
+    max_counts: Optional[float] = None,
+    max_cells: Optional[int] = None,
+) -> Tuple[npt.NDArray[np.uint64], Dict[str, Any]]:
+    """Indices of the genes kept, and the var columns scanpy records."""
+
+def scale(
+    x: Csr, zero_center: bool = True, max_value: Optional[float] = None
+) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Dense float32 matrix (zero_center) or the CSR values; the means; the stds."""
+
+def binning(
+    x: Csr, n_bins: int, seed: int = 0, per_cell: bool = False
+) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """The bins (CSR values, int64) and each cell's edges (cells x n_bins)."""
+
+def embed(
+    x: Csr,
+    obs_names: List[str],
+    var_names: List[str],
+    obs: List[Tuple[str, ColumnIn]],
+    var: List[Tuple[str, ColumnIn]],
+    model: Optional[str],
+    key_added: Optional[str] = None,
+    batch_size: Optional[int] = None,
+    max_len: Optional[int] = None,
+    seed: int = 0,
+    threads: Optional[int] = None,
+    gene_col: Optional[str] = None,
+    group_by: Optional[str] = None,
+    precision: str = "f32",
+    dictionaries: Optional[str] = None,
+    weights: Optional[str] = None,
+    strict: bool = False,
+    progress: bool = False,
+    source: str = "<AnnData>",
+) -> Tuple[str, npt.NDArray[np.float32], str, Dict[str, Any]]:
+    """The obsm key, the embedding (cells x d), the summary (JSON), the uns entries."""
+
+def evaluate(
+    obs_names: List[str],
+    obs: List[Tuple[str, ColumnIn]],
+    truth: str,
+    pred: Optional[str] = None,
+    embedding: Optional[Tuple[str, npt.NDArray[np.float32]]] = None,
+    cluster: Optional[str] = None,
+    distances: List[str] = ["euclidean"],
+    silhouette_max_cells: int = 20000,
+    seed: int = 0,
+) -> str:
+    """`scllm evaluate --json`'s report."""

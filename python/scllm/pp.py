@@ -1,0 +1,274 @@
+"""Preprocessing, as scanpy's ``sc.pp`` (same signatures, in place, same result keys), run by
+scllm's Rust code in float32 -- the arithmetic scanpy uses for count matrices, so results agree
+with scanpy's on the same data.
+
+Every function computes first and only then writes into ``adata``: an error leaves it unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import _anndata as ad_
+from . import _scllm
+
+
+def _copy_or(adata: Any, copy: bool) -> Any:
+    return adata.copy() if copy else adata
+
+
+def normalize_total(
+    adata: Any,
+    *,
+    target_sum: Optional[float] = None,
+    exclude_highly_expressed: bool = False,
+    key_added: Optional[str] = None,
+    layer: Optional[str] = None,
+    inplace: bool = True,
+    copy: bool = False,
+) -> Optional[Any]:
+    """Scale each cell to ``target_sum`` total counts (default: the median of the totals).
+
+    As ``scanpy.pp.normalize_total``: integer counts become float32; cells with no counts stay
+    zero; ``key_added`` stores each cell's factor (``total / target_sum``) in ``obs``.
+
+    Example::
+
+        scllm.pp.normalize_total(adata, target_sum=1e4)
+
+    Returns ``None`` (in place), the copy (``copy=True``) or a dict with ``X`` and
+    ``norm_factor`` (``inplace=False``).
+    """
+    if exclude_highly_expressed:
+        raise ValueError("exclude_highly_expressed is not supported by scllm.pp.normalize_total yet")
+    m = ad_.matrix(adata, layer)
+    what = "X" if layer is None else f"layers[{layer!r}]"
+    x = ad_.csr(m, what)
+    data, totals, target = _scllm.normalize_total(x, target_sum)
+    new = ad_.like(m, data, x[1], x[2], x[3])
+    factor = totals / np.float32(target)
+    if not inplace:
+        return {"X": new, "norm_factor": factor}
+    adata = _copy_or(adata, copy)
+    if layer is None:
+        adata.X = new
+    else:
+        adata.layers[layer] = new
+    if key_added is not None:
+        adata.obs[key_added] = factor
+    return adata if copy else None
+
+
+def log1p(
+    adata: Any,
+    *,
+    base: Optional[float] = None,
+    layer: Optional[str] = None,
+    copy: bool = False,
+) -> Optional[Any]:
+    """Natural logarithm of one plus each value (``base``: divided by ``ln(base)``), as
+    ``scanpy.pp.log1p``; records ``uns['log1p'] = {'base': base}``.
+
+    Example::
+
+        scllm.pp.log1p(adata)
+    """
+    m = ad_.matrix(adata, layer)
+    what = "X" if layer is None else f"layers[{layer!r}]"
+    ad_.check_dtype(m, what, allow_float64=False)
+    if sp.issparse(m):
+        x = ad_.csr(m, what)
+        values = np.array(x[0], copy=True)  # adata stays as it was until the end
+        _scllm.log1p(values, base)
+        new = ad_.like(m, values, x[1], x[2], x[3])
+    else:
+        dense = np.array(m, dtype=np.float32, order="C", copy=True)
+        _scllm.log1p(dense.reshape(-1), base)
+        new = dense
+    adata = _copy_or(adata, copy)
+    if layer is None:
+        adata.X = new
+    else:
+        adata.layers[layer] = new
+    adata.uns["log1p"] = {"base": base}
+    return adata if copy else None
+
+
+def highly_variable_genes(
+    adata: Any,
+    *,
+    layer: Optional[str] = None,
+    n_top_genes: Optional[int] = None,
+    flavor: str = "seurat",
+    span: float = 0.3,
+    n_bins: int = 20,
+    batch_key: Optional[str] = None,
+    subset: bool = False,
+    inplace: bool = True,
+) -> Optional[Any]:
+    """Highly variable genes as ``scanpy.pp.highly_variable_genes`` with ``n_top_genes``:
+    flavors ``seurat`` and ``cell_ranger`` (log data), ``seurat_v3`` (counts, with
+    ``batch_key``). Writes ``var['highly_variable']``, ``var['means']`` and the flavor's
+    columns, and ``uns['hvg'] = {'flavor': flavor}``.
+
+    Example::
+
+        scllm.pp.highly_variable_genes(adata, n_top_genes=2000, flavor="seurat_v3")
+
+    Returns ``None`` (in place) or the columns as a DataFrame (``inplace=False``).
+    """
+    import pandas as pd
+
+    if n_top_genes is None:
+        raise ValueError(
+            "give n_top_genes: scllm selects the top genes (cutoff-based selection by "
+            "min_mean/min_disp is not supported)"
+        )
+    m = ad_.matrix(adata, layer)
+    x = ad_.csr(m, "X" if layer is None else f"layers[{layer!r}]")
+    batches = None
+    if batch_key is not None:
+        if batch_key not in adata.obs:
+            raise KeyError(f"batch_key {batch_key!r} is not an obs column")
+        col = adata.obs[batch_key]
+        if col.isna().any():
+            raise ValueError(f"obs[{batch_key!r}] has missing values")
+        _, inv = np.unique(np.asarray(col).astype(str), return_inverse=True)
+        batches = np.ascontiguousarray(inv.reshape(-1), dtype=np.uint32)
+    cols: Dict[str, Any] = _scllm.highly_variable_genes(
+        x, int(n_top_genes), flavor, span, n_bins, batches
+    )
+    df = pd.DataFrame(cols, index=adata.var_names)
+    if not inplace:
+        return df
+    for name in df.columns:
+        adata.var[name] = df[name].to_numpy()
+    adata.uns["hvg"] = {"flavor": flavor}
+    if subset:
+        adata._inplace_subset_var(df["highly_variable"].to_numpy())
+    return None
+
+
+def _filter(adata: Any, kept: np.ndarray, cols: Dict[str, Any], axis: str, inplace: bool, copy: bool):
+    kept = kept.astype(np.int64)
+    if not inplace and not copy:
+        n = adata.n_obs if axis == "obs" else adata.n_vars
+        mask = np.zeros(n, dtype=bool)
+        mask[kept] = True
+        return (mask, *cols.values())
+    adata = _copy_or(adata, copy)
+    if axis == "obs":
+        adata._inplace_subset_obs(kept)
+        frame = adata.obs
+    else:
+        adata._inplace_subset_var(kept)
+        frame = adata.var
+    for name, values in cols.items():
+        frame[name] = values
+    return adata if copy else None
+
+
+def filter_cells(
+    adata: Any,
+    *,
+    min_counts: Optional[float] = None,
+    min_genes: Optional[int] = None,
+    max_counts: Optional[float] = None,
+    max_genes: Optional[int] = None,
+    inplace: bool = True,
+    copy: bool = False,
+) -> Optional[Any]:
+    """Keep the cells passing every given threshold (counts: the row sum; genes: the number
+    of non-zero values), as ``scanpy.pp.filter_cells``; records ``obs['n_genes']`` /
+    ``obs['n_counts']`` for the criteria used. An error, and no change, when none is left.
+
+    Example::
+
+        scllm.pp.filter_cells(adata, min_genes=200)
+    """
+    x = ad_.csr(ad_.matrix(adata), "X", allow_float64=True)
+    kept, cols = _scllm.filter_cells(x, min_counts, min_genes, max_counts, max_genes)
+    return _filter(adata, kept, cols, "obs", inplace, copy)
+
+
+def filter_genes(
+    adata: Any,
+    *,
+    min_counts: Optional[float] = None,
+    min_cells: Optional[int] = None,
+    max_counts: Optional[float] = None,
+    max_cells: Optional[int] = None,
+    inplace: bool = True,
+    copy: bool = False,
+) -> Optional[Any]:
+    """Keep the genes passing every given threshold, as ``scanpy.pp.filter_genes``; records
+    ``var['n_cells']`` / ``var['n_counts']`` for the criteria used.
+
+    Example::
+
+        scllm.pp.filter_genes(adata, min_cells=3)
+    """
+    x = ad_.csr(ad_.matrix(adata), "X", allow_float64=True)
+    kept, cols = _scllm.filter_genes(x, min_counts, min_cells, max_counts, max_cells)
+    return _filter(adata, kept, cols, "var", inplace, copy)
+
+
+def scale(
+    adata: Any,
+    *,
+    zero_center: bool = True,
+    max_value: Optional[float] = None,
+    layer: Optional[str] = None,
+    copy: bool = False,
+) -> Optional[Any]:
+    """Each gene to unit variance (and zero mean), clipped at ``max_value``, as
+    ``scanpy.pp.scale``: a dense float32 matrix when zero-centring; ``var['mean']`` and
+    ``var['std']``.
+
+    Example::
+
+        scllm.pp.scale(adata, max_value=10)
+    """
+    m = ad_.matrix(adata, layer)
+    x = ad_.csr(m, "X" if layer is None else f"layers[{layer!r}]")
+    out, mean, std = _scllm.scale(x, zero_center, max_value)
+    if not zero_center:
+        out = ad_.like(m, out, x[1], x[2], x[3])
+    adata = _copy_or(adata, copy)
+    if layer is None:
+        adata.X = out
+    else:
+        adata.layers[layer] = out
+    adata.var["mean"] = mean
+    adata.var["std"] = std
+    return adata if copy else None
+
+
+def binning(
+    adata: Any,
+    n_bins: int = 51,
+    *,
+    layer: Optional[str] = None,
+    key_added: str = "X_binned",
+    seed: int = 0,
+    numpy_rng: bool = False,
+) -> None:
+    """scGPT's value binning (its ``Preprocessor(binning=n_bins)``), as ``scllm preprocess
+    --bin``: each cell's non-zero values into ``n_bins - 1`` quantile bins (zeros stay 0).
+    Ties are broken by a stream per cell seeded from ``seed`` and the cell's own values, so a
+    cell's bins do not depend on the other cells; ``numpy_rng=True`` draws them from numpy's
+    ``np.random.seed(seed)`` stream over the cells in order, reproducing scGPT's bins exactly.
+    Writes ``layers[key_added]`` (int64, the input's sparsity) and ``obsm['bin_edges']``.
+
+    Example::
+
+        scllm.pp.binning(adata, n_bins=51)
+    """
+    m = ad_.matrix(adata, layer)
+    x = ad_.csr(m, "X" if layer is None else f"layers[{layer!r}]")
+    bins, edges = _scllm.binning(x, int(n_bins), int(seed), not numpy_rng)
+    adata.layers[key_added] = sp.csr_matrix((bins, x[1].copy(), x[2].copy()), shape=x[3])
+    adata.obsm["bin_edges"] = edges
