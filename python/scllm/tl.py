@@ -5,28 +5,63 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from . import _anndata as ad_
 from . import _scllm
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-# The models shipped with scllm, where an installed package or a source checkout keeps them.
+# The models shipped with scllm, where an installed package or a source checkout keeps them:
+# `embed` defaults to the CellPLM one, fine-tuning and annotation to the scGPT one (as the CLI).
 _HERE = Path(__file__).resolve().parent
-_SHIPPED = [_HERE / "models" / "cellplm-small", _HERE.parent.parent / "models" / "cellplm-small"]
+_SHIPPED = {
+    "embed": ("cellplm-small", "cellplm.config.json"),
+    "finetune": ("scllm-small", "args.json"),
+}
 
 
-def default_model() -> Optional[Path]:
-    """``$SCLLM_MODEL``, else the shipped CellPLM model (the command line's ``embed``
-    default), else ``None`` (the native code then looks in ``./models``)."""
+def default_model(verb: str = "embed") -> Optional[Path]:
+    """``$SCLLM_MODEL``, else the model the command line's ``verb`` uses by default (``embed``:
+    the shipped CellPLM; ``finetune``/``annotate``: the shipped scGPT), else ``None`` (the
+    native code then looks in ``./models``)."""
     env = os.environ.get("SCLLM_MODEL")
     if env:
         return Path(env)
-    for p in _SHIPPED:
-        if (p / "cellplm.config.json").is_file():
-            return p
+    name, marker = _SHIPPED["embed" if verb == "embed" else "finetune"]
+    for root in (_HERE / "models", _HERE.parent.parent / "models"):
+        if (root / name / marker).is_file():
+            return root / name
     return None
+
+
+def _model(model: Optional[PathLike], verb: str) -> Optional[str]:
+    if model is None:
+        found = default_model(verb)
+        return None if found is None else str(found)
+    if not Path(model).exists():
+        raise FileNotFoundError(f"model folder {model} does not exist")
+    return str(model)
+
+
+def _cells(adata: Any, layer: Optional[str], gene_col: Optional[str], need_obs: Sequence[Optional[str]]):
+    """The native module's view of the cells, with the KeyErrors a missing column deserves."""
+    if gene_col is not None and gene_col not in adata.var:
+        raise KeyError(
+            f"gene_col {gene_col!r} is not a var column (var: {', '.join(map(str, adata.var.columns)) or 'none'})"
+        )
+    for c in need_obs:
+        if c is not None and c != "none" and c not in adata.obs:
+            raise KeyError(f"{c!r} is not an obs column (obs: {', '.join(map(str, adata.obs.columns)) or 'none'})")
+    m = ad_.matrix(adata, layer)
+    x = ad_.csr(m, "X" if layer is None else f"layers[{layer!r}]", allow_float64=True)
+    return (
+        x,
+        ad_.names(adata.obs_names),
+        ad_.names(adata.var_names),
+        ad_.columns(adata.obs),
+        ad_.columns(adata.var),
+    )
 
 
 def embed(
@@ -68,23 +103,9 @@ def embed(
     Returns the run's summary (cells/s, genes matched, the load report). ``adata`` is changed
     only when the embedding succeeded (``copy=True``: a copy is, and is under ``"adata"``).
     """
-    if model is None:
-        model = default_model()
-    elif not Path(model).exists():
-        raise FileNotFoundError(f"model folder {model} does not exist")
-    if gene_col is not None and gene_col not in adata.var:
-        raise KeyError(f"gene_col {gene_col!r} is not a var column (var: {', '.join(map(str, adata.var.columns)) or 'none'})")
-    if group_by is not None and group_by != "none" and group_by not in adata.obs:
-        raise KeyError(f"group_by {group_by!r} is not an obs column")
-    m = ad_.matrix(adata, layer)
-    x = ad_.csr(m, "X" if layer is None else f"layers[{layer!r}]", allow_float64=True)
     key, emb, summary, uns = _scllm.embed(
-        x,
-        ad_.names(adata.obs_names),
-        ad_.names(adata.var_names),
-        ad_.columns(adata.obs),
-        ad_.columns(adata.var),
-        None if model is None else str(model),
+        *_cells(adata, layer, gene_col, [group_by]),
+        _model(model, "embed"),
         key_added,
         batch_size,
         max_len,
@@ -106,3 +127,144 @@ def embed(
     for k, v in uns.items():
         adata.uns[k] = v
     return out
+
+
+def finetune(
+    adata: Any,
+    model: Optional[PathLike] = None,
+    *,
+    label: str = "cell_type",
+    method: str,
+    out: PathLike,
+    layer: Optional[str] = None,
+    val_by: Optional[str] = None,
+    val_fraction: float = 0.1,
+    epochs: Optional[int] = None,
+    lr: Optional[float] = None,
+    batch_size: Optional[int] = None,
+    patience: Optional[int] = None,
+    max_len: Optional[int] = None,
+    min_cells_per_class: Optional[int] = None,
+    gene_col: Optional[str] = None,
+    adapter_ratio: Optional[float] = None,
+    lora_r: Optional[int] = None,
+    lora_alpha: Optional[float] = None,
+    prefix_tokens: Optional[int] = None,
+    layers: Optional[List[int]] = None,
+    freeze_layers: Optional[int] = None,
+    resume: bool = False,
+    seed: int = 0,
+    group_by: Optional[str] = None,
+    hvg: Optional[int] = None,
+    dictionaries: Optional[PathLike] = None,
+    progress: bool = False,
+) -> Dict[str, Any]:
+    """Adapt ``model`` (any family; default: the shipped scGPT) to the labelled cells of
+    ``adata`` with one strategy -- ``full``, ``head``, ``prefix``, ``lora``, ``token-prompt``
+    or ``encoder-prompt`` -- exactly as ``scllm finetune`` does (the family's reference
+    training settings; ``None`` arguments keep them). The adapter (``adapter.safetensors`` +
+    ``adapter.json``), ``train_log.jsonl`` and the learning curves go to the folder ``out``;
+    the base model is never modified and ``adata`` is not changed.
+
+    ``val_by="donor=1015"`` validates on those cells, else on a stratified ``val_fraction``.
+
+    Example::
+
+        s = scllm.tl.finetune(ref, model="scGPT_human", label="cell_type", method="lora",
+                              out="adapters/lora", val_by="donor=1015")
+        s["best_val_acc"]
+
+    Returns the run's summary (best epoch, validation scores, trainable parameters).
+    """
+    if label not in adata.obs:
+        raise KeyError(f"label {label!r} is not an obs column (obs: {', '.join(map(str, adata.obs.columns)) or 'none'})")
+    summary = _scllm.finetune(
+        *_cells(adata, layer, gene_col, [group_by]),
+        _model(model, "finetune"),
+        label,
+        method,
+        str(out),
+        val_by,
+        val_fraction,
+        epochs,
+        lr,
+        batch_size,
+        patience,
+        max_len,
+        min_cells_per_class,
+        gene_col,
+        adapter_ratio,
+        lora_r,
+        lora_alpha,
+        prefix_tokens,
+        None if layers is None else list(layers),
+        freeze_layers,
+        resume,
+        seed,
+        group_by,
+        hvg,
+        None if dictionaries is None else str(dictionaries),
+        progress,
+    )
+    return json.loads(summary)
+
+
+def annotate(
+    adata: Any,
+    model: Optional[PathLike] = None,
+    *,
+    adapter: PathLike,
+    unknown_below: Union[float, str, None] = None,
+    coverage: Optional[float] = None,
+    key_added: Optional[str] = None,
+    layer: Optional[str] = None,
+    max_len: Optional[int] = None,
+    batch_size: Optional[int] = None,
+    group_by: Optional[str] = None,
+    gene_col: Optional[str] = None,
+    seed: int = 0,
+    precision: str = "f32",
+    dictionaries: Optional[PathLike] = None,
+    progress: bool = False,
+) -> Dict[str, Any]:
+    """Cell types from a fine-tuned adapter, as ``scllm annotate``: ``obs['predicted_cell_type']``
+    (categorical), ``obs['prediction_confidence']``, the adapted embeddings in ``obsm`` and
+    ``uns['scllm_annotate']``. ``unknown_below``: a confidence under which a cell is
+    ``Unknown`` (a number, or ``"auto"``: the threshold fine-tuning picked on its validation
+    cells); ``coverage=0.9``: conformal prediction sets (``obs['prediction_set']``,
+    ``obs['conformal_label']``).
+
+    Example::
+
+        scllm.tl.annotate(query, model="scGPT_human", adapter="adapters/lora", unknown_below="auto")
+        query.obs["predicted_cell_type"].value_counts()
+
+    Returns the run's summary. ``adata`` changes only when the annotation succeeded.
+    """
+    import pandas as pd
+
+    if not Path(adapter).is_dir():
+        raise FileNotFoundError(f"adapter folder {adapter} does not exist")
+    summary, obs, obsm, uns = _scllm.annotate(
+        *_cells(adata, layer, gene_col, [group_by]),
+        _model(model, "annotate"),
+        str(adapter),
+        None if unknown_below is None else str(unknown_below),
+        coverage,
+        key_added,
+        max_len,
+        batch_size,
+        group_by,
+        gene_col,
+        seed,
+        precision,
+        None if dictionaries is None else str(dictionaries),
+        progress,
+    )
+    for name, (values, categorical) in obs.items():
+        adata.obs[name] = pd.Categorical(values) if categorical else values
+    for k, v in obsm.items():
+        adata.obsm[k] = v
+    for k, v in uns.items():
+        adata.uns[k] = v
+    return json.loads(summary)

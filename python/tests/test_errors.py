@@ -39,7 +39,7 @@ def test_missing_columns_are_key_errors():
     snap = snapshot(a)
     with pytest.raises(KeyError, match="no_such_batch"):
         scllm.pp.highly_variable_genes(a, n_top_genes=100, flavor="seurat_v3", batch_key="no_such_batch")
-    with pytest.raises(KeyError, match="group_by"):
+    with pytest.raises(KeyError, match="no_such_column"):
         scllm.tl.embed(a, model=fixture("cellplm"), group_by="no_such_column")
     with pytest.raises(KeyError, match="gene_col"):
         scllm.tl.embed(a, model=fixture("scgpt/small"), gene_col="no_such_column")

@@ -4,7 +4,7 @@
 use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use scllm_io::{Column, Compressed, UnsValue, Values};
+use scllm_io::{AnnData, Column, Compressed, DataFrame, Matrix, UnsValue, Values};
 
 use crate::errors::value_error;
 
@@ -175,4 +175,42 @@ pub(crate) fn vector<'py, T: numpy::Element>(
     v: Vec<T>,
 ) -> Bound<'py, PyArray1<T>> {
     v.into_pyarray(py)
+}
+
+/// A data frame of `index` and the columns handed over, each checked for length.
+pub(crate) fn frame(
+    index: Vec<String>,
+    cols: Vec<(String, ColumnIn<'_>)>,
+    what: &str,
+) -> PyResult<DataFrame> {
+    let mut df = DataFrame::new(index);
+    let n = df.nrows();
+    for (name, c) in cols {
+        let col = c.to_column(n, &format!("{what}['{name}']"))?;
+        df.set(&name, col);
+    }
+    Ok(df)
+}
+
+/// The cells as an AnnData: X (CSR float32), obs and var.
+pub(crate) fn cells(
+    x: Csr<'_>,
+    obs_names: Vec<String>,
+    var_names: Vec<String>,
+    obs: Vec<(String, ColumnIn<'_>)>,
+    var: Vec<(String, ColumnIn<'_>)>,
+) -> PyResult<AnnData> {
+    let c = x.to_compressed("X")?;
+    if obs_names.len() != c.nrows || var_names.len() != c.ncols {
+        return Err(value_error(format!(
+            "X is {} × {} but there are {} obs names and {} var names",
+            c.nrows,
+            c.ncols,
+            obs_names.len(),
+            var_names.len()
+        )));
+    }
+    let obs = frame(obs_names, obs, "obs")?;
+    let var = frame(var_names, var, "var")?;
+    Ok(AnnData::new(Matrix::Csr(c), obs, var))
 }

@@ -5,6 +5,7 @@
 
 use pyo3::prelude::*;
 
+mod adapt;
 mod arrays;
 mod errors;
 mod metrics;
@@ -17,5 +18,6 @@ fn _scllm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     pp::register(m)?;
     tl::register(m)?;
     metrics::register(m)?;
+    adapt::register(m)?;
     Ok(())
 }

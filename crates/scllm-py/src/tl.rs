@@ -5,26 +5,16 @@ use std::path::PathBuf;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use scllm_io::{AnnData, DataFrame, Matrix};
+use scllm_io::Matrix;
 use scllm_models::Precision;
 use scllm_tasks::embed::{embed_in_memory, EmbedJob};
 
-use crate::arrays::{matrix_f32, uns_to_py, ColumnIn, Csr};
+use crate::arrays::{cells, matrix_f32, uns_to_py, ColumnIn, Csr};
 use crate::errors::{to_py, value_error};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(embed, m)?)?;
     Ok(())
-}
-
-fn frame(index: Vec<String>, cols: Vec<(String, ColumnIn<'_>)>, what: &str) -> PyResult<DataFrame> {
-    let mut df = DataFrame::new(index);
-    let n = df.nrows();
-    for (name, c) in cols {
-        let col = c.to_column(n, &format!("{what}['{name}']"))?;
-        df.set(&name, col);
-    }
-    Ok(df)
 }
 
 /// Embed the cells of `x` (cells × genes, CSR float32 counts) with the model in `model`:
@@ -59,18 +49,7 @@ fn embed<'py>(
     progress: bool,
     source: &str,
 ) -> PyResult<(String, Bound<'py, PyAny>, String, Bound<'py, PyDict>)> {
-    let c = x.to_compressed("X")?;
-    if obs_names.len() != c.nrows || var_names.len() != c.ncols {
-        return Err(value_error(format!(
-            "X is {} × {} but there are {} obs names and {} var names",
-            c.nrows,
-            c.ncols,
-            obs_names.len(),
-            var_names.len()
-        )));
-    }
-    let obs = frame(obs_names, obs, "obs")?;
-    let var = frame(var_names, var, "var")?;
+    let mut a = cells(x, obs_names, var_names, obs, var)?;
     let precision: Precision = precision.parse().map_err(value_error)?;
     let model = scllm_tasks::model_dir::resolve_for_embedding(model.as_deref()).map_err(to_py)?;
     let mut job = EmbedJob::new(PathBuf::from(source), PathBuf::new(), model);
@@ -88,7 +67,6 @@ fn embed<'py>(
     job.weights = weights;
     job.strict = strict;
     job.progress = progress;
-    let mut a = AnnData::new(Matrix::Csr(c), obs, var);
     let (out, a) = py.detach(move || {
         let out = embed_in_memory(&job, &mut a);
         (out, a)

@@ -18,6 +18,7 @@ use scllm_train::{predict, AnnotationData, PredictOptions, TrainConfig};
 pub use crate::annotate_job::AnnotateJob;
 use crate::annotation_output::{validation_needed, write_annotation, AnnotatedBy, Annotation};
 use crate::bad;
+use crate::cells::Cells;
 
 /// The base model of `model` with the adapter of `adapter` attached (its hash checked).
 pub fn load_adapted<F: ModelFolder>(
@@ -83,6 +84,20 @@ pub fn annotate_cells<F: ModelFolder>(
 /// Run `job`: write `obs['predicted_cell_type']`, `obs['prediction_confidence']` and the adapted
 /// embeddings to `job.output`. Returns the summary.
 pub fn annotate(job: &AnnotateJob) -> anyhow::Result<serde_json::Value> {
+    annotate_from(job, Cells::File)
+}
+
+/// [`annotate`] on cells the caller holds: the predictions, embeddings and `uns` entry go into
+/// `a` (nothing is read or written; `job.query` names the cells in messages). On error `a` is
+/// unchanged.
+pub fn annotate_in_memory(
+    job: &AnnotateJob,
+    a: &mut scllm_io::AnnData,
+) -> anyhow::Result<serde_json::Value> {
+    annotate_from(job, Cells::Memory(a))
+}
+
+fn annotate_from(job: &AnnotateJob, cells: Cells) -> anyhow::Result<serde_json::Value> {
     if let Some(UnknownBelow::Fixed(p)) = job.unknown_below {
         if !(0.0..=1.0).contains(&p) {
             return Err(bad(format!(
@@ -99,7 +114,7 @@ pub fn annotate(job: &AnnotateJob) -> anyhow::Result<serde_json::Value> {
     }
     scllm_models::nn::precision::kernel(job.precision).map_err(bad)?;
     if scllm_models::folder::detect(&job.model)? == scllm_models::Family::CellPlm {
-        return crate::cellplm_annotation::annotate_cellplm(job);
+        return crate::cellplm_annotation::annotate_cellplm(job, cells);
     }
     if job.batch_size == Some(0) {
         return Err(bad("--batch-size must be at least 1"));
@@ -111,23 +126,25 @@ pub fn annotate(job: &AnnotateJob) -> anyhow::Result<serde_json::Value> {
         ));
     }
     let folder = crate::model_dir::open(&job.model, None, job.dictionaries.as_deref())?;
-    with_folder!(&folder, |f| annotate_with(f, job))
+    with_folder!(&folder, |f| annotate_with(f, job, cells))
 }
 
 fn annotate_with<F: ModelFolder>(
     folder: &F,
     job: &AnnotateJob,
+    mut cells: Cells,
 ) -> anyhow::Result<serde_json::Value> {
     let t0 = std::time::Instant::now();
     let (mut m, meta) = load_adapted(folder, &job.adapter)?;
     m.set_precision(job.precision);
     validation_needed(job, &meta)?;
-    let adata = scllm_io::read_h5ad(&job.query)?;
+    let mut owned = None;
+    let (adata, write) = cells.get(&job.query, &mut owned)?;
     let ann = annotate_cells(
         folder,
         &m,
         &meta.labels,
-        &adata,
+        adata,
         &job.query,
         &QueryOptions {
             max_len: job.max_len.unwrap_or_else(|| folder.finetune_max_len()),
@@ -141,6 +158,7 @@ fn annotate_with<F: ModelFolder>(
     write_annotation(
         job,
         adata,
+        write,
         &meta,
         ann,
         &AnnotatedBy {

@@ -62,7 +62,8 @@ pub struct AnnotatedBy {
 /// `uns['scllm_annotate']` into `job.output`. Returns the summary.
 pub fn write_annotation(
     job: &AnnotateJob,
-    mut adata: AnnData,
+    adata: &mut AnnData,
+    write: bool,
     meta: &AdapterMeta,
     ann: Annotation,
     by: &AnnotatedBy,
@@ -156,7 +157,9 @@ pub fn write_annotation(
             data: Values::F32(emb),
         },
     );
-    scllm_io::write_h5ad(&adata, &job.output, Compression::None)?;
+    if write {
+        scllm_io::write_h5ad(adata, &job.output, Compression::None)?;
+    }
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
     for l in &labels {
         *counts.entry(l.clone()).or_default() += 1;

@@ -27,6 +27,7 @@ use serde_json::json;
 use crate::annotate_job::AnnotateJob;
 use crate::annotation_output::{validation_needed, write_annotation, AnnotatedBy, Annotation};
 use crate::bad;
+use crate::cells::Cells;
 use crate::learning_curves::learning_curves;
 use crate::strategy_counts::{strategy_counts, StrategyCount};
 
@@ -91,15 +92,20 @@ pub struct CellPlmTrained {
 
 /// Fine-tune the CellPLM model of `job.model` on `job.train` and save the adapter in
 /// `job.output`. Returns the summary.
-pub fn finetune_cellplm(job: &CellPlmFinetuneJob) -> anyhow::Result<serde_json::Value> {
+/// The training cells are `job.train`'s, or the caller's ([`Cells::Memory`]).
+pub fn finetune_cellplm(
+    job: &CellPlmFinetuneJob,
+    mut cells: Cells,
+) -> anyhow::Result<serde_json::Value> {
     let t0 = Instant::now();
     let folder = CellPlmFolder::open(&job.model)?;
     std::fs::create_dir_all(&job.output)
         .map_err(|e| bad(format!("{}: cannot create: {e}", job.output.display())))?;
-    let adata = scllm_io::read_h5ad(&job.train)?;
+    let mut owned = None;
+    let (adata, _) = cells.get(&job.train, &mut owned)?;
     let mut job = job.clone();
     job.train_config.out_dir = Some(job.output.clone());
-    let t = train_cellplm(&folder, &adata, &job)?;
+    let t = train_cellplm(&folder, adata, &job)?;
     save_adapter(&t.model, &job.output, &t.meta)?;
     let pictures = learning_curves(
         &job.output,
@@ -280,7 +286,7 @@ pub fn predict_cellplm(
 
 /// `annotate` with a CellPLM base model: the query's cells over the genes the model was
 /// fine-tuned on, predicted set by set.
-pub fn annotate_cellplm(job: &AnnotateJob) -> anyhow::Result<serde_json::Value> {
+pub fn annotate_cellplm(job: &AnnotateJob, mut cells: Cells) -> anyhow::Result<serde_json::Value> {
     let unsupported = [
         (job.max_len.is_some(), "--max-len"),
         (job.gene_col.is_some(), "--gene-col"),
@@ -303,12 +309,13 @@ pub fn annotate_cellplm(job: &AnnotateJob) -> anyhow::Result<serde_json::Value> 
     let (mut m, meta, folder) = load_adapted(&job.model, &job.adapter)?;
     scllm_models::CellModel::set_precision(&mut m, job.precision);
     validation_needed(job, &meta)?;
-    let adata = scllm_io::read_h5ad(&job.query)?;
+    let mut owned = None;
+    let (adata, write) = cells.get(&job.query, &mut owned)?;
     let p = predict_cellplm(
         &m,
         &meta,
         &folder.config.gene_list,
-        &adata,
+        adata,
         &job.query,
         &SetOptions {
             group_by: GroupBy::from_flag(job.group_by.as_deref()),
@@ -329,6 +336,7 @@ pub fn annotate_cellplm(job: &AnnotateJob) -> anyhow::Result<serde_json::Value> 
     write_annotation(
         job,
         adata,
+        write,
         &meta,
         ann,
         &AnnotatedBy {

@@ -12,6 +12,7 @@ use scllm_models::{
 };
 use serde_json::json;
 
+use crate::cells::Cells;
 use crate::{bad, precision_check};
 
 /// One `scllm embed` run.
@@ -108,32 +109,9 @@ pub struct EmbedOutcome {
     pub check: Option<scllm_eval::embedding_agreement::Agreement>,
 }
 
-/// Where an embed run reads its cells and leaves the embedding.
-enum Source<'a> {
-    /// `job.input`, written to `job.output` with the embedding (`--stream`: block by block).
-    File,
-    /// An AnnData the caller holds (the Python package): the embedding (and CellPLM's grouping)
-    /// go into it and nothing is written; `job.input` only names it in messages.
-    Memory(&'a mut scllm_io::AnnData),
-}
-
-impl Source<'_> {
-    /// The cells, read from the file or the caller's, and whether to write them back.
-    fn cells<'b>(
-        &'b mut self,
-        job: &EmbedJob,
-        owned: &'b mut Option<scllm_io::AnnData>,
-    ) -> anyhow::Result<(&'b mut scllm_io::AnnData, bool)> {
-        Ok(match self {
-            Source::File => (owned.insert(scllm_io::read_h5ad(&job.input)?), true),
-            Source::Memory(a) => (&mut **a, false),
-        })
-    }
-}
-
 /// Embed `job.input`'s cells with the model in `job.model` and write `job.output`.
 pub fn embed(job: &EmbedJob) -> anyhow::Result<EmbedOutcome> {
-    run(job, Source::File)
+    run(job, Cells::File)
 }
 
 /// Embed the cells of `a` (held in memory by the caller) exactly as [`embed`] embeds a file's:
@@ -145,10 +123,10 @@ pub fn embed_in_memory(job: &EmbedJob, a: &mut scllm_io::AnnData) -> anyhow::Res
             "streaming reads a file block by block; an AnnData in memory is embedded whole",
         ));
     }
-    run(job, Source::Memory(a))
+    run(job, Cells::Memory(a))
 }
 
-fn run(job: &EmbedJob, source: Source) -> anyhow::Result<EmbedOutcome> {
+fn run(job: &EmbedJob, source: Cells) -> anyhow::Result<EmbedOutcome> {
     if job.batch_size == 0 {
         return Err(bad("--batch-size must be at least 1"));
     }
@@ -201,7 +179,7 @@ fn show_load_report(job: &EmbedJob, report: &LoadReport) -> anyhow::Result<()> {
 fn embed_with<F: ModelFolder>(
     folder: &F,
     job: &EmbedJob,
-    mut source: Source,
+    mut source: Cells,
     kernel: &str,
     dev: &scllm_models::Device,
 ) -> anyhow::Result<EmbedOutcome> {
@@ -258,7 +236,7 @@ fn embed_with<F: ModelFolder>(
         (n, e.stats, genes.n_matched, g, totals.is_some())
     } else {
         let mut owned = None;
-        let (a, write) = source.cells(job, &mut owned)?;
+        let (a, write) = source.get(&job.input, &mut owned)?;
         let n = a.n_obs();
         let bar = progress(job.progress, n, kernel);
         let cells = InMemory {
@@ -469,7 +447,7 @@ fn embed_options<F: ModelFolder>(
 /// `uns['cellplm_sets']`.
 fn embed_sets(
     job: &EmbedJob,
-    mut source: Source,
+    mut source: Cells,
     kernel: &str,
     dev: &scllm_models::Device,
 ) -> anyhow::Result<EmbedOutcome> {
@@ -501,7 +479,7 @@ fn embed_sets(
         batch_size: job.set_size,
     };
     let mut owned = None;
-    let (a, write) = source.cells(job, &mut owned)?;
+    let (a, write) = source.get(&job.input, &mut owned)?;
     let t1 = Instant::now();
     let e = embed_anndata(&model, &folder.config.gene_list, a, &job.input, &opts, dev)?;
     let embed_secs = t1.elapsed().as_secs_f64();

@@ -14,6 +14,7 @@ use scllm_train::{train, AnnotationData, LabelOptions, SplitSpec, TrainConfig, T
 use serde_json::json;
 
 use crate::bad;
+use crate::cells::Cells;
 use crate::learning_curves::learning_curves;
 use crate::strategy_counts::strategy_counts;
 pub use crate::strategy_counts::StrategyCount;
@@ -211,19 +212,22 @@ pub fn finetune_on<F: ModelFolder>(
 
 /// Run `job`: fine-tune, save the adapter (`adapter.safetensors` + `adapter.json`) and the
 /// learning curves in `job.output`. Returns the summary.
-pub fn finetune(job: &FinetuneJob) -> anyhow::Result<serde_json::Value> {
+/// The training cells are `job.train`'s, or the caller's ([`Cells::Memory`]).
+pub fn finetune(job: &FinetuneJob, cells: Cells) -> anyhow::Result<serde_json::Value> {
     let folder = crate::model_dir::open(&job.model, None, job.dictionaries.as_deref())?;
-    with_folder!(&folder, |f| finetune_with(f, job))
+    with_folder!(&folder, |f| finetune_with(f, job, cells))
 }
 
 fn finetune_with<F: ModelFolder>(
     folder: &F,
     job: &FinetuneJob,
+    mut cells: Cells,
 ) -> anyhow::Result<serde_json::Value> {
     std::fs::create_dir_all(&job.output)
         .map_err(|e| bad(format!("{}: cannot create: {e}", job.output.display())))?;
     let t0 = std::time::Instant::now();
-    let adata = scllm_io::read_h5ad(&job.train)?;
+    let mut owned = None;
+    let (adata, _) = cells.get(&job.train, &mut owned)?;
     let prep = PrepOptions {
         max_len: job.max_len.unwrap_or_else(|| folder.finetune_max_len()),
         gene_col: job.gene_col.clone(),
@@ -232,7 +236,7 @@ fn finetune_with<F: ModelFolder>(
     };
     let ft = finetune_on(
         folder,
-        &adata,
+        adata,
         &job.train,
         &FinetuneSpec {
             label: &job.label,

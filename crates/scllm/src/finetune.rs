@@ -1,15 +1,14 @@
-//! `scllm finetune`: arguments into a [`FinetuneJob`] (or a dry run), printing. The work is
-//! `scllm_tasks::finetune`.
+//! `scllm finetune`: arguments into a [`FinetuneRequest`] (or a dry run), printing. The work is
+//! `scllm_tasks::finetune_request`.
 
 use std::path::PathBuf;
 
 use clap::Args;
-use scllm_models::cellplm::prepare::ANNOTATION_HVG;
 use scllm_models::Strategy;
-use scllm_tasks::cellplm_annotation::{finetune_cellplm, CellPlmFinetuneJob};
-use scllm_tasks::finetune::{dry_run, finetune, peft_config, train_config, FinetuneJob};
+use scllm_tasks::cells::Cells;
+use scllm_tasks::finetune::{dry_run, peft_config};
+use scllm_tasks::finetune_request::{run_finetune, FinetuneRequest};
 use scllm_tasks::{bad, model_dir};
-use scllm_train::SplitSpec;
 use serde_json::json;
 
 #[derive(Args, Debug, Clone)]
@@ -213,144 +212,57 @@ pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
         .output
         .clone()
         .ok_or_else(|| bad("-o ADAPTER_DIR is required"))?;
-    let split = match &a.val_by {
-        Some(v) => SplitSpec::parse_val_by(v)?,
-        None => {
-            if !(a.val_fraction > 0.0 && a.val_fraction < 1.0) {
-                return Err(bad(format!(
-                    "--val-fraction must be in (0, 1), got {}",
-                    a.val_fraction
-                )));
-            }
-            SplitSpec::stratified(a.val_fraction, a.seed)
-        }
+    let s = run_finetune(
+        &FinetuneRequest {
+            model,
+            dictionaries: a.dictionaries.clone(),
+            train,
+            label: a.label.clone(),
+            method: a.method,
+            output: output.clone(),
+            val_by: a.val_by.clone(),
+            val_fraction: a.val_fraction,
+            epochs: a.epochs,
+            lr: a.lr,
+            batch_size: a.batch_size,
+            patience: a.patience,
+            max_len: a.max_len,
+            min_cells_per_class: a.min_cells_per_class,
+            gene_col: a.gene_col.clone(),
+            adapter_ratio: a.adapter_ratio,
+            lora_r: a.lora_r,
+            lora_alpha: a.lora_alpha,
+            prefix_tokens: a.prefix_tokens,
+            layers: a.layers.clone(),
+            freeze_layers: a.freeze_layers,
+            resume: a.resume,
+            seed: a.seed,
+            group_by: a.group_by.clone(),
+            hvg: a.hvg,
+            progress: !a.json,
+        },
+        Cells::File,
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    // CellPLM picks its best epoch by validation macro-F1, the token families by loss
+    let best = match s["best_val_macro_f1"].as_f64() {
+        Some(f1) => format!("validation macro-F1 {f1:.4}"),
+        None => format!(
+            "validation loss {:.4}",
+            s["best_val_loss"].as_f64().unwrap_or(f64::NAN)
+        ),
     };
-    if scllm_models::folder::detect(&model)? == scllm_models::Family::CellPlm {
-        return run_cellplm(&a, model, train, output, split);
-    }
-    for (set, flag) in [
-        (a.group_by.is_some(), "--group-by"),
-        (a.hvg.is_some(), "--hvg"),
-    ] {
-        if set {
-            return Err(bad(format!(
-                "{flag} applies to CellPLM models only (cells attending to each other in sets)"
-            )));
-        }
-    }
-    let folder = scllm_models::open_folder(&model, &folder_options(&a))?;
-    let (n_layers, max_len) = scllm_models::with_folder!(&folder, |f| {
-        use scllm_models::ModelFolder;
-        (
-            f.n_layers(),
-            a.max_len.unwrap_or_else(|| f.finetune_max_len()),
-        )
-    });
-    let mut tc = train_config(
-        folder.family(),
-        n_layers,
+    eprintln!(
+        "{}: best epoch {} ({best}, accuracy {:.4}); {} of {} parameters trained; adapter in {}",
         a.method,
-        a.epochs,
-        a.lr,
-        a.batch_size,
-        a.patience,
-        max_len,
-        a.seed,
+        s["best_epoch"],
+        s["best_val_acc"].as_f64().unwrap_or(f64::NAN),
+        s["trainable_params"],
+        s["total_params"],
+        output.display()
     );
-    tc.out_dir = Some(output.clone());
-    tc.resume = a.resume;
-    tc.progress = !a.json;
-    let s = finetune(&FinetuneJob {
-        model,
-        train,
-        label: a.label.clone(),
-        method: a.method,
-        peft: peft_of(&a),
-        output: output.clone(),
-        split,
-        train_config: tc,
-        max_len: Some(max_len),
-        dictionaries: a.dictionaries.clone(),
-        min_cells_per_class: a.min_cells_per_class,
-        gene_col: a.gene_col.clone(),
-    })?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
-    } else {
-        eprintln!(
-            "{}: best epoch {} (validation loss {:.4}, accuracy {:.4}); {} of {} parameters trained; adapter in {}",
-            a.method,
-            s["best_epoch"],
-            s["best_val_loss"].as_f64().unwrap_or(f64::NAN),
-            s["best_val_acc"].as_f64().unwrap_or(f64::NAN),
-            s["trainable_params"],
-            s["total_params"],
-            output.display()
-        );
-    }
-    Ok(())
-}
-
-/// `finetune` on a CellPLM folder: the annotation pipeline's transductive training
-/// (docs/models/cellplm.md §5) with the user's overrides.
-fn run_cellplm(
-    a: &FinetuneArgs,
-    model: PathBuf,
-    train: PathBuf,
-    output: PathBuf,
-    split: SplitSpec,
-) -> anyhow::Result<()> {
-    let unsupported = [
-        (a.max_len.is_some(), "--max-len"),
-        (a.gene_col.is_some(), "--gene-col"),
-        (a.dictionaries.is_some(), "--dictionaries"),
-        (a.resume, "--resume"),
-    ];
-    if let Some((_, flag)) = unsupported.iter().find(|(set, _)| *set) {
-        return Err(bad(format!(
-            "{flag} is not supported for CellPLM models (cells are the tokens, matched by \
-             var.index; a run is not resumable yet)"
-        )));
-    }
-    let mut tc = scllm_train::SetTrainConfig::default();
-    if let Some(e) = a.epochs {
-        tc.epochs = e;
-    }
-    if let Some(l) = a.lr {
-        tc.lr = l;
-    }
-    if let Some(p) = a.patience {
-        tc.early_stop = p;
-    }
-    tc.seed = a.seed;
-    tc.progress = !a.json;
-    let s = finetune_cellplm(&CellPlmFinetuneJob {
-        model,
-        train,
-        label: a.label.clone(),
-        method: a.method,
-        peft: peft_of(a),
-        output: output.clone(),
-        split,
-        group_by: a.group_by.clone(),
-        set_size: a.batch_size,
-        train_config: tc,
-        hvg: a.hvg.unwrap_or(ANNOTATION_HVG),
-        min_cells_per_class: a.min_cells_per_class,
-    })?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
-    } else {
-        eprintln!(
-            "{}: best epoch {} (validation macro-F1 {:.4}, accuracy {:.4}); {} of {} parameters trained; adapter in {}",
-            a.method,
-            s["best_epoch"],
-            s["best_val_macro_f1"].as_f64().unwrap_or(f64::NAN),
-            s["best_val_acc"].as_f64().unwrap_or(f64::NAN),
-            s["trainable_params"],
-            s["total_params"],
-            output.display()
-        );
-    }
     Ok(())
 }

@@ -1,0 +1,191 @@
+//! `scllm.tl.finetune` and `scllm.tl.annotate`'s native calls: scllm-tasks' fine-tuning and
+//! annotation (the functions `scllm finetune` / `scllm annotate` run) on the cells handed over.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use scllm_io::Matrix;
+use scllm_models::{Precision, Strategy};
+use scllm_tasks::annotate::annotate_in_memory;
+use scllm_tasks::annotate_job::AnnotateJob;
+use scllm_tasks::cells::Cells;
+use scllm_tasks::finetune_request::{run_finetune, FinetuneRequest};
+
+use crate::arrays::{cells, column_to_py, matrix_f32, uns_to_py, ColumnIn, Csr};
+use crate::errors::{to_py, value_error};
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(finetune, m)?)?;
+    m.add_function(wrap_pyfunction!(annotate, m)?)?;
+    Ok(())
+}
+
+/// Fine-tune `model` on the labelled cells of `x` and save the adapter in `out`; returns the
+/// summary (JSON), as `scllm finetune --json` prints it.
+#[pyfunction]
+#[pyo3(signature = (
+    x, obs_names, var_names, obs, var, model, label, method, out, val_by=None,
+    val_fraction=0.1, epochs=None, lr=None, batch_size=None, patience=None, max_len=None,
+    min_cells_per_class=None, gene_col=None, adapter_ratio=None, lora_r=None, lora_alpha=None,
+    prefix_tokens=None, layers=None, freeze_layers=None, resume=false, seed=0, group_by=None,
+    hvg=None, dictionaries=None, progress=false, source="<AnnData>"
+))]
+#[allow(clippy::too_many_arguments)]
+fn finetune(
+    py: Python<'_>,
+    x: Csr<'_>,
+    obs_names: Vec<String>,
+    var_names: Vec<String>,
+    obs: Vec<(String, ColumnIn<'_>)>,
+    var: Vec<(String, ColumnIn<'_>)>,
+    model: Option<PathBuf>,
+    label: String,
+    method: &str,
+    out: PathBuf,
+    val_by: Option<String>,
+    val_fraction: f64,
+    epochs: Option<usize>,
+    lr: Option<f64>,
+    batch_size: Option<usize>,
+    patience: Option<usize>,
+    max_len: Option<usize>,
+    min_cells_per_class: Option<usize>,
+    gene_col: Option<String>,
+    adapter_ratio: Option<f64>,
+    lora_r: Option<usize>,
+    lora_alpha: Option<f64>,
+    prefix_tokens: Option<usize>,
+    layers: Option<Vec<usize>>,
+    freeze_layers: Option<usize>,
+    resume: bool,
+    seed: u64,
+    group_by: Option<String>,
+    hvg: Option<usize>,
+    dictionaries: Option<PathBuf>,
+    progress: bool,
+    source: &str,
+) -> PyResult<String> {
+    let mut a = cells(x, obs_names, var_names, obs, var)?;
+    let method: Strategy = method.parse().map_err(value_error)?;
+    let model = scllm_tasks::model_dir::resolve(model.as_deref()).map_err(to_py)?;
+    let mut req = FinetuneRequest::new(model, PathBuf::from(source), label, method, out);
+    req.dictionaries = dictionaries;
+    req.val_by = val_by;
+    req.val_fraction = val_fraction;
+    req.epochs = epochs;
+    req.lr = lr;
+    req.batch_size = batch_size;
+    req.patience = patience;
+    req.max_len = max_len;
+    req.min_cells_per_class = min_cells_per_class;
+    req.gene_col = gene_col;
+    req.adapter_ratio = adapter_ratio;
+    req.lora_r = lora_r;
+    req.lora_alpha = lora_alpha;
+    req.prefix_tokens = prefix_tokens;
+    req.layers = layers;
+    req.freeze_layers = freeze_layers;
+    req.resume = resume;
+    req.seed = seed;
+    req.group_by = group_by;
+    req.hvg = hvg;
+    req.progress = progress;
+    let s = py
+        .detach(move || run_finetune(&req, Cells::Memory(&mut a)))
+        .map_err(to_py)?;
+    Ok(s.to_string())
+}
+
+/// What `annotate` adds to the cells: the summary, the obs columns it wrote (new or changed:
+/// values and whether categorical), its obsm entries and uns entries.
+type Added<'py> = (
+    String,
+    Bound<'py, PyDict>,
+    Bound<'py, PyDict>,
+    Bound<'py, PyDict>,
+);
+
+/// Annotate the cells of `x` with `model` + `adapter`; returns the summary (JSON) and what
+/// `scllm annotate` writes into the output file: obs columns, obsm and uns entries.
+#[pyfunction]
+#[pyo3(signature = (
+    x, obs_names, var_names, obs, var, model, adapter, unknown_below=None, coverage=None,
+    key_added=None, max_len=None, batch_size=None, group_by=None, gene_col=None, seed=0,
+    precision="f32", dictionaries=None, progress=false, source="<AnnData>"
+))]
+#[allow(clippy::too_many_arguments)]
+fn annotate<'py>(
+    py: Python<'py>,
+    x: Csr<'py>,
+    obs_names: Vec<String>,
+    var_names: Vec<String>,
+    obs: Vec<(String, ColumnIn<'py>)>,
+    var: Vec<(String, ColumnIn<'py>)>,
+    model: Option<PathBuf>,
+    adapter: PathBuf,
+    unknown_below: Option<String>,
+    coverage: Option<f64>,
+    key_added: Option<String>,
+    max_len: Option<usize>,
+    batch_size: Option<usize>,
+    group_by: Option<String>,
+    gene_col: Option<String>,
+    seed: u64,
+    precision: &str,
+    dictionaries: Option<PathBuf>,
+    progress: bool,
+    source: &str,
+) -> PyResult<Added<'py>> {
+    let mut a = cells(x, obs_names, var_names, obs, var)?;
+    let before: HashMap<String, scllm_io::Column> = a.obs.columns.iter().cloned().collect();
+    let precision: Precision = precision.parse().map_err(value_error)?;
+    let unknown_below = unknown_below
+        .map(|u| u.parse())
+        .transpose()
+        .map_err(value_error)?;
+    let job = AnnotateJob {
+        query: PathBuf::from(source),
+        model: scllm_tasks::model_dir::resolve(model.as_deref()).map_err(to_py)?,
+        adapter,
+        output: PathBuf::new(),
+        dictionaries,
+        unknown_below,
+        coverage,
+        obsm_key: key_added,
+        max_len,
+        batch_size,
+        group_by,
+        gene_col,
+        seed,
+        progress,
+        precision,
+    };
+    let (s, a) = py.detach(move || {
+        let s = annotate_in_memory(&job, &mut a);
+        (s, a)
+    });
+    let mut s = s.map_err(to_py)?;
+    if let Some(o) = s.as_object_mut() {
+        o.remove("output");
+    }
+    let obs = PyDict::new(py);
+    for (name, col) in &a.obs.columns {
+        if before.get(name) != Some(col) {
+            let categorical = matches!(col, scllm_io::Column::Categorical { .. });
+            obs.set_item(name, (column_to_py(py, col)?, categorical))?;
+        }
+    }
+    let obsm = PyDict::new(py);
+    for (k, m) in &a.obsm {
+        if let Matrix::Dense { ncols, data, .. } = m {
+            obsm.set_item(k, matrix_f32(py, data.to_f32(), *ncols)?)?;
+        }
+    }
+    let uns = PyDict::new(py);
+    for (k, v) in &a.uns {
+        uns.set_item(k, uns_to_py(py, v)?)?;
+    }
+    Ok((s.to_string(), obs, obsm, uns))
+}
