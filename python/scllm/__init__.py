@@ -6,6 +6,7 @@ temporary file. Verbs follow scanpy's layout:
 - :mod:`scllm.pp` -- preprocessing (``normalize_total``, ``log1p``, ``highly_variable_genes``,
   ``filter_cells``, ``filter_genes``, ``scale``, ``binning``), in place, scanpy's keys;
 - :mod:`scllm.tl` -- tools (``embed`` with a model folder of any family);
+- :mod:`scllm.pl` -- pictures (confusion matrix, per-class F1, UMAP, learning curves);
 - :mod:`scllm.metrics` -- ``evaluate``: ``scllm evaluate``'s metrics, equal to scikit-learn's;
 - :mod:`scllm.dask` -- ``embed_files``: many ``.h5ad`` shards across a ``dask.distributed``
   cluster (imported on use: ``import scllm.dask``).
@@ -18,7 +19,7 @@ Example::
     sc.pp.neighbors(adata, use_rep="X_cellplm")
 """
 
-from . import metrics, pp, tl
+from . import metrics, pl, pp, tl
 from ._scllm import __version__
 
-__all__ = ["metrics", "pp", "tl", "__version__"]
+__all__ = ["metrics", "pl", "pp", "tl", "__version__"]

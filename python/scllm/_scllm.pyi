@@ -19,6 +19,11 @@ ColumnIn = Union[
     List[str],
 ]
 
+# obs columns written (values, categorical?), obsm matrices, uns entries
+Written = Tuple[Dict[str, Tuple[Any, bool]], Dict[str, npt.NDArray[np.float32]], Dict[str, Any]]
+# X, obs names, var names, obs columns, var columns, (use_rep key, embedding)
+Side = Tuple[Csr, List[str], List[str], List[Tuple[str, ColumnIn]], List[Tuple[str, ColumnIn]], Optional[Tuple[str, npt.NDArray[np.float32]]]]
+
 def normalize_total(
     x: Csr, target_sum: Optional[float] = None
 ) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], float]:
@@ -156,5 +161,42 @@ def annotate(
     dictionaries: Optional[str] = None,
     progress: bool = False,
     source: str = "<AnnData>",
-) -> Tuple[str, Dict[str, Tuple[Any, bool]], Dict[str, npt.NDArray[np.float32]], Dict[str, Any]]:
-    """The summary (JSON), the obs columns written (values, categorical?), obsm and uns entries."""
+) -> Tuple[str, Written]:
+    """The summary (JSON) and what was written into the cells."""
+
+def baseline(
+    query: Side,
+    reference: Side,
+    label: str,
+    method: str,
+    n_hvg: int = 2000,
+    hvg_flavor: str = "seurat",
+    unknown_below: Optional[str] = None,
+    coverage: Optional[float] = None,
+    c: Optional[float] = None,
+    k: int = 15,
+    use_rep: Optional[str] = None,
+    n_pcs: int = 50,
+    vote: str = "majority",
+    metric: str = "cosine",
+    seed: int = 0,
+) -> Tuple[str, Written]:
+    """`scllm baseline --json`'s summary and what was written into the query."""
+
+def umap(
+    obs_names: List[str],
+    x: Optional[Csr] = None,
+    var_names: Optional[List[str]] = None,
+    rep: Optional[Tuple[str, npt.NDArray[np.float32]]] = None,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    seed: int = 0,
+) -> Tuple[npt.NDArray[np.float32], str]:
+    """The layout (cells x 2) and what was laid out."""
+
+def confusion(path: str, labels: List[str], matrix: List[List[int]], title: str) -> None: ...
+def per_class_f1(path: str, rows: List[Tuple[str, float, float, float, int, int]], title: str) -> None: ...
+def embedding(
+    path: str, coords: npt.NDArray[np.float32], labels: List[str], title: str, second: Optional[List[str]] = None
+) -> None: ...
+def learning_curves(path: str, train_log: str, title: str) -> None: ...

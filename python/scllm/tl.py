@@ -1,4 +1,5 @@
-"""Tools, as scanpy's ``sc.tl``: cell embeddings from a model folder of any family."""
+"""Tools, as scanpy's ``sc.tl``: embeddings, fine-tuning and annotation with a model folder of
+any family, and the classical baselines beside them."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
 
 from . import _anndata as ad_
 from . import _scllm
@@ -245,7 +248,7 @@ def annotate(
 
     if not Path(adapter).is_dir():
         raise FileNotFoundError(f"adapter folder {adapter} does not exist")
-    summary, obs, obsm, uns = _scllm.annotate(
+    summary, (obs, obsm, uns) = _scllm.annotate(
         *_cells(adata, layer, gene_col, [group_by]),
         _model(model, "annotate"),
         str(adapter),
@@ -268,3 +271,119 @@ def annotate(
     for k, v in uns.items():
         adata.uns[k] = v
     return json.loads(summary)
+
+
+def _side(adata: Any, layer: Optional[str], use_rep: Optional[str], what: str):
+    """One side of a baseline: X (or a layer, or ``raw``), names, columns, the embedding."""
+    if layer == "raw":
+        if adata.raw is None:
+            raise KeyError(f"{what} has no .raw")
+        m, var_names, var = adata.raw.X, adata.raw.var_names, adata.raw.var
+    else:
+        m, var_names, var = ad_.matrix(adata, layer), adata.var_names, adata.var
+    rep = None
+    if use_rep is not None:
+        if use_rep not in adata.obsm:
+            raise KeyError(f"{what}: {use_rep!r} is not an obsm key (obsm: {', '.join(adata.obsm.keys()) or 'none'})")
+        rep = (use_rep, np.ascontiguousarray(np.asarray(adata.obsm[use_rep]), dtype=np.float32))
+    return (
+        ad_.csr(m, f"{what} X", allow_float64=True),
+        ad_.names(adata.obs_names),
+        ad_.names(var_names),
+        ad_.columns(adata.obs),
+        ad_.columns(var),
+        rep,
+    )
+
+
+def baseline(
+    adata: Any,
+    reference: Any,
+    *,
+    label: str = "cell_type",
+    method: str = "logreg",
+    layer: Optional[str] = None,
+    n_hvg: int = 2000,
+    hvg_flavor: str = "seurat",
+    unknown_below: Union[float, str, None] = None,
+    coverage: Optional[float] = None,
+    c: Optional[float] = None,
+    k: int = 15,
+    use_rep: Optional[str] = None,
+    n_pcs: int = 50,
+    vote: str = "majority",
+    metric: str = "cosine",
+    seed: int = 0,
+) -> Dict[str, Any]:
+    """The classical annotators a model must beat, as ``scllm baseline``: ``logreg`` (L1
+    logistic regression, C by 5-fold cross-validation), ``knn`` (label transfer on
+    ``obsm[use_rep]`` or PCA) or ``correlation`` (SingleR-style), trained on the labelled cells
+    of ``reference`` (log-normalised expression, or the embedding) and predicting ``adata``:
+    ``obs['predicted_cell_type']``, ``obs['prediction_confidence']``, ``uns['scllm_baseline']``.
+    ``unknown_below`` (a number or ``"auto"``) and ``coverage`` as in :func:`annotate`.
+
+    Example::
+
+        scllm.tl.baseline(query, ref, label="cell_type", method="knn", use_rep="X_cellplm")
+
+    Returns the run's summary (with metrics when ``adata`` has the label column too).
+    """
+    import pandas as pd
+
+    if label not in reference.obs:
+        raise KeyError(f"label {label!r} is not an obs column of the reference")
+    summary, (obs, _obsm, uns) = _scllm.baseline(
+        _side(adata, layer, use_rep, "query"),
+        _side(reference, layer, use_rep, "reference"),
+        label,
+        method,
+        n_hvg,
+        hvg_flavor,
+        None if unknown_below is None else str(unknown_below),
+        coverage,
+        c,
+        k,
+        use_rep,
+        n_pcs,
+        vote,
+        metric,
+        seed,
+    )
+    for name, (values, categorical) in obs.items():
+        adata.obs[name] = pd.Categorical(values) if categorical else values
+    for key, v in uns.items():
+        adata.uns[key] = v
+    return json.loads(summary)
+
+
+def umap(
+    adata: Any,
+    *,
+    use_rep: Optional[str] = None,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    seed: int = 0,
+    key_added: str = "X_umap",
+) -> Dict[str, Any]:
+    """A 2-D UMAP layout (umap-learn's algorithm, seeded: the same picture every run) of
+    ``obsm[use_rep]``, or of PCA (50 components) of log1p(CP10k) of the counts in ``X``, as
+    ``scllm umap``; stored in ``obsm[key_added]`` (float32). Draw it with
+    :func:`scllm.pl.umap`.
+
+    Example::
+
+        scllm.tl.umap(adata, use_rep="X_cellplm")
+        scllm.pl.umap(adata, color="cell_type")
+    """
+    rep = None
+    x = var_names = None
+    if use_rep is not None:
+        if use_rep not in adata.obsm:
+            raise KeyError(f"{use_rep!r} is not an obsm key (obsm: {', '.join(adata.obsm.keys()) or 'none'})")
+        rep = (use_rep, np.ascontiguousarray(np.asarray(adata.obsm[use_rep]), dtype=np.float32))
+    else:
+        x = ad_.csr(ad_.matrix(adata), "X", allow_float64=True)
+        var_names = ad_.names(adata.var_names)
+    layout, what = _scllm.umap(ad_.names(adata.obs_names), x, var_names, rep, n_neighbors, min_dist, seed)
+    adata.obsm[key_added] = layout
+    return {"representation": what, "cells": adata.n_obs, "key": key_added}

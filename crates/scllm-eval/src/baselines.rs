@@ -710,9 +710,27 @@ pub struct BaselineOutcome {
     pub output: String,
 }
 
-/// Read both files, train and annotate ([`run_baseline`]), write the annotated query.
+/// Read both files, train and annotate ([`baseline_cells`]), write the annotated query.
 pub fn baseline(job: &BaselineJob) -> Result<BaselineOutcome> {
-    let mut o = job.options.clone();
+    let reference = read_h5ad(&job.reference)?;
+    let mut query = read_h5ad(&job.query)?;
+    let summary = baseline_cells(&reference, &mut query, &job.options)?;
+    write_h5ad(&query, &job.output, Compression::None)?;
+    Ok(BaselineOutcome {
+        summary,
+        output: job.output.display().to_string(),
+    })
+}
+
+/// `scllm baseline` on cells held in memory: train on `reference`, annotate `query` in place
+/// (held-out calibration for `unknown_below_auto` and `coverage`). Options that cannot work
+/// are refused first.
+pub fn baseline_cells(
+    reference: &AnnData,
+    query: &mut AnnData,
+    options: &BaselineOptions,
+) -> Result<BaselineSummary> {
+    let mut o = options.clone();
     // options that cannot work are refused before the files are read
     if o.hvg_flavor == HvgFlavor::SeuratV3 {
         return Err(invalid(
@@ -723,16 +741,9 @@ pub fn baseline(job: &BaselineJob) -> Result<BaselineOutcome> {
         return Err(invalid("--k must be at least 1"));
     }
     o.n_pcs = o.n_pcs.max(1);
-    let reference = read_h5ad(&job.reference)?;
-    let mut query = read_h5ad(&job.query)?;
-    let summary = if o.unknown_below_auto || o.coverage.is_some() {
-        run_baseline_held_out(&reference, &mut query, &o)?
+    if o.unknown_below_auto || o.coverage.is_some() {
+        run_baseline_held_out(reference, query, &o)
     } else {
-        run_baseline(&reference, &mut query, &o)?
-    };
-    write_h5ad(&query, &job.output, Compression::None)?;
-    Ok(BaselineOutcome {
-        summary,
-        output: job.output.display().to_string(),
-    })
+        run_baseline(reference, query, &o)
+    }
 }

@@ -71,6 +71,26 @@ pub fn pca_of_log(a: &AnnData, seed: u64) -> Result<(Vec<f32>, usize, usize)> {
     Ok((x, log.x.nrows, pca.n_comps))
 }
 
+/// The 2-D UMAP layout of `a`'s embedding `obsm[use_rep]` (default: PCA of its log-normalised
+/// X, [`pca_of_log`] with `opts.seed`), what was laid out, and its dimensions.
+pub fn umap_of(
+    a: &AnnData,
+    use_rep: Option<&str>,
+    opts: &UmapOptions,
+) -> Result<(Vec<[f32; 2]>, String, usize)> {
+    let (x, n, d, rep) = match use_rep {
+        Some(k) => {
+            let (x, n, d) = obsm_f32(a, k)?;
+            (x, n, d, format!("obsm['{k}']"))
+        }
+        None => {
+            let (x, n, d) = pca_of_log(a, opts.seed)?;
+            (x, n, d, format!("PCA ({d} components) of log1p(CP10k) X"))
+        }
+    };
+    Ok((umap(&x, n, d, opts)?, rep, d))
+}
+
 /// Every cell's value of obs column `col` (NaN as `nan`), for colouring.
 fn labels(a: &AnnData, col: &str) -> Result<Vec<String>> {
     let c = a.obs_column(col).map_err(|_| {
@@ -110,16 +130,6 @@ pub fn umap_file(job: &UmapJob) -> Result<UmapSummary> {
         .iter()
         .map(|c| labels(&a, c))
         .collect::<Result<_>>()?;
-    let (x, n, d, rep) = match &job.use_rep {
-        Some(k) => {
-            let (x, n, d) = obsm_f32(&a, k)?;
-            (x, n, d, format!("obsm['{k}']"))
-        }
-        None => {
-            let (x, n, d) = pca_of_log(&a, job.seed)?;
-            (x, n, d, format!("PCA ({d} components) of log1p(CP10k) X"))
-        }
-    };
     let opts = UmapOptions {
         n_neighbors: job.n_neighbors,
         min_dist: job.min_dist,
@@ -127,7 +137,8 @@ pub fn umap_file(job: &UmapJob) -> Result<UmapSummary> {
         progress: job.progress,
         ..Default::default()
     };
-    let layout = umap(&x, n, d, &opts)?;
+    let (layout, rep, d) = umap_of(&a, job.use_rep.as_deref(), &opts)?;
+    let n = layout.len();
     let title = format!(
         "{} — UMAP of {rep}",
         job.file

@@ -1,20 +1,18 @@
 //! `scllm.tl.finetune` and `scllm.tl.annotate`'s native calls: scllm-tasks' fine-tuning and
 //! annotation (the functions `scllm finetune` / `scllm annotate` run) on the cells handed over.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
-use scllm_io::Matrix;
 use scllm_models::{Precision, Strategy};
 use scllm_tasks::annotate::annotate_in_memory;
 use scllm_tasks::annotate_job::AnnotateJob;
 use scllm_tasks::cells::Cells;
 use scllm_tasks::finetune_request::{run_finetune, FinetuneRequest};
 
-use crate::arrays::{cells, column_to_py, matrix_f32, uns_to_py, ColumnIn, Csr};
+use crate::arrays::{cells, ColumnIn, Csr};
 use crate::errors::{to_py, value_error};
+use crate::written::{written, Written};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(finetune, m)?)?;
@@ -98,15 +96,6 @@ fn finetune(
     Ok(s.to_string())
 }
 
-/// What `annotate` adds to the cells: the summary, the obs columns it wrote (new or changed:
-/// values and whether categorical), its obsm entries and uns entries.
-type Added<'py> = (
-    String,
-    Bound<'py, PyDict>,
-    Bound<'py, PyDict>,
-    Bound<'py, PyDict>,
-);
-
 /// Annotate the cells of `x` with `model` + `adapter`; returns the summary (JSON) and what
 /// `scllm annotate` writes into the output file: obs columns, obsm and uns entries.
 #[pyfunction]
@@ -137,9 +126,9 @@ fn annotate<'py>(
     dictionaries: Option<PathBuf>,
     progress: bool,
     source: &str,
-) -> PyResult<Added<'py>> {
+) -> PyResult<(String, Written<'py>)> {
     let mut a = cells(x, obs_names, var_names, obs, var)?;
-    let before: HashMap<String, scllm_io::Column> = a.obs.columns.iter().cloned().collect();
+    let before = a.obs.columns.clone();
     let precision: Precision = precision.parse().map_err(value_error)?;
     let unknown_below = unknown_below
         .map(|u| u.parse())
@@ -170,22 +159,6 @@ fn annotate<'py>(
     if let Some(o) = s.as_object_mut() {
         o.remove("output");
     }
-    let obs = PyDict::new(py);
-    for (name, col) in &a.obs.columns {
-        if before.get(name) != Some(col) {
-            let categorical = matches!(col, scllm_io::Column::Categorical { .. });
-            obs.set_item(name, (column_to_py(py, col)?, categorical))?;
-        }
-    }
-    let obsm = PyDict::new(py);
-    for (k, m) in &a.obsm {
-        if let Matrix::Dense { ncols, data, .. } = m {
-            obsm.set_item(k, matrix_f32(py, data.to_f32(), *ncols)?)?;
-        }
-    }
-    let uns = PyDict::new(py);
-    for (k, v) in &a.uns {
-        uns.set_item(k, uns_to_py(py, v)?)?;
-    }
-    Ok((s.to_string(), obs, obsm, uns))
+    let (obs, obsm, uns) = written(py, &before, &a)?;
+    Ok((s.to_string(), (obs, obsm, uns)))
 }

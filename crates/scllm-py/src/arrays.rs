@@ -1,7 +1,10 @@
 //! numpy/scipy arrays in, scllm-io matrices and columns out (and back): CSR parts are checked
 //! before use, so a malformed matrix is a `ValueError`, never an out-of-bounds read.
 
-use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1};
+use numpy::{
+    IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArrayMethods,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use scllm_io::{AnnData, Column, Compressed, DataFrame, Matrix, UnsValue, Values};
@@ -213,4 +216,16 @@ pub(crate) fn cells(
     let obs = frame(obs_names, obs, "obs")?;
     let var = frame(var_names, var, "var")?;
     Ok(AnnData::new(Matrix::Csr(c), obs, var))
+}
+
+/// A 2-D float32 array (an `obsm` entry) as a dense matrix.
+pub(crate) fn dense_f32(what: &str, e: &PyReadonlyArray2<'_, f32>) -> PyResult<Matrix> {
+    let [rows, cols] = e.shape() else {
+        return Err(value_error(format!("{what} must be 2-D")));
+    };
+    Ok(Matrix::Dense {
+        nrows: *rows,
+        ncols: *cols,
+        data: Values::F32(e.as_array().iter().copied().collect()),
+    })
 }

@@ -7,10 +7,13 @@ use pyo3::prelude::*;
 
 mod adapt;
 mod arrays;
+mod baselines;
 mod errors;
 mod metrics;
+mod pl;
 mod pp;
 mod tl;
+mod written;
 
 #[pymodule]
 fn _scllm(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -19,5 +22,7 @@ fn _scllm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     tl::register(m)?;
     metrics::register(m)?;
     adapt::register(m)?;
+    baselines::register(m)?;
+    pl::register(m)?;
     Ok(())
 }

@@ -1,12 +1,12 @@
 //! `scllm.metrics`' native call: scllm-eval's `evaluate` (scikit-learn's classification,
 //! clustering and silhouette metrics) on the obs columns and embedding handed over.
 
-use numpy::{PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::PyReadonlyArray2;
 use pyo3::prelude::*;
 use scllm_eval::evaluation::{evaluate as evaluate_cells, EvaluateOptions};
-use scllm_io::{AnnData, DataFrame, Matrix, Values};
+use scllm_io::AnnData;
 
-use crate::arrays::ColumnIn;
+use crate::arrays::{dense_f32, frame, ColumnIn};
 use crate::errors::{to_py, value_error};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -33,12 +33,7 @@ fn evaluate(
     silhouette_max_cells: usize,
     seed: u64,
 ) -> PyResult<String> {
-    let mut df = DataFrame::new(obs_names);
-    let n = df.nrows();
-    for (name, c) in obs {
-        let col = c.to_column(n, &format!("obs['{name}']"))?;
-        df.set(&name, col);
-    }
+    let df = frame(obs_names, obs, "obs")?;
     let mut a = AnnData {
         obs: df,
         source: Some("<AnnData>".into()),
@@ -46,18 +41,8 @@ fn evaluate(
     };
     let key = embedding.as_ref().map(|(k, _)| k.clone());
     if let Some((k, e)) = embedding {
-        let [rows, cols] = e.shape() else {
-            return Err(value_error(format!("obsm['{k}'] must be 2-D")));
-        };
-        let data = e.as_array().iter().copied().collect::<Vec<f32>>();
-        a.obsm.push((
-            k,
-            Matrix::Dense {
-                nrows: *rows,
-                ncols: *cols,
-                data: Values::F32(data),
-            },
-        ));
+        let m = dense_f32(&format!("obsm['{k}']"), &e)?;
+        a.obsm.push((k, m));
     }
     let distances = distances
         .iter()

@@ -1,0 +1,109 @@
+//! `scllm.tl.baseline`'s native call: scllm-eval's classical annotators (L1 logistic
+//! regression, kNN, correlation; the functions `scllm baseline` runs) on a reference and a
+//! query handed over.
+
+use numpy::PyReadonlyArray2;
+use pyo3::prelude::*;
+use scllm_eval::baselines::{baseline_cells, BaselineOptions, Method};
+use scllm_eval::novelty::UnknownBelow;
+use scllm_io::AnnData;
+
+use crate::arrays::{cells, dense_f32, ColumnIn, Csr};
+use crate::errors::{to_py, value_error};
+use crate::written::{written, Written};
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(baseline, m)?)?;
+    Ok(())
+}
+
+/// One side's cells as the Python half hands them over: X, obs names, var names, obs and var
+/// columns, and the embedding `use_rep` names (when it does).
+type Side<'py> = (
+    Csr<'py>,
+    Vec<String>,
+    Vec<String>,
+    Vec<(String, ColumnIn<'py>)>,
+    Vec<(String, ColumnIn<'py>)>,
+    Option<(String, PyReadonlyArray2<'py, f32>)>,
+);
+
+fn side(s: Side<'_>, name: &str) -> PyResult<AnnData> {
+    let (x, obs_names, var_names, obs, var, rep) = s;
+    let mut a = cells(x, obs_names, var_names, obs, var)?;
+    a.source = Some(name.into());
+    if let Some((k, e)) = rep {
+        let m = dense_f32(&format!("{name}: obsm['{k}']"), &e)?;
+        a.obsm.push((k, m));
+    }
+    Ok(a)
+}
+
+/// Train `method` on the labelled reference cells and annotate the query: returns the summary
+/// (JSON, as `scllm baseline --json`) and what it wrote into the query.
+#[pyfunction]
+#[pyo3(signature = (
+    query, reference, label, method, n_hvg=2000, hvg_flavor="seurat", unknown_below=None,
+    coverage=None, c=None, k=15, use_rep=None, n_pcs=50, vote="majority", metric="cosine",
+    seed=0
+))]
+#[allow(clippy::too_many_arguments)]
+fn baseline<'py>(
+    py: Python<'py>,
+    query: Side<'py>,
+    reference: Side<'py>,
+    label: &str,
+    method: &str,
+    n_hvg: usize,
+    hvg_flavor: &str,
+    unknown_below: Option<String>,
+    coverage: Option<f64>,
+    c: Option<f64>,
+    k: usize,
+    use_rep: Option<String>,
+    n_pcs: usize,
+    vote: &str,
+    metric: &str,
+    seed: u64,
+) -> PyResult<(String, Written<'py>)> {
+    let method = match method {
+        "logreg" => Method::Logreg,
+        "knn" => Method::Knn,
+        "correlation" => Method::Correlation,
+        other => {
+            return Err(value_error(format!(
+                "unknown baseline `{other}`: use logreg, knn or correlation"
+            )))
+        }
+    };
+    let mut q = side(query, "<query AnnData>")?;
+    let r = side(reference, "<reference AnnData>")?;
+    let mut o = BaselineOptions::new(method, label);
+    o.n_hvg = n_hvg;
+    o.hvg_flavor = hvg_flavor.parse().map_err(value_error)?;
+    match unknown_below
+        .map(|u| u.parse::<UnknownBelow>())
+        .transpose()
+        .map_err(value_error)?
+    {
+        Some(UnknownBelow::Fixed(p)) => o.unknown_below = Some(p),
+        Some(UnknownBelow::Auto) => o.unknown_below_auto = true,
+        None => {}
+    }
+    o.coverage = coverage;
+    o.c = c;
+    o.k = k;
+    o.use_rep = use_rep;
+    o.n_pcs = n_pcs;
+    o.vote = vote.parse().map_err(value_error)?;
+    o.metric = metric.parse().map_err(value_error)?;
+    o.seed = seed;
+    let before = q.obs.columns.clone();
+    let (s, q) = py.detach(move || {
+        let s = baseline_cells(&r, &mut q, &o);
+        (s, q)
+    });
+    let s = s.map_err(|e| to_py(e.into()))?;
+    let s = serde_json::to_string(&s).map_err(|e| value_error(e.to_string()))?;
+    Ok((s, written(py, &before, &q)?))
+}
