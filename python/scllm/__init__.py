@@ -7,6 +7,7 @@ temporary file. Verbs follow scanpy's layout:
   ``filter_cells``, ``filter_genes``, ``scale``, ``binning``), in place, scanpy's keys;
 - :mod:`scllm.tl` -- tools (``embed`` with a model folder of any family);
 - :mod:`scllm.pl` -- pictures (confusion matrix, per-class F1, UMAP, learning curves);
+- ``scllm.benchmark(config, out)`` -- ``scllm benchmark``: baselines beside model methods, as a table;
 - :mod:`scllm.metrics` -- ``evaluate``: ``scllm evaluate``'s metrics, equal to scikit-learn's;
 - :mod:`scllm.dask` -- ``embed_files``: many ``.h5ad`` shards across a ``dask.distributed``
   cluster (imported on use: ``import scllm.dask``).
@@ -20,6 +21,7 @@ Example::
 """
 
 from . import metrics, pl, pp, tl
+from ._benchmark import benchmark
 from ._scllm import __version__
 
-__all__ = ["metrics", "pl", "pp", "tl", "__version__"]
+__all__ = ["benchmark", "metrics", "pl", "pp", "tl", "__version__"]

@@ -21,8 +21,8 @@ ColumnIn = Union[
 
 # obs columns written (values, categorical?), obsm matrices, uns entries
 Written = Tuple[Dict[str, Tuple[Any, bool]], Dict[str, npt.NDArray[np.float32]], Dict[str, Any]]
-# X, obs names, var names, obs columns, var columns, (use_rep key, embedding)
-Side = Tuple[Csr, List[str], List[str], List[Tuple[str, ColumnIn]], List[Tuple[str, ColumnIn]], Optional[Tuple[str, npt.NDArray[np.float32]]]]
+# X, obs names, var names, obs columns, var columns, (obsm key, embedding) or None
+CellsIn = Tuple[Csr, List[str], List[str], List[Tuple[str, ColumnIn]], List[Tuple[str, ColumnIn]], Optional[Tuple[str, npt.NDArray[np.float32]]]]
 
 def normalize_total(
     x: Csr, target_sum: Optional[float] = None
@@ -71,11 +71,7 @@ def binning(
     """The bins (CSR values, int64) and each cell's edges (cells x n_bins)."""
 
 def embed(
-    x: Csr,
-    obs_names: List[str],
-    var_names: List[str],
-    obs: List[Tuple[str, ColumnIn]],
-    var: List[Tuple[str, ColumnIn]],
+    cells: CellsIn,
     model: Optional[str],
     key_added: Optional[str] = None,
     batch_size: Optional[int] = None,
@@ -107,11 +103,7 @@ def evaluate(
     """`scllm evaluate --json`'s report."""
 
 def finetune(
-    x: Csr,
-    obs_names: List[str],
-    var_names: List[str],
-    obs: List[Tuple[str, ColumnIn]],
-    var: List[Tuple[str, ColumnIn]],
+    cells: CellsIn,
     model: Optional[str],
     label: str,
     method: str,
@@ -142,11 +134,7 @@ def finetune(
     """`scllm finetune --json`'s summary; the adapter is written to `out`."""
 
 def annotate(
-    x: Csr,
-    obs_names: List[str],
-    var_names: List[str],
-    obs: List[Tuple[str, ColumnIn]],
-    var: List[Tuple[str, ColumnIn]],
+    cells: CellsIn,
     model: Optional[str],
     adapter: str,
     unknown_below: Optional[str] = None,
@@ -165,8 +153,8 @@ def annotate(
     """The summary (JSON) and what was written into the cells."""
 
 def baseline(
-    query: Side,
-    reference: Side,
+    query: CellsIn,
+    reference: CellsIn,
     label: str,
     method: str,
     n_hvg: int = 2000,
@@ -200,3 +188,6 @@ def embedding(
     path: str, coords: npt.NDArray[np.float32], labels: List[str], title: str, second: Optional[List[str]] = None
 ) -> None: ...
 def learning_curves(path: str, train_log: str, title: str) -> None: ...
+
+def benchmark(config: str, out: str, fewshot: bool = True, progress: bool = False) -> Tuple[str, str]:
+    """results.json's content (JSON) and the main table (markdown)."""

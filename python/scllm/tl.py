@@ -47,23 +47,41 @@ def _model(model: Optional[PathLike], verb: str) -> Optional[str]:
     return str(model)
 
 
-def _cells(adata: Any, layer: Optional[str], gene_col: Optional[str], need_obs: Sequence[Optional[str]]):
-    """The native module's view of the cells, with the KeyErrors a missing column deserves."""
+def _cells(
+    adata: Any,
+    layer: Optional[str] = None,
+    gene_col: Optional[str] = None,
+    need_obs: Sequence[Optional[str]] = (),
+    use_rep: Optional[str] = None,
+    what: str = "adata",
+):
+    """The native module's view of the cells (X or a layer, or ``raw``; names; columns; one
+    embedding), with the KeyErrors a missing column, layer or embedding deserves."""
     if gene_col is not None and gene_col not in adata.var:
         raise KeyError(
-            f"gene_col {gene_col!r} is not a var column (var: {', '.join(map(str, adata.var.columns)) or 'none'})"
+            f"gene_col {gene_col!r} is not a var column of {what} (var: {', '.join(map(str, adata.var.columns)) or 'none'})"
         )
     for c in need_obs:
         if c is not None and c != "none" and c not in adata.obs:
-            raise KeyError(f"{c!r} is not an obs column (obs: {', '.join(map(str, adata.obs.columns)) or 'none'})")
-    m = ad_.matrix(adata, layer)
-    x = ad_.csr(m, "X" if layer is None else f"layers[{layer!r}]", allow_float64=True)
+            raise KeyError(f"{c!r} is not an obs column of {what} (obs: {', '.join(map(str, adata.obs.columns)) or 'none'})")
+    if layer == "raw":
+        if adata.raw is None:
+            raise KeyError(f"{what} has no .raw")
+        m, var_names, var = adata.raw.X, adata.raw.var_names, adata.raw.var
+    else:
+        m, var_names, var = ad_.matrix(adata, layer), adata.var_names, adata.var
+    rep = None
+    if use_rep is not None:
+        if use_rep not in adata.obsm:
+            raise KeyError(f"{use_rep!r} is not an obsm key of {what} (obsm: {', '.join(adata.obsm.keys()) or 'none'})")
+        rep = (use_rep, np.ascontiguousarray(np.asarray(adata.obsm[use_rep]), dtype=np.float32))
     return (
-        x,
+        ad_.csr(m, "X" if layer is None else f"layers[{layer!r}]", allow_float64=True),
         ad_.names(adata.obs_names),
-        ad_.names(adata.var_names),
+        ad_.names(var_names),
         ad_.columns(adata.obs),
-        ad_.columns(adata.var),
+        ad_.columns(var),
+        rep,
     )
 
 
@@ -107,7 +125,7 @@ def embed(
     only when the embedding succeeded (``copy=True``: a copy is, and is under ``"adata"``).
     """
     key, emb, summary, uns = _scllm.embed(
-        *_cells(adata, layer, gene_col, [group_by]),
+        _cells(adata, layer, gene_col, [group_by]),
         _model(model, "embed"),
         key_added,
         batch_size,
@@ -182,7 +200,7 @@ def finetune(
     if label not in adata.obs:
         raise KeyError(f"label {label!r} is not an obs column (obs: {', '.join(map(str, adata.obs.columns)) or 'none'})")
     summary = _scllm.finetune(
-        *_cells(adata, layer, gene_col, [group_by]),
+        _cells(adata, layer, gene_col, [group_by]),
         _model(model, "finetune"),
         label,
         method,
@@ -249,7 +267,7 @@ def annotate(
     if not Path(adapter).is_dir():
         raise FileNotFoundError(f"adapter folder {adapter} does not exist")
     summary, (obs, obsm, uns) = _scllm.annotate(
-        *_cells(adata, layer, gene_col, [group_by]),
+        _cells(adata, layer, gene_col, [group_by]),
         _model(model, "annotate"),
         str(adapter),
         None if unknown_below is None else str(unknown_below),
@@ -271,29 +289,6 @@ def annotate(
     for k, v in uns.items():
         adata.uns[k] = v
     return json.loads(summary)
-
-
-def _side(adata: Any, layer: Optional[str], use_rep: Optional[str], what: str):
-    """One side of a baseline: X (or a layer, or ``raw``), names, columns, the embedding."""
-    if layer == "raw":
-        if adata.raw is None:
-            raise KeyError(f"{what} has no .raw")
-        m, var_names, var = adata.raw.X, adata.raw.var_names, adata.raw.var
-    else:
-        m, var_names, var = ad_.matrix(adata, layer), adata.var_names, adata.var
-    rep = None
-    if use_rep is not None:
-        if use_rep not in adata.obsm:
-            raise KeyError(f"{what}: {use_rep!r} is not an obsm key (obsm: {', '.join(adata.obsm.keys()) or 'none'})")
-        rep = (use_rep, np.ascontiguousarray(np.asarray(adata.obsm[use_rep]), dtype=np.float32))
-    return (
-        ad_.csr(m, f"{what} X", allow_float64=True),
-        ad_.names(adata.obs_names),
-        ad_.names(var_names),
-        ad_.columns(adata.obs),
-        ad_.columns(var),
-        rep,
-    )
 
 
 def baseline(
@@ -333,8 +328,8 @@ def baseline(
     if label not in reference.obs:
         raise KeyError(f"label {label!r} is not an obs column of the reference")
     summary, (obs, _obsm, uns) = _scllm.baseline(
-        _side(adata, layer, use_rep, "query"),
-        _side(reference, layer, use_rep, "reference"),
+        _cells(adata, layer, use_rep=use_rep, what="the query"),
+        _cells(reference, layer, use_rep=use_rep, what="the reference"),
         label,
         method,
         n_hvg,

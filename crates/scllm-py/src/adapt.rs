@@ -10,7 +10,7 @@ use scllm_tasks::annotate_job::AnnotateJob;
 use scllm_tasks::cells::Cells;
 use scllm_tasks::finetune_request::{run_finetune, FinetuneRequest};
 
-use crate::arrays::{cells, ColumnIn, Csr};
+use crate::arrays::CellsIn;
 use crate::errors::{to_py, value_error};
 use crate::written::{written, Written};
 
@@ -24,7 +24,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// summary (JSON), as `scllm finetune --json` prints it.
 #[pyfunction]
 #[pyo3(signature = (
-    x, obs_names, var_names, obs, var, model, label, method, out, val_by=None,
+    cells, model, label, method, out, val_by=None,
     val_fraction=0.1, epochs=None, lr=None, batch_size=None, patience=None, max_len=None,
     min_cells_per_class=None, gene_col=None, adapter_ratio=None, lora_r=None, lora_alpha=None,
     prefix_tokens=None, layers=None, freeze_layers=None, resume=false, seed=0, group_by=None,
@@ -33,11 +33,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 #[allow(clippy::too_many_arguments)]
 fn finetune(
     py: Python<'_>,
-    x: Csr<'_>,
-    obs_names: Vec<String>,
-    var_names: Vec<String>,
-    obs: Vec<(String, ColumnIn<'_>)>,
-    var: Vec<(String, ColumnIn<'_>)>,
+    cells: CellsIn<'_>,
     model: Option<PathBuf>,
     label: String,
     method: &str,
@@ -65,7 +61,7 @@ fn finetune(
     progress: bool,
     source: &str,
 ) -> PyResult<String> {
-    let mut a = cells(x, obs_names, var_names, obs, var)?;
+    let mut a = cells.into_anndata(source)?;
     let method: Strategy = method.parse().map_err(value_error)?;
     let model = scllm_tasks::model_dir::resolve(model.as_deref()).map_err(to_py)?;
     let mut req = FinetuneRequest::new(model, PathBuf::from(source), label, method, out);
@@ -100,18 +96,14 @@ fn finetune(
 /// `scllm annotate` writes into the output file: obs columns, obsm and uns entries.
 #[pyfunction]
 #[pyo3(signature = (
-    x, obs_names, var_names, obs, var, model, adapter, unknown_below=None, coverage=None,
+    cells, model, adapter, unknown_below=None, coverage=None,
     key_added=None, max_len=None, batch_size=None, group_by=None, gene_col=None, seed=0,
     precision="f32", dictionaries=None, progress=false, source="<AnnData>"
 ))]
 #[allow(clippy::too_many_arguments)]
 fn annotate<'py>(
     py: Python<'py>,
-    x: Csr<'py>,
-    obs_names: Vec<String>,
-    var_names: Vec<String>,
-    obs: Vec<(String, ColumnIn<'py>)>,
-    var: Vec<(String, ColumnIn<'py>)>,
+    cells: CellsIn<'py>,
     model: Option<PathBuf>,
     adapter: PathBuf,
     unknown_below: Option<String>,
@@ -127,7 +119,7 @@ fn annotate<'py>(
     progress: bool,
     source: &str,
 ) -> PyResult<(String, Written<'py>)> {
-    let mut a = cells(x, obs_names, var_names, obs, var)?;
+    let mut a = cells.into_anndata(source)?;
     let before = a.obs.columns.clone();
     let precision: Precision = precision.parse().map_err(value_error)?;
     let unknown_below = unknown_below

@@ -195,27 +195,42 @@ pub(crate) fn frame(
     Ok(df)
 }
 
-/// The cells as an AnnData: X (CSR float32), obs and var.
-pub(crate) fn cells(
-    x: Csr<'_>,
-    obs_names: Vec<String>,
-    var_names: Vec<String>,
-    obs: Vec<(String, ColumnIn<'_>)>,
-    var: Vec<(String, ColumnIn<'_>)>,
-) -> PyResult<AnnData> {
-    let c = x.to_compressed("X")?;
-    if obs_names.len() != c.nrows || var_names.len() != c.ncols {
-        return Err(value_error(format!(
-            "X is {} × {} but there are {} obs names and {} var names",
-            c.nrows,
-            c.ncols,
-            obs_names.len(),
-            var_names.len()
-        )));
+/// Cells as the Python half hands them over: X (CSR float32), obs names, var names, obs
+/// columns, var columns, and optionally one embedding (its obsm key, cells × d float32).
+#[derive(FromPyObject)]
+pub(crate) struct CellsIn<'py>(
+    Csr<'py>,
+    Vec<String>,
+    Vec<String>,
+    Vec<(String, ColumnIn<'py>)>,
+    Vec<(String, ColumnIn<'py>)>,
+    Option<(String, PyReadonlyArray2<'py, f32>)>,
+);
+
+impl CellsIn<'_> {
+    /// The cells as an AnnData named `name` in messages, every part checked.
+    pub(crate) fn into_anndata(self, name: &str) -> PyResult<AnnData> {
+        let CellsIn(x, obs_names, var_names, obs, var, rep) = self;
+        let c = x.to_compressed("X")?;
+        if obs_names.len() != c.nrows || var_names.len() != c.ncols {
+            return Err(value_error(format!(
+                "X is {} × {} but there are {} obs names and {} var names",
+                c.nrows,
+                c.ncols,
+                obs_names.len(),
+                var_names.len()
+            )));
+        }
+        let obs = frame(obs_names, obs, "obs")?;
+        let var = frame(var_names, var, "var")?;
+        let mut a = AnnData::new(Matrix::Csr(c), obs, var);
+        a.source = Some(name.into());
+        if let Some((k, e)) = rep {
+            let m = dense_f32(&format!("{name}: obsm['{k}']"), &e)?;
+            a.obsm.push((k, m));
+        }
+        Ok(a)
     }
-    let obs = frame(obs_names, obs, "obs")?;
-    let var = frame(var_names, var, "var")?;
-    Ok(AnnData::new(Matrix::Csr(c), obs, var))
 }
 
 /// A 2-D float32 array (an `obsm` entry) as a dense matrix.

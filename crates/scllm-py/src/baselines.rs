@@ -2,41 +2,17 @@
 //! regression, kNN, correlation; the functions `scllm baseline` runs) on a reference and a
 //! query handed over.
 
-use numpy::PyReadonlyArray2;
 use pyo3::prelude::*;
 use scllm_eval::baselines::{baseline_cells, BaselineOptions, Method};
 use scllm_eval::novelty::UnknownBelow;
-use scllm_io::AnnData;
 
-use crate::arrays::{cells, dense_f32, ColumnIn, Csr};
+use crate::arrays::CellsIn;
 use crate::errors::{to_py, value_error};
 use crate::written::{written, Written};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(baseline, m)?)?;
     Ok(())
-}
-
-/// One side's cells as the Python half hands them over: X, obs names, var names, obs and var
-/// columns, and the embedding `use_rep` names (when it does).
-type Side<'py> = (
-    Csr<'py>,
-    Vec<String>,
-    Vec<String>,
-    Vec<(String, ColumnIn<'py>)>,
-    Vec<(String, ColumnIn<'py>)>,
-    Option<(String, PyReadonlyArray2<'py, f32>)>,
-);
-
-fn side(s: Side<'_>, name: &str) -> PyResult<AnnData> {
-    let (x, obs_names, var_names, obs, var, rep) = s;
-    let mut a = cells(x, obs_names, var_names, obs, var)?;
-    a.source = Some(name.into());
-    if let Some((k, e)) = rep {
-        let m = dense_f32(&format!("{name}: obsm['{k}']"), &e)?;
-        a.obsm.push((k, m));
-    }
-    Ok(a)
 }
 
 /// Train `method` on the labelled reference cells and annotate the query: returns the summary
@@ -50,8 +26,8 @@ fn side(s: Side<'_>, name: &str) -> PyResult<AnnData> {
 #[allow(clippy::too_many_arguments)]
 fn baseline<'py>(
     py: Python<'py>,
-    query: Side<'py>,
-    reference: Side<'py>,
+    query: CellsIn<'py>,
+    reference: CellsIn<'py>,
     label: &str,
     method: &str,
     n_hvg: usize,
@@ -76,8 +52,8 @@ fn baseline<'py>(
             )))
         }
     };
-    let mut q = side(query, "<query AnnData>")?;
-    let r = side(reference, "<reference AnnData>")?;
+    let mut q = query.into_anndata("<query AnnData>")?;
+    let r = reference.into_anndata("<reference AnnData>")?;
     let mut o = BaselineOptions::new(method, label);
     o.n_hvg = n_hvg;
     o.hvg_flavor = hvg_flavor.parse().map_err(value_error)?;

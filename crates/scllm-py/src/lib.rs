@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 mod adapt;
 mod arrays;
 mod baselines;
+mod benchmark;
 mod errors;
 mod metrics;
 mod pl;
@@ -24,5 +25,6 @@ fn _scllm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     adapt::register(m)?;
     baselines::register(m)?;
     pl::register(m)?;
+    benchmark::register(m)?;
     Ok(())
 }

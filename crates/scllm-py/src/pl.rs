@@ -12,9 +12,9 @@ use scllm_eval::plot::{
 };
 use scllm_eval::umap::UmapOptions;
 use scllm_eval::umap_file::umap_of;
-use scllm_io::{AnnData, DataFrame};
+use scllm_io::{AnnData, DataFrame, Matrix};
 
-use crate::arrays::{cells, dense_f32, matrix_f32, ColumnIn, Csr};
+use crate::arrays::{dense_f32, matrix_f32, Csr};
 use crate::errors::{to_py, value_error};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -53,10 +53,16 @@ fn umap<'py>(
             (a, Some(key))
         }
         (Some(x), None) => {
-            let var: Vec<(String, ColumnIn)> = Vec::new();
-            let obs: Vec<(String, ColumnIn)> = Vec::new();
-            let names = var_names.unwrap_or_default();
-            (cells(x, obs_names, names, obs, var)?, None)
+            let c = x.to_compressed("X")?;
+            let var = DataFrame::new(var_names.unwrap_or_default());
+            if var.nrows() != c.ncols || obs_names.len() != c.nrows {
+                return Err(value_error(
+                    "X's shape does not match the obs and var names",
+                ));
+            }
+            let mut a = AnnData::new(Matrix::Csr(c), DataFrame::new(obs_names), var);
+            a.source = Some("<AnnData>".into());
+            (a, None)
         }
         (None, None) => return Err(value_error("give an embedding or the counts")),
     };

@@ -9,7 +9,7 @@ use scllm_io::Matrix;
 use scllm_models::Precision;
 use scllm_tasks::embed::{embed_in_memory, EmbedJob};
 
-use crate::arrays::{cells, matrix_f32, uns_to_py, ColumnIn, Csr};
+use crate::arrays::{matrix_f32, uns_to_py, CellsIn};
 use crate::errors::{to_py, value_error};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -22,18 +22,14 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// `uns` entries the family records (CellPLM: `cellplm_sets`).
 #[pyfunction]
 #[pyo3(signature = (
-    x, obs_names, var_names, obs, var, model, key_added=None, batch_size=None, max_len=None,
+    cells, model, key_added=None, batch_size=None, max_len=None,
     seed=0, threads=None, gene_col=None, group_by=None, precision="f32", dictionaries=None,
     weights=None, strict=false, progress=false, source="<AnnData>"
 ))]
 #[allow(clippy::too_many_arguments)]
 fn embed<'py>(
     py: Python<'py>,
-    x: Csr<'py>,
-    obs_names: Vec<String>,
-    var_names: Vec<String>,
-    obs: Vec<(String, ColumnIn<'py>)>,
-    var: Vec<(String, ColumnIn<'py>)>,
+    cells: CellsIn<'py>,
     model: Option<PathBuf>,
     key_added: Option<String>,
     batch_size: Option<usize>,
@@ -49,7 +45,7 @@ fn embed<'py>(
     progress: bool,
     source: &str,
 ) -> PyResult<(String, Bound<'py, PyAny>, String, Bound<'py, PyDict>)> {
-    let mut a = cells(x, obs_names, var_names, obs, var)?;
+    let mut a = cells.into_anndata(source)?;
     let precision: Precision = precision.parse().map_err(value_error)?;
     let model = scllm_tasks::model_dir::resolve_for_embedding(model.as_deref()).map_err(to_py)?;
     let mut job = EmbedJob::new(PathBuf::from(source), PathBuf::new(), model);

@@ -22,11 +22,13 @@ use scllm_models::{
     with_folder, CellModel, ModelFolder, PeftConfig, Precision, Strategy, TokenOptions,
 };
 use scllm_tokenize::PrepOptions;
-use scllm_train::{SetTrainConfig, SplitSpec};
+use scllm_train::SplitSpec;
 use serde_json::json;
 
 use crate::annotate::{annotate_cells, QueryOptions};
-use crate::cellplm_annotation::{predict_cellplm, train_cellplm, CellPlmFinetuneJob};
+use crate::cellplm_annotation::{
+    predict_cellplm, set_train_config, train_cellplm, CellPlmFinetuneJob,
+};
 use crate::finetune::{finetune_on, train_config, FinetuneSpec};
 
 /// What the model methods call the cells they are given, in messages.
@@ -79,12 +81,9 @@ fn set_options(group: Option<&str>, batch_size: Option<usize>) -> SetOptions {
 /// Refuse the first option that is set but does not apply to `models` (the error names the
 /// method already).
 fn refuse_options(models: &str, why: &str, opts: &[(bool, &str)]) -> anyhow::Result<()> {
-    match opts.iter().find(|(set, _)| *set) {
-        Some((_, name)) => Err(crate::bad(format!(
-            "option `{name}` does not apply to {models} ({why})"
-        ))),
-        None => Ok(()),
-    }
+    crate::error::refuse_flags(opts, |name| {
+        format!("option `{name}` does not apply to {models} ({why})")
+    })
 }
 
 /// Refuse `group_by` for the token families.
@@ -417,18 +416,7 @@ impl ModelMethod for FinetuneMethod {
             &[(o.max_len.is_some(), "max_len")],
         )?;
         // the pipeline's settings (as `scllm finetune`) with the options' overrides
-        let mut tc = SetTrainConfig::default();
-        if let Some(e) = o.epochs {
-            tc.epochs = e;
-        }
-        if let Some(l) = o.lr {
-            tc.lr = l;
-        }
-        if let Some(p) = o.patience {
-            tc.early_stop = p;
-        }
-        tc.seed = seed;
-        tc.progress = false;
+        let tc = set_train_config(o.epochs, o.lr, o.patience, seed, false);
         let job = CellPlmFinetuneJob {
             model: self.model.clone(),
             train: PathBuf::from(TRAIN_CELLS),

@@ -54,6 +54,30 @@ pub struct CellPlmFinetuneJob {
     pub min_cells_per_class: Option<usize>,
 }
 
+/// The annotation pipeline's training settings (docs/models/cellplm.md §5) with the user's
+/// overrides (`scllm finetune`, `scllm.tl.finetune` and the benchmark's methods).
+pub fn set_train_config(
+    epochs: Option<usize>,
+    lr: Option<f64>,
+    patience: Option<usize>,
+    seed: u64,
+    progress: bool,
+) -> SetTrainConfig {
+    let mut tc = SetTrainConfig::default();
+    if let Some(e) = epochs {
+        tc.epochs = e;
+    }
+    if let Some(l) = lr {
+        tc.lr = l;
+    }
+    if let Some(p) = patience {
+        tc.early_stop = p;
+    }
+    tc.seed = seed;
+    tc.progress = progress;
+    tc
+}
+
 /// The base config as `adapter.json` records it.
 fn base_args(folder: &CellPlmFolder, m: &CellPlm) -> serde_json::Value {
     json!({
@@ -292,12 +316,12 @@ pub fn annotate_cellplm(job: &AnnotateJob, mut cells: Cells) -> anyhow::Result<s
         (job.gene_col.is_some(), "--gene-col"),
         (job.dictionaries.is_some(), "--dictionaries"),
     ];
-    if let Some((_, flag)) = unsupported.iter().find(|(set, _)| *set) {
-        return Err(bad(format!(
+    crate::error::refuse_flags(&unsupported, |flag| {
+        format!(
             "{flag} is not supported for CellPLM models (cells are the tokens, matched by \
              var.index)"
-        )));
-    }
+        )
+    })?;
     if let Some(UnknownBelow::Fixed(p)) = job.unknown_below {
         if !(0.0..=1.0).contains(&p) {
             return Err(bad(format!(

@@ -462,12 +462,12 @@ fn embed_sets(
         (job.pooling.is_some(), "--emb-mode"),
         (job.emb_layer.is_some(), "--emb-layer"),
     ];
-    if let Some((_, flag)) = unsupported.iter().find(|(set, _)| *set) {
-        return Err(bad(format!(
+    crate::error::refuse_flags(&unsupported, |flag| {
+        format!(
             "{flag} is not supported for CellPLM models (cells are the tokens: the embedding is \
              the latent mean of X's raw counts, matched by var.index)"
-        )));
-    }
+        )
+    })?;
     let t0 = Instant::now();
     let folder = CellPlmFolder::open(&job.model)?;
     let (mut model, report) = folder.load(dev)?;

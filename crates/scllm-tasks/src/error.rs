@@ -46,3 +46,15 @@ pub fn one_line(e: &anyhow::Error) -> String {
         .collect::<Vec<_>>()
         .join(": ")
 }
+
+/// The first of `flags` that is set, refused with `message(its name)`: options a family or a
+/// path cannot honour fail by name instead of being ignored.
+pub fn refuse_flags(
+    flags: &[(bool, &str)],
+    message: impl Fn(&str) -> String,
+) -> anyhow::Result<()> {
+    match flags.iter().find(|(set, _)| *set) {
+        Some((_, name)) => Err(bad(message(name))),
+        None => Ok(()),
+    }
+}

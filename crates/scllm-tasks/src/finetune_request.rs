@@ -9,7 +9,7 @@ use scllm_models::{Family, Strategy};
 use scllm_train::SplitSpec;
 
 use crate::bad;
-use crate::cellplm_annotation::{finetune_cellplm, CellPlmFinetuneJob};
+use crate::cellplm_annotation::{finetune_cellplm, set_train_config, CellPlmFinetuneJob};
 use crate::cells::Cells;
 use crate::finetune::{finetune, peft_config, train_config, FinetuneJob};
 
@@ -192,24 +192,13 @@ fn run_cellplm(
         (req.dictionaries.is_some(), "--dictionaries"),
         (req.resume, "--resume"),
     ];
-    if let Some((_, flag)) = unsupported.iter().find(|(set, _)| *set) {
-        return Err(bad(format!(
+    crate::error::refuse_flags(&unsupported, |flag| {
+        format!(
             "{flag} is not supported for CellPLM models (cells are the tokens, matched by \
              var.index; a run is not resumable yet)"
-        )));
-    }
-    let mut tc = scllm_train::SetTrainConfig::default();
-    if let Some(e) = req.epochs {
-        tc.epochs = e;
-    }
-    if let Some(l) = req.lr {
-        tc.lr = l;
-    }
-    if let Some(p) = req.patience {
-        tc.early_stop = p;
-    }
-    tc.seed = req.seed;
-    tc.progress = req.progress;
+        )
+    })?;
+    let tc = set_train_config(req.epochs, req.lr, req.patience, req.seed, req.progress);
     finetune_cellplm(
         &CellPlmFinetuneJob {
             model: req.model.clone(),
