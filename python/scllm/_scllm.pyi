@@ -1,6 +1,6 @@
 # Type stubs of the native module (crates/scllm-py). The public API is scllm.pp / scllm.tl,
 # which turn an AnnData into these arguments; these are their building blocks.
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -84,7 +84,7 @@ def embed(
     dictionaries: Optional[str] = None,
     weights: Optional[str] = None,
     strict: bool = False,
-    progress: bool = False,
+    progress: Optional[Callable[[int, int], None]] = None,
     source: str = "<AnnData>",
 ) -> Tuple[str, npt.NDArray[np.float32], str, Dict[str, Any]]:
     """The obsm key, the embedding (cells x d), the summary (JSON), the uns entries."""

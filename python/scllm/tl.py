@@ -85,6 +85,26 @@ def _cells(
     )
 
 
+def _progress(total: int, what: str):
+    """A progress callback ``(done, total)`` and its closer: tqdm's bar (a widget in Jupyter,
+    text in a terminal) where tqdm is installed, else a line on stderr."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        import sys
+
+        def line(done: int, total: int) -> None:
+            print(f"\r{what}: {done}/{total} cells", end="", file=sys.stderr, flush=True)
+
+        return line, lambda: print(file=sys.stderr)
+    bar = tqdm(total=total, desc=what, unit="cells")
+
+    def update(done: int, total: int) -> None:
+        bar.update(done - bar.n)
+
+    return update, bar.close
+
+
 def embed(
     adata: Any,
     model: Optional[PathLike] = None,
@@ -114,7 +134,8 @@ def embed(
     on its set; ``batch_size`` cuts groups into sets of at most that many consecutive cells and
     the grouping goes to ``uns['cellplm_sets']``. Other families embed each cell on its own, 64
     cells a batch unless ``batch_size`` says otherwise. ``precision``: ``f32``, ``bf16`` or
-    ``int8`` for the linear layers (docs/precision.md).
+    ``int8`` for the linear layers (docs/precision.md). ``progress=True`` shows a bar (tqdm's,
+    a widget in Jupyter); Ctrl-C stops the run at its next batch and leaves ``adata`` as it was.
 
     Example::
 
@@ -124,22 +145,27 @@ def embed(
     Returns the run's summary (cells/s, genes matched, the load report). ``adata`` is changed
     only when the embedding succeeded (``copy=True``: a copy is, and is under ``"adata"``).
     """
-    key, emb, summary, uns = _scllm.embed(
-        _cells(adata, layer, gene_col, [group_by]),
-        _model(model, "embed"),
-        key_added,
-        batch_size,
-        max_len,
-        seed,
-        threads,
-        gene_col,
-        group_by,
-        precision,
-        None if dictionaries is None else str(dictionaries),
-        None if weights is None else str(weights),
-        strict,
-        progress,
-    )
+    cells = _cells(adata, layer, gene_col, [group_by])
+    callback, close = _progress(adata.n_obs, "embedding") if progress else (None, lambda: None)
+    try:
+        key, emb, summary, uns = _scllm.embed(
+            cells,
+            _model(model, "embed"),
+            key_added,
+            batch_size,
+            max_len,
+            seed,
+            threads,
+            gene_col,
+            group_by,
+            precision,
+            None if dictionaries is None else str(dictionaries),
+            None if weights is None else str(weights),
+            strict,
+            callback,
+        )
+    finally:
+        close()
     out = json.loads(summary)
     if copy:
         adata = adata.copy()

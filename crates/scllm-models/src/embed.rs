@@ -184,6 +184,7 @@ impl<'a, M: TokenModel> Embedder<'a, M> {
             max_padding: self.opts.max_padding,
         };
         for group in length_grouped_batches(&lengths, &limits) {
+            crate::interrupt::check()?;
             let refs: Vec<(usize, &TokenizedCell)> =
                 group.iter().map(|&i| (i, &cells[i])).collect();
             let b = pad_batch(&refs, pad_id, pad_value);

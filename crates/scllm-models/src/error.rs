@@ -25,6 +25,9 @@ pub enum ModelError {
     /// A failure inside the compute backend (not the user's input).
     #[error("backend: {0}")]
     Backend(String),
+    /// Stopped on request ([`crate::interrupt`]).
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl ModelError {
@@ -36,7 +39,7 @@ impl ModelError {
     }
     /// Whether the error is the input's fault (CLI exit code 2) rather than a failure (1).
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, ModelError::Backend(_))
+        !matches!(self, ModelError::Backend(_) | ModelError::Interrupted)
     }
 }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod family;
 pub mod folder;
 pub mod geneformer;
+pub mod interrupt;
 pub mod memory;
 pub mod model;
 pub mod nn;

@@ -12,6 +12,7 @@ use scllm_tasks::finetune_request::{run_finetune, FinetuneRequest};
 
 use crate::arrays::CellsIn;
 use crate::errors::{to_py, value_error};
+use crate::interruptible::run;
 use crate::written::{written, Written};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -86,9 +87,7 @@ fn finetune(
     req.group_by = group_by;
     req.hvg = hvg;
     req.progress = progress;
-    let s = py
-        .detach(move || run_finetune(&req, Cells::Memory(&mut a)))
-        .map_err(to_py)?;
+    let s = run(py, None, move || run_finetune(&req, Cells::Memory(&mut a)))?.map_err(to_py)?;
     Ok(s.to_string())
 }
 
@@ -143,10 +142,10 @@ fn annotate<'py>(
         progress,
         precision,
     };
-    let (s, a) = py.detach(move || {
+    let (s, a) = run(py, None, move || {
         let s = annotate_in_memory(&job, &mut a);
         (s, a)
-    });
+    })?;
     let mut s = s.map_err(to_py)?;
     if let Some(o) = s.as_object_mut() {
         o.remove("output");

@@ -8,6 +8,7 @@ use scllm_eval::novelty::UnknownBelow;
 
 use crate::arrays::CellsIn;
 use crate::errors::{to_py, value_error};
+use crate::interruptible::run;
 use crate::written::{written, Written};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -75,10 +76,10 @@ fn baseline<'py>(
     o.metric = metric.parse().map_err(value_error)?;
     o.seed = seed;
     let before = q.obs.columns.clone();
-    let (s, q) = py.detach(move || {
+    let (s, q) = run(py, None, move || {
         let s = baseline_cells(&r, &mut q, &o);
         (s, q)
-    });
+    })?;
     let s = s.map_err(|e| to_py(e.into()))?;
     let s = serde_json::to_string(&s).map_err(|e| value_error(e.to_string()))?;
     Ok((s, written(py, &before, &q)?))

@@ -10,6 +10,7 @@ mod arrays;
 mod baselines;
 mod benchmark;
 mod errors;
+mod interruptible;
 mod metrics;
 mod pl;
 mod pp;

@@ -2,6 +2,8 @@
 //! Python half hands over (the same function `scllm embed` runs on a file).
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -11,6 +13,7 @@ use scllm_tasks::embed::{embed_in_memory, EmbedJob};
 
 use crate::arrays::{matrix_f32, uns_to_py, CellsIn};
 use crate::errors::{to_py, value_error};
+use crate::interruptible::{run, Progress};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(embed, m)?)?;
@@ -19,12 +22,13 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
 /// Embed the cells of `x` (cells × genes, CSR float32 counts) with the model in `model`:
 /// returns the `obsm` key, the embedding (cells × d, float32), the run's summary (JSON) and the
-/// `uns` entries the family records (CellPLM: `cellplm_sets`).
+/// `uns` entries the family records (CellPLM: `cellplm_sets`). `progress(done, total)` is
+/// called as cells finish; Ctrl-C stops the run at its next batch.
 #[pyfunction]
 #[pyo3(signature = (
     cells, model, key_added=None, batch_size=None, max_len=None,
     seed=0, threads=None, gene_col=None, group_by=None, precision="f32", dictionaries=None,
-    weights=None, strict=false, progress=false, source="<AnnData>"
+    weights=None, strict=false, progress=None, source="<AnnData>"
 ))]
 #[allow(clippy::too_many_arguments)]
 fn embed<'py>(
@@ -42,7 +46,7 @@ fn embed<'py>(
     dictionaries: Option<PathBuf>,
     weights: Option<PathBuf>,
     strict: bool,
-    progress: bool,
+    progress: Option<Bound<'py, PyAny>>,
     source: &str,
 ) -> PyResult<(String, Bound<'py, PyAny>, String, Bound<'py, PyDict>)> {
     let mut a = cells.into_anndata(source)?;
@@ -62,11 +66,19 @@ fn embed<'py>(
     job.dictionaries = dictionaries;
     job.weights = weights;
     job.strict = strict;
-    job.progress = progress;
-    let (out, a) = py.detach(move || {
+    // the bar is Python's (a notebook does not show the CLI's, drawn on stderr)
+    job.progress = false;
+    let done = Arc::new(AtomicU64::new(0));
+    job.cells_done = Some(done.clone());
+    let bar = progress.map(|callback| Progress {
+        callback,
+        done,
+        total: a.n_obs() as u64,
+    });
+    let (out, a) = run(py, bar.as_ref(), move || {
         let out = embed_in_memory(&job, &mut a);
         (out, a)
-    });
+    })?;
     let out = out.map_err(to_py)?;
     let key = out.summary["obsm_key"]
         .as_str()

@@ -1,6 +1,8 @@
 //! `embed`: cell embeddings of a file with any family's model, into `obsm`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -65,6 +67,9 @@ pub struct EmbedJob {
     pub check: usize,
     /// The check's label column (a 10-NN vote on both embeddings).
     pub check_label: Option<String>,
+    /// Counts the cells embedded so far, as batches finish (the Python package draws its
+    /// progress bar from it).
+    pub cells_done: Option<Arc<AtomicU64>>,
 }
 
 impl EmbedJob {
@@ -96,6 +101,7 @@ impl EmbedJob {
             precision: Precision::F32,
             check: 0,
             check_label: None,
+            cells_done: None,
         }
     }
 }
@@ -227,7 +233,7 @@ fn embed_with<F: ModelFolder>(
             let out = &mut emb[start * d..(start + block.nrows) * d];
             let t = totals.as_ref().map(|t| &t[start..start + block.nrows]);
             e.row_offset = start;
-            e.embed_block(&block, t, out, &mut |k| bar.inc(k as u64))?;
+            e.embed_block(&block, t, out, &mut |k| tick(&bar, job, k))?;
             w.append(&block)?;
         }
         bar.finish();
@@ -247,7 +253,7 @@ fn embed_with<F: ModelFolder>(
             batch_size: job.batch_size,
             spec,
         };
-        let e = embed_cells(folder, &model, a, &cells, dev, &mut |k| bar.inc(k as u64))?;
+        let e = embed_cells(folder, &model, a, &cells, dev, &mut |k| tick(&bar, job, k))?;
         bar.finish();
         if job.check > 0 {
             let tc = Instant::now();
@@ -316,6 +322,14 @@ fn embed_with<F: ModelFolder>(
 /// Each cell's total count where the family normalises by it and the file records it.
 fn totals_of<F: ModelFolder>(folder: &F, obs: &DataFrame) -> Option<Vec<f64>> {
     scllm_tokenize::prepare::obs_numbers(obs, folder.totals_column()?)
+}
+
+/// `k` more cells embedded: the progress line and the job's counter.
+fn tick(bar: &ProgressBar, job: &EmbedJob, k: usize) {
+    bar.inc(k as u64);
+    if let Some(c) = &job.cells_done {
+        c.fetch_add(k as u64, Ordering::Relaxed);
+    }
 }
 
 /// The progress line, naming the kernel the products run on.
@@ -483,6 +497,9 @@ fn embed_sets(
     let t1 = Instant::now();
     let e = embed_anndata(&model, &folder.config.gene_list, a, &job.input, &opts, dev)?;
     let embed_secs = t1.elapsed().as_secs_f64();
+    if let Some(c) = &job.cells_done {
+        c.fetch_add(a.n_obs() as u64, Ordering::Relaxed);
+    }
     if job.progress {
         eprintln!("{}; {}; {kernel}", e.genes.summary(), e.sets.describe());
     }

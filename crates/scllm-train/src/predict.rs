@@ -103,6 +103,7 @@ pub fn predict<M: TokenModel>(
     let mut probabilities: Vec<f32> = Vec::new();
     let (mut dim, mut k) = (0usize, 0usize);
     for b in batches {
+        scllm_models::interrupt::check()?;
         let refs: Vec<(usize, &TokenizedCell)> = b.iter().map(|&i| (i, &cells[i])).collect();
         let pb = pad_batch(&refs, pad_id, pad_value);
         let input = BatchInput::of(&pb);

@@ -360,6 +360,7 @@ pub fn train_sets(
                     .collect(),
                 values: values.iter().map(Vec::as_slice).collect(),
             };
+            scllm_models::interrupt::check()?;
             let (_, logits) = model.classify_set(&input, dev)?;
             let idx = Tensor::<1, Int>::from_data(
                 TensorData::new(

@@ -67,6 +67,7 @@ pub fn embed_anndata(
     let mut latent = vec![0f32; cells.len() * dim];
     let t0 = std::time::Instant::now();
     for rows in &sets.sets {
+        crate::interrupt::check()?;
         let out = model.forward_set(&set_input(&cells, rows), dev)?;
         let z: Vec<f32> = out
             .latent

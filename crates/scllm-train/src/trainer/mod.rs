@@ -86,6 +86,7 @@ pub fn evaluate<M: TokenModel>(
     let mut preds = Vec::with_capacity(idx.len());
     let k = d.classes.len();
     for b in batches {
+        scllm_models::interrupt::check()?;
         let refs: Vec<(usize, &TokenizedCell)> = b.iter().map(|&i| (i, &d.cells[i])).collect();
         let pb = pad_batch(&refs, d.pad_id, d.pad_value);
         let input = BatchInput::of(&pb);
@@ -245,6 +246,7 @@ pub fn train<M: TokenModel>(
         let lr0 = cfg.lr_at(epoch, st.step, total_steps);
         let (mut loss_num, mut loss_den, mut correct, mut seen) = (0.0f64, 0.0f64, 0usize, 0usize);
         for b in &batches {
+            scllm_models::interrupt::check()?;
             let lr = cfg.lr_at(epoch, st.step, total_steps);
             let refs: Vec<(usize, &TokenizedCell)> =
                 b.iter().map(|&i| (i, &data.cells[i])).collect();
