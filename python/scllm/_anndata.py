@@ -15,8 +15,8 @@ def matrix(adata: Any, layer: Optional[str] = None):
     """``adata.X`` or ``adata.layers[layer]``, with a clear error when it is absent."""
     if getattr(adata, "isbacked", False):
         raise ValueError(
-            "this AnnData is backed by a file: load it with adata.to_memory(), or embed the "
-            "file with the command line's `scllm embed FILE --stream`"
+            "this AnnData is backed by a file: load it with adata.to_memory() (scllm.tl.embed "
+            "reads a backed AnnData's file block by block itself)"
         )
     if layer is None:
         if adata.X is None:
@@ -90,8 +90,10 @@ def names(index: pd.Index) -> List[str]:
 
 
 def like(m: Any, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape) -> Any:
-    """New values in the original's format: CSR stays CSR, CSC becomes CSC, dense stays dense."""
-    out = sp.csr_matrix((data, indices.copy(), indptr.copy()), shape=shape)
+    """New values in the original's format: CSR stays CSR, CSC becomes CSC, dense stays dense.
+    The new CSR matrix shares the (never modified) index arrays instead of copying them, as
+    scanpy's in-place operations keep them."""
+    out = sp.csr_matrix((data, indices, indptr), shape=shape, copy=False)
     if sp.issparse(m):
         return out.asformat(m.format)
     return out.toarray()

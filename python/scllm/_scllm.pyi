@@ -29,6 +29,11 @@ def normalize_total(
 ) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], float]:
     """New CSR values (same sparsity), each cell's total before, the target used."""
 
+def normalize_total_in_place(
+    data: npt.NDArray[np.float32], indices: Index, indptr: Index, n_cols: int, target_sum: Optional[float] = None
+) -> Tuple[npt.NDArray[np.float32], float]:
+    """Divide a CSR matrix's own values in place; each cell's total before, the target."""
+
 def log1p(values: npt.NDArray[np.float32], base: Optional[float] = None) -> None:
     """log1p of float32 values in place, over ln(base) when given."""
 
@@ -71,7 +76,7 @@ def binning(
     """The bins (CSR values, int64) and each cell's edges (cells x n_bins)."""
 
 def embed(
-    cells: CellsIn,
+    source: Union[CellsIn, Tuple[str, int]],
     model: Optional[str],
     key_added: Optional[str] = None,
     batch_size: Optional[int] = None,
@@ -85,9 +90,10 @@ def embed(
     weights: Optional[str] = None,
     strict: bool = False,
     progress: Optional[Callable[[int, int], None]] = None,
-    source: str = "<AnnData>",
+    name: str = "<AnnData>",
 ) -> Tuple[str, npt.NDArray[np.float32], str, Dict[str, Any]]:
-    """The obsm key, the embedding (cells x d), the summary (JSON), the uns entries."""
+    """The obsm key, the embedding (cells x d), the summary (JSON), the uns entries. `source`:
+    the cells, or (file, number of cells) of a backed AnnData, read block by block."""
 
 def evaluate(
     obs_names: List[str],

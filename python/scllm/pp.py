@@ -16,8 +16,25 @@ from . import _anndata as ad_
 from . import _scllm
 
 
+def _own_csr_f32(m: Any) -> bool:
+    """A CSR float32 matrix whose value array can be written in place."""
+    return (
+        sp.issparse(m)
+        and m.format == "csr"
+        and m.dtype == np.float32
+        and m.data.flags.c_contiguous
+        and m.data.flags.writeable
+    )
+
+
 def _copy_or(adata: Any, copy: bool) -> Any:
-    return adata.copy() if copy else adata
+    """The AnnData to write into: a copy, or ``adata`` itself made actual if it is a view (as
+    scanpy's ``view_to_actual``: writing into a view would reach its parent)."""
+    if copy:
+        return adata.copy()
+    if adata.is_view:
+        adata._init_as_actual(adata.copy())
+    return adata
 
 
 def normalize_total(
@@ -46,6 +63,13 @@ def normalize_total(
         raise ValueError("exclude_highly_expressed is not supported by scllm.pp.normalize_total yet")
     m = ad_.matrix(adata, layer)
     what = "X" if layer is None else f"layers[{layer!r}]"
+    if inplace and not copy and not adata.is_view and _own_csr_f32(m):
+        # the matrix's own values, divided in place as scanpy does (no copy of X); nothing can
+        # fail once the offsets are checked, so X is never left half-normalised
+        totals, target = _scllm.normalize_total_in_place(m.data, m.indices, m.indptr, m.shape[1], target_sum)
+        if key_added is not None:
+            adata.obs[key_added] = totals / np.float32(target)
+        return None
     x = ad_.csr(m, what)
     data, totals, target = _scllm.normalize_total(x, target_sum)
     new = ad_.like(m, data, x[1], x[2], x[3])
@@ -79,6 +103,10 @@ def log1p(
     m = ad_.matrix(adata, layer)
     what = "X" if layer is None else f"layers[{layer!r}]"
     ad_.check_dtype(m, what, allow_float64=False)
+    if not copy and not adata.is_view and _own_csr_f32(m):
+        _scllm.log1p(m.data, base)  # in place, as scanpy; element-wise, so it cannot stop half-way
+        adata.uns["log1p"] = {"base": base}
+        return None
     if sp.issparse(m):
         x = ad_.csr(m, what)
         values = np.array(x[0], copy=True)  # adata stays as it was until the end
@@ -144,6 +172,7 @@ def highly_variable_genes(
     df = pd.DataFrame(cols, index=adata.var_names)
     if not inplace:
         return df
+    adata = _copy_or(adata, False)
     for name in df.columns:
         adata.var[name] = df[name].to_numpy()
     adata.uns["hvg"] = {"flavor": flavor}
@@ -270,5 +299,6 @@ def binning(
     m = ad_.matrix(adata, layer)
     x = ad_.csr(m, "X" if layer is None else f"layers[{layer!r}]")
     bins, edges = _scllm.binning(x, int(n_bins), int(seed), not numpy_rng)
+    adata = _copy_or(adata, False)
     adata.layers[key_added] = sp.csr_matrix((bins, x[1].copy(), x[2].copy()), shape=x[3])
     adata.obsm["bin_edges"] = edges

@@ -142,10 +142,22 @@ def embed(
         scllm.tl.embed(adata, model="scGPT_human", key_added="X_scGPT")
         sc.pp.neighbors(adata, use_rep="X_scGPT")
 
+    A backed AnnData (``read_h5ad(..., backed="r")``) is read from its file block by block, as
+    ``scllm embed --stream`` does, so X never sits whole in memory (token families; CellPLM
+    needs the cells in memory).
+
     Returns the run's summary (cells/s, genes matched, the load report). ``adata`` is changed
     only when the embedding succeeded (``copy=True``: a copy is, and is under ``"adata"``).
     """
-    cells = _cells(adata, layer, gene_col, [group_by])
+    if getattr(adata, "isbacked", False):
+        # read from its file block by block, as `scllm embed --stream`: X is never whole in memory
+        if layer is not None:
+            raise ValueError("a backed AnnData is embedded from X; drop layer= or use adata.to_memory()")
+        if gene_col is not None and gene_col not in adata.var:
+            raise KeyError(f"gene_col {gene_col!r} is not a var column of adata")
+        cells = (str(adata.filename), adata.n_obs)
+    else:
+        cells = _cells(adata, layer, gene_col, [group_by])
     callback, close = _progress(adata.n_obs, "embedding") if progress else (None, lambda: None)
     try:
         key, emb, summary, uns = _scllm.embed(

@@ -79,3 +79,24 @@ def test_copy_leaves_the_input():
     out = scllm.tl.embed(a, model=fixture("cellplm"), copy=True)
     assert "X_cellplm" not in a.obsm
     assert "X_cellplm" in out["adata"].obsm
+
+
+@pytest.mark.parametrize("family", ["scgpt", "geneformer"])
+def test_a_backed_anndata_streams_from_its_file(tmp_path, family):
+    model, cells, key = CASES[family]
+    cli, _ = cli_embedding(tmp_path, fixture(model), cells, "--stream", "--block-cells", "7")
+    a = ad.read_h5ad(fixture(cells), backed="r")
+    out = scllm.tl.embed(a, model=fixture(model))
+    assert out["streamed"] is True
+    assert np.array_equal(a.obsm[key], cli.obsm[key])
+    # the same numbers as the in-memory path
+    m = read(cells)
+    scllm.tl.embed(m, model=fixture(model))
+    assert np.array_equal(a.obsm[key], m.obsm[key])
+
+
+def test_a_backed_anndata_with_cellplm_says_what_to_do():
+    a = ad.read_h5ad(fixture("cellplm/cells.h5ad"), backed="r")
+    with pytest.raises(ValueError, match="backed"):
+        scllm.tl.embed(a, model=fixture("cellplm"))
+    assert "X_cellplm" not in a.obsm

@@ -168,3 +168,16 @@ def test_binning_equals_the_cli(tmp_path, numpy_rng):
     assert a.layers["X_binned"].dtype == np.int64
     assert np.array_equal(dense(a.layers["X_binned"]), dense(cli.layers["X_binned"]))
     assert np.array_equal(a.obsm["bin_edges"], cli.obsm["bin_edges"])
+
+
+def test_a_view_is_never_written_through():
+    full = counts(DATASETS[0])
+    before = full.X.copy()
+    v = full[:100]
+    scllm.pp.normalize_total(v, target_sum=1e4)
+    scllm.pp.log1p(v)
+    assert np.array_equal(dense(full.X), dense(before)), "the parent AnnData changed"
+    ref = counts(DATASETS[0])[:100].copy()
+    sc.pp.normalize_total(ref, target_sum=1e4)
+    sc.pp.log1p(ref)
+    close(v.X, ref.X)

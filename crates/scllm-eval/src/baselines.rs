@@ -712,6 +712,8 @@ pub struct BaselineOutcome {
 
 /// Read both files, train and annotate ([`baseline_cells`]), write the annotated query.
 pub fn baseline(job: &BaselineJob) -> Result<BaselineOutcome> {
+    // options that cannot work are refused before the files are read
+    checked(&job.options)?;
     let reference = read_h5ad(&job.reference)?;
     let mut query = read_h5ad(&job.query)?;
     let summary = baseline_cells(&reference, &mut query, &job.options)?;
@@ -730,8 +732,17 @@ pub fn baseline_cells(
     query: &mut AnnData,
     options: &BaselineOptions,
 ) -> Result<BaselineSummary> {
+    let o = checked(options)?;
+    if o.unknown_below_auto || o.coverage.is_some() {
+        run_baseline_held_out(reference, query, &o)
+    } else {
+        run_baseline(reference, query, &o)
+    }
+}
+
+/// The options, refused when they cannot work (before any data is read), `n_pcs` at least 1.
+fn checked(options: &BaselineOptions) -> Result<BaselineOptions> {
     let mut o = options.clone();
-    // options that cannot work are refused before the files are read
     if o.hvg_flavor == HvgFlavor::SeuratV3 {
         return Err(invalid(
             "--hvg-flavor seurat_v3 needs counts; baselines select HVGs on log data: use seurat or cell_ranger",
@@ -741,9 +752,5 @@ pub fn baseline_cells(
         return Err(invalid("--k must be at least 1"));
     }
     o.n_pcs = o.n_pcs.max(1);
-    if o.unknown_below_auto || o.coverage.is_some() {
-        run_baseline_held_out(reference, query, &o)
-    } else {
-        run_baseline(reference, query, &o)
-    }
+    Ok(o)
 }

@@ -539,6 +539,9 @@ fn seurat_v3(x: &Compressed, opts: &HvgOptions, batches: Option<&[u32]>) -> Resu
         "the seurat_v3 flavor (raw counts)",
     )?;
     let ng = x.ncols;
+    if batches.is_none() {
+        return seurat_v3_one_batch(x, opts);
+    }
     let (means, variances) = mean_var(x, None, None);
     let ids: Vec<u32> = batches
         .map(|b| b.to_vec())
@@ -574,6 +577,84 @@ fn seurat_v3(x: &Compressed, opts: &HvgOptions, batches: Option<&[u32]>) -> Resu
         variances,
         opts.n_top_genes,
         batches.is_some(),
+    ))
+}
+
+/// Rows per piece of the parallel passes of [`seurat_v3_one_batch`]: a fixed split, so the
+/// partial sums, and the order they are added in, do not depend on the thread count.
+const ROWS_PER_PIECE: usize = 1 << 14;
+
+/// seurat_v3 on one batch: its moments are the genes' means and variances too (one pass fewer
+/// than the batched path), and both passes run on row pieces in parallel, each piece's partial
+/// sums added in piece order.
+fn seurat_v3_one_batch(x: &Compressed, opts: &HvgOptions) -> Result<HvgResult> {
+    use rayon::prelude::*;
+    let ng = x.ncols;
+    let vals = crate::normalize::values_f32(x);
+    let pieces: Vec<(usize, usize)> = (0..x.nrows)
+        .step_by(ROWS_PER_PIECE)
+        .map(|a| (a, (a + ROWS_PER_PIECE).min(x.nrows)))
+        .collect();
+    let mut st = V3Batch::new(ng);
+    let partial: Vec<V3Batch> = pieces
+        .par_iter()
+        .map(|&(a, z)| {
+            let mut p = V3Batch::new(ng);
+            for i in a..z {
+                let r = x.range(i);
+                p.add_moments(&x.indices[r.clone()], &vals[r]);
+            }
+            p
+        })
+        .collect();
+    for p in &partial {
+        st.n += p.n;
+        for j in 0..ng {
+            st.sum[j] += p.sum[j];
+            st.sumsq[j] += p.sumsq[j];
+        }
+    }
+    drop(partial);
+    st.fit(opts.span, "0")?;
+    let clipped: Vec<(Vec<f64>, Vec<f64>)> = pieces
+        .par_iter()
+        .map(|&(a, z)| {
+            let mut p = V3Batch::new(0);
+            p.clip.clone_from(&st.clip);
+            p.csum = vec![0.0; ng];
+            p.csq = vec![0.0; ng];
+            for i in a..z {
+                let r = x.range(i);
+                p.add_clipped(&x.indices[r.clone()], &vals[r]);
+            }
+            (p.csum, p.csq)
+        })
+        .collect();
+    for (cs, cq) in &clipped {
+        for j in 0..ng {
+            st.csum[j] += cs[j];
+            st.csq[j] += cq[j];
+        }
+    }
+    // the batch's moments are the genes' (scanpy computes them apart, with the same sums)
+    let n = st.n;
+    let means: Vec<f64> = st.sum.iter().map(|&s| s / n).collect();
+    let variances: Vec<f64> = (0..ng)
+        .map(|j| {
+            let v = st.sumsq[j] / n - means[j] * means[j];
+            if n > 1.0 {
+                v * (n / (n - 1.0))
+            } else {
+                v
+            }
+        })
+        .collect();
+    Ok(v3_select(
+        std::slice::from_ref(&st),
+        means,
+        variances,
+        opts.n_top_genes,
+        false,
     ))
 }
 

@@ -19,10 +19,14 @@ pub(crate) enum Index<'py> {
 }
 
 impl Index<'_> {
-    fn to_i64(&self) -> PyResult<Vec<i64>> {
+    /// The entries as `T` (u32 column indices, u64 offsets), refused when one does not fit.
+    fn to_vec<T: TryFrom<i64>>(&self) -> PyResult<Option<Vec<T>>> {
+        fn conv<S: Copy + Into<i64>, T: TryFrom<i64>>(v: &[S]) -> Option<Vec<T>> {
+            v.iter().map(|&x| T::try_from(x.into()).ok()).collect()
+        }
         Ok(match self {
-            Index::I32(a) => a.as_slice()?.iter().map(|&v| v as i64).collect(),
-            Index::I64(a) => a.as_slice()?.to_vec(),
+            Index::I32(a) => conv(a.as_slice()?),
+            Index::I64(a) => conv(a.as_slice()?),
         })
     }
 }
@@ -43,8 +47,7 @@ impl Csr<'_> {
     pub(crate) fn to_compressed(&self, what: &str) -> PyResult<Compressed> {
         let Csr(data, indices, indptr, (nrows, ncols)) = self;
         let data = data.as_slice()?.to_vec();
-        let indptr = indptr.to_i64()?;
-        let indices = indices.to_i64()?;
+        let indptr = checked_indptr(indptr, data.len(), what)?;
         if indptr.len() != nrows + 1 {
             return Err(value_error(format!(
                 "{what}: indptr has {} entries for {nrows} rows (need {})",
@@ -52,36 +55,62 @@ impl Csr<'_> {
                 nrows + 1
             )));
         }
-        if indptr[0] != 0
-            || indptr.windows(2).any(|w| w[1] < w[0])
-            || *indptr.last().unwrap_or(&0) as usize != data.len()
-        {
-            return Err(value_error(format!(
-                "{what}: indptr must start at 0, never decrease and end at the {} stored values; \
-                 call X.sort_indices() / rebuild the matrix with scipy.sparse.csr_matrix",
-                data.len()
-            )));
-        }
-        if indices.len() != data.len() {
-            return Err(value_error(format!(
-                "{what}: {} column indices for {} stored values",
-                indices.len(),
-                data.len()
-            )));
-        }
-        if let Some(&bad) = indices.iter().find(|&&j| j < 0 || j as usize >= *ncols) {
-            return Err(value_error(format!(
-                "{what}: column index {bad} outside 0..{ncols}"
-            )));
-        }
+        check_indices(indices, data.len(), *ncols, what)?;
+        let indices: Vec<u32> = indices
+            .to_vec()?
+            .ok_or_else(|| value_error(format!("{what}: a negative column index")))?;
         Ok(Compressed {
             nrows: *nrows,
             ncols: *ncols,
-            indptr: indptr.into_iter().map(|v| v as u64).collect(),
-            indices: indices.into_iter().map(|v| v as u32).collect(),
+            indptr,
+            indices,
             data: Values::F32(data),
         })
     }
+}
+
+/// CSR row offsets, checked: from 0, never decreasing, ending at the `nnz` stored values.
+pub(crate) fn checked_indptr(indptr: &Index<'_>, nnz: usize, what: &str) -> PyResult<Vec<u64>> {
+    let indptr: Vec<u64> = indptr
+        .to_vec()?
+        .ok_or_else(|| value_error(format!("{what}: indptr has a negative entry")))?;
+    if indptr.first() != Some(&0)
+        || indptr.windows(2).any(|w| w[1] < w[0])
+        || *indptr.last().unwrap_or(&0) as usize != nnz
+    {
+        return Err(value_error(format!(
+            "{what}: indptr must start at 0, never decrease and end at the {nnz} stored values; \
+             rebuild the matrix with scipy.sparse.csr_matrix"
+        )));
+    }
+    Ok(indptr)
+}
+
+/// CSR column indices, checked: one per stored value, each in `0..ncols`.
+pub(crate) fn check_indices(
+    indices: &Index<'_>,
+    nnz: usize,
+    ncols: usize,
+    what: &str,
+) -> PyResult<()> {
+    fn ok<S: Copy + Into<i64>>(v: &[S], ncols: usize) -> bool {
+        v.iter().all(|&j| (0..ncols as i64).contains(&j.into()))
+    }
+    let (n, fine) = match indices {
+        Index::I32(a) => (a.as_slice()?.len(), ok(a.as_slice()?, ncols)),
+        Index::I64(a) => (a.as_slice()?.len(), ok(a.as_slice()?, ncols)),
+    };
+    if n != nnz {
+        return Err(value_error(format!(
+            "{what}: {n} column indices for {nnz} stored values"
+        )));
+    }
+    if !fine {
+        return Err(value_error(format!(
+            "{what}: a column index outside 0..{ncols}"
+        )));
+    }
+    Ok(())
 }
 
 /// An `obs`/`var` column as the Python half hands it over: numbers, booleans, a categorical

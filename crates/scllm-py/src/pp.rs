@@ -13,6 +13,7 @@ use crate::errors::{to_py, value_error};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(normalize_total, m)?)?;
+    m.add_function(wrap_pyfunction!(normalize_total_in_place, m)?)?;
     m.add_function(wrap_pyfunction!(log1p, m)?)?;
     m.add_function(wrap_pyfunction!(highly_variable_genes, m)?)?;
     m.add_function(wrap_pyfunction!(filter_cells, m)?)?;
@@ -41,13 +42,33 @@ fn normalize_total<'py>(
     x: Csr<'py>,
     target_sum: Option<f64>,
 ) -> PyResult<(Vector<'py, f32>, Vector<'py, f32>, f64)> {
-    let c = x.to_compressed("X")?;
-    let (out, totals, target) = py.detach(move || {
-        let totals = scllm_pp::normalize::counts_per_cell(&c);
-        let (out, _, target) = scllm_pp::normalize_total(&c, target_sum);
-        (out, totals, target)
-    });
-    Ok((vector(py, f32_values(out)), vector(py, totals), target))
+    let mut c = x.to_compressed("X")?;
+    let (totals, target) =
+        py.detach(|| scllm_pp::normalize::normalize_total_in_place(&mut c, target_sum));
+    Ok((vector(py, f32_values(c)), vector(py, totals), target))
+}
+
+/// [`normalize_total`] on a CSR matrix's own float32 values, in place (the arithmetic cannot
+/// fail once the offsets are checked, so the matrix is never left half-done): each cell's
+/// total before and the target used.
+#[pyfunction]
+#[pyo3(signature = (data, indices, indptr, n_cols, target_sum=None))]
+fn normalize_total_in_place<'py>(
+    py: Python<'py>,
+    data: numpy::PyReadwriteArray1<'py, f32>,
+    indices: crate::arrays::Index<'py>,
+    indptr: crate::arrays::Index<'py>,
+    n_cols: usize,
+    target_sum: Option<f64>,
+) -> PyResult<(Vector<'py, f32>, f64)> {
+    let mut data = data;
+    let values = data.as_slice_mut()?;
+    let indptr = crate::arrays::checked_indptr(&indptr, values.len(), "X")?;
+    // the column indices are not needed here, but a malformed matrix is reported all the same
+    crate::arrays::check_indices(&indices, values.len(), n_cols, "X")?;
+    let (totals, target) =
+        py.detach(|| scllm_pp::normalize::normalize_rows(values, &indptr, target_sum));
+    Ok((vector(py, totals), target))
 }
 
 /// `log1p` of float32 values in place (CSR values or a dense matrix), over `ln(base)`.

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use scllm_io::Matrix;
 use scllm_models::Precision;
-use scllm_tasks::embed::{embed_in_memory, EmbedJob};
+use scllm_tasks::embed::{embed_backed, embed_in_memory, EmbedJob};
 
 use crate::arrays::{matrix_f32, uns_to_py, CellsIn};
 use crate::errors::{to_py, value_error};
@@ -20,20 +20,27 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// Embed the cells of `x` (cells × genes, CSR float32 counts) with the model in `model`:
-/// returns the `obsm` key, the embedding (cells × d, float32), the run's summary (JSON) and the
-/// `uns` entries the family records (CellPLM: `cellplm_sets`). `progress(done, total)` is
-/// called as cells finish; Ctrl-C stops the run at its next batch.
+/// Where `embed`'s cells are: handed over, or a file read block by block (a backed AnnData's).
+#[derive(FromPyObject)]
+enum Source<'py> {
+    Cells(CellsIn<'py>),
+    Backed((PathBuf, usize)),
+}
+
+/// Embed the cells (cells × genes counts) with the model in `model`: returns the `obsm` key,
+/// the embedding (cells × d, float32), the run's summary (JSON) and the `uns` entries the
+/// family records (CellPLM: `cellplm_sets`). `progress(done, total)` is called as cells
+/// finish; Ctrl-C stops the run at its next batch.
 #[pyfunction]
 #[pyo3(signature = (
-    cells, model, key_added=None, batch_size=None, max_len=None,
+    source, model, key_added=None, batch_size=None, max_len=None,
     seed=0, threads=None, gene_col=None, group_by=None, precision="f32", dictionaries=None,
-    weights=None, strict=false, progress=None, source="<AnnData>"
+    weights=None, strict=false, progress=None, name="<AnnData>"
 ))]
 #[allow(clippy::too_many_arguments)]
 fn embed<'py>(
     py: Python<'py>,
-    cells: CellsIn<'py>,
+    source: Source<'py>,
     model: Option<PathBuf>,
     key_added: Option<String>,
     batch_size: Option<usize>,
@@ -47,12 +54,19 @@ fn embed<'py>(
     weights: Option<PathBuf>,
     strict: bool,
     progress: Option<Bound<'py, PyAny>>,
-    source: &str,
+    name: &str,
 ) -> PyResult<(String, Bound<'py, PyAny>, String, Bound<'py, PyDict>)> {
-    let mut a = cells.into_anndata(source)?;
+    let (cells, input, n) = match source {
+        Source::Cells(c) => {
+            let a = c.into_anndata(name)?;
+            let n = a.n_obs();
+            (Some(a), PathBuf::from(name), n)
+        }
+        Source::Backed((path, n)) => (None, path, n),
+    };
     let precision: Precision = precision.parse().map_err(value_error)?;
     let model = scllm_tasks::model_dir::resolve_for_embedding(model.as_deref()).map_err(to_py)?;
-    let mut job = EmbedJob::new(PathBuf::from(source), PathBuf::new(), model);
+    let mut job = EmbedJob::new(input, PathBuf::new(), model);
     job.obsm_key = key_added;
     // CellPLM: whole groups unless a set size is given; every other family: 64 cells a batch
     job.set_size = batch_size;
@@ -73,28 +87,35 @@ fn embed<'py>(
     let bar = progress.map(|callback| Progress {
         callback,
         done,
-        total: a.n_obs() as u64,
+        total: n as u64,
     });
-    let (out, a) = run(py, bar.as_ref(), move || {
-        let out = embed_in_memory(&job, &mut a);
-        (out, a)
+    let (out, a) = run(py, bar.as_ref(), move || match cells {
+        Some(mut a) => {
+            let out = embed_in_memory(&job, &mut a);
+            (out, Some(a))
+        }
+        None => (embed_backed(&job), None),
     })?;
-    let out = out.map_err(to_py)?;
+    let mut out = out.map_err(to_py)?;
     let key = out.summary["obsm_key"]
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let emb = a
-        .obsm
-        .into_iter()
-        .find(|(k, _)| *k == key)
-        .map(|(_, m)| m)
-        .ok_or_else(|| value_error("internal: the embedding is missing"))?;
+    let emb = match (out.embedding.take(), &a) {
+        (Some(m), _) => Some(m),
+        (None, Some(a)) => a
+            .obsm
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, m)| m.clone()),
+        (None, None) => None,
+    }
+    .ok_or_else(|| value_error("internal: the embedding is missing"))?;
     let Matrix::Dense { ncols, data, .. } = emb else {
         return Err(value_error("internal: the embedding is not dense"));
     };
     let uns = PyDict::new(py);
-    for (k, v) in &a.uns {
+    for (k, v) in a.iter().flat_map(|a| &a.uns) {
         uns.set_item(k, uns_to_py(py, v)?)?;
     }
     let mut summary = out.summary;

@@ -11,6 +11,9 @@ pub enum Cells<'a> {
     /// The caller's cells; results go into them and nothing is written. The job's input path
     /// only names them in messages.
     Memory(&'a mut AnnData),
+    /// The job's input file read block by block (a backed AnnData's file): results are handed
+    /// back, nothing is written. Only the verbs that stream take it (`embed`).
+    Backed,
 }
 
 impl Cells<'_> {
@@ -24,6 +27,13 @@ impl Cells<'_> {
         Ok(match self {
             Cells::File => (owned.insert(scllm_io::read_h5ad(path)?), true),
             Cells::Memory(a) => (&mut **a, false),
+            Cells::Backed => {
+                return Err(crate::bad(format!(
+                    "{}: this step needs the cells in memory; load the AnnData with \
+                     adata.to_memory()",
+                    path.display()
+                )))
+            }
         })
     }
 }

@@ -113,6 +113,8 @@ pub struct EmbedOutcome {
     pub report: LoadReport,
     /// `--check`: f32 against the chosen precision on a sample of the cells.
     pub check: Option<scllm_eval::embedding_agreement::Agreement>,
+    /// [`embed_backed`]: the embedding (cells × d), which no file holds.
+    pub embedding: Option<Matrix>,
 }
 
 /// Embed `job.input`'s cells with the model in `job.model` and write `job.output`.
@@ -130,6 +132,21 @@ pub fn embed_in_memory(job: &EmbedJob, a: &mut scllm_io::AnnData) -> anyhow::Res
         ));
     }
     run(job, Cells::Memory(a))
+}
+
+/// Embed `job.input` reading X block by block, as `--stream` does, without writing a file:
+/// the embedding comes back in [`EmbedOutcome::embedding`] (a backed AnnData in Python). The
+/// memory held is one block of X plus the embedding.
+pub fn embed_backed(job: &EmbedJob) -> anyhow::Result<EmbedOutcome> {
+    if job.check > 0 {
+        return Err(bad(
+            "the precision check compares embeddings of cells held in memory; load the AnnData \
+             with adata.to_memory()",
+        ));
+    }
+    let mut job = job.clone();
+    job.stream = true;
+    run(&job, Cells::Backed)
 }
 
 fn run(job: &EmbedJob, source: Cells) -> anyhow::Result<EmbedOutcome> {
@@ -215,6 +232,7 @@ fn embed_with<F: ModelFolder>(
         data: Values::F32(emb),
     };
     let (mut check, mut check_secs) = (None, 0.0);
+    let mut streamed = None;
     let (n_cells, stats, n_matched, n_genes, totals_from) = if job.stream {
         // X goes to the output block by block as it is read: the matrix is never whole in memory
         let backed = scllm_io::BackedAnnData::open(&job.input, "X")?;
@@ -224,8 +242,15 @@ fn embed_with<F: ModelFolder>(
         let eopts = embed_options(folder, &topts, job.batch_size);
         let mut e = Embedder::new(&model, dev, tok.as_ref(), spec, defaults.normalize, eopts)?;
         let totals = totals_of(folder, &backed.obs);
-        let mut w =
-            scllm_io::backed::CsrStreamWriter::create(&job.output, g, scllm_io::Compression::None)?;
+        let write = !matches!(source, Cells::Backed);
+        let mut w = match write {
+            true => Some(scllm_io::backed::CsrStreamWriter::create(
+                &job.output,
+                g,
+                scllm_io::Compression::None,
+            )?),
+            false => None,
+        };
         let bar = progress(job.progress, n, kernel);
         let mut emb = vec![0f32; n * d];
         for block in backed.blocks(job.block_cells.max(1)) {
@@ -234,11 +259,20 @@ fn embed_with<F: ModelFolder>(
             let t = totals.as_ref().map(|t| &t[start..start + block.nrows]);
             e.row_offset = start;
             e.embed_block(&block, t, out, &mut |k| tick(&bar, job, k))?;
-            w.append(&block)?;
+            if let Some(w) = w.as_mut() {
+                w.append(&block)?;
+            }
         }
         bar.finish();
-        let obsm = vec![(key.clone(), emb_matrix(n, emb))];
-        w.finish(&backed.obs, &backed.var, &obsm, &[])?;
+        match w {
+            Some(w) => w.finish(
+                &backed.obs,
+                &backed.var,
+                &[(key.clone(), emb_matrix(n, emb))],
+                &[],
+            )?,
+            None => streamed = Some(emb_matrix(n, emb)),
+        }
         (n, e.stats, genes.n_matched, g, totals.is_some())
     } else {
         let mut owned = None;
@@ -316,6 +350,7 @@ fn embed_with<F: ModelFolder>(
         summary,
         report,
         check,
+        embedding: streamed,
     })
 }
 
@@ -467,7 +502,7 @@ fn embed_sets(
 ) -> anyhow::Result<EmbedOutcome> {
     use scllm_models::cellplm::{embed_anndata, CellPlmFolder, GroupBy, SetOptions, OBSM_KEY};
     let unsupported = [
-        (job.stream, "--stream"),
+        (job.stream, "--stream (or a backed AnnData)"),
         (job.layer.is_some(), "--layer"),
         (job.gene_col.is_some(), "--gene-col"),
         (job.weights.is_some(), "--weights"),
@@ -564,5 +599,6 @@ fn embed_sets(
         summary,
         report,
         check,
+        embedding: None,
     })
 }
