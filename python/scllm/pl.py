@@ -77,7 +77,12 @@ def per_class_f1(
     title: Optional[str] = None,
     show: Optional[bool] = None,
 ) -> str:
-    """F1 of every class (with its support), rare classes visible, as ``scllm evaluate --plots``."""
+    """F1 of every class (with its support), rare classes visible, as ``scllm evaluate --plots``.
+
+    Example::
+
+        scllm.pl.per_class_f1(query, truth="cell_type", pred="predicted_cell_type")
+    """
     _, per_class = evaluate(adata, truth=truth, pred=pred)
     rows = [
         (str(r.label), float(r.precision), float(r.recall), float(r.f1), int(r.support), int(r.predicted))
@@ -99,6 +104,11 @@ def umap(
 ) -> str:
     """The layout ``obsm[basis]`` (from :func:`scllm.tl.umap`) coloured by an obs column, or by
     two side by side with one shared legend (e.g. ``["cell_type", "predicted_cell_type"]``).
+
+    Example::
+
+        scllm.tl.umap(query, use_rep="X_cellplm")
+        scllm.pl.umap(query, color=["cell_type", "predicted_cell_type"], save="umap.svg")
     """
     cols = [color] if isinstance(color, str) else list(color)
     if not 1 <= len(cols) <= 2:
@@ -123,7 +133,13 @@ def learning_curves(
     show: Optional[bool] = None,
 ) -> str:
     """Loss and accuracy per epoch (training and validation) of a fine-tuning run, from its
-    adapter folder's ``train_log.jsonl``."""
+    adapter folder's ``train_log.jsonl``.
+
+    Example::
+
+        scllm.tl.finetune(ref, method="lora", out="adapters/lora")
+        scllm.pl.learning_curves("adapters/lora")
+    """
     log = Path(adapter) / "train_log.jsonl"
     if not log.is_file():
         raise FileNotFoundError(f"{log} does not exist: name the folder scllm.tl.finetune wrote")

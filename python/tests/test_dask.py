@@ -63,3 +63,24 @@ def test_a_bad_shard_is_named(tmp_path, client):
     assert not any(p.name.startswith(".") for p in out.iterdir())
     with pytest.raises(FileNotFoundError):
         scllm.dask.embed_files([tmp_path / "missing.h5ad"], out, client=client)
+
+
+def test_annotate_files_equals_one_process(tmp_path, client):
+    files = shards(tmp_path)
+    model = fixture("scgpt/small")
+    adapter = tmp_path / "adapter"
+    scllm.tl.finetune(read("data/kang2018_pbmc_400.h5ad"), model, method="head", out=adapter,
+                      epochs=1, max_len=64, min_cells_per_class=2)
+    out = tmp_path / "annotated"
+    out.mkdir()
+    table = scllm.dask.annotate_files(files, out, model=model, adapter=adapter, client=client,
+                                      max_len=64, unknown_below=0.5)
+    assert list(table["cells"]) == [150, 110, 140]
+    for f in files:
+        local = ad.read_h5ad(f)
+        scllm.tl.annotate(local, model, adapter=adapter, max_len=64, unknown_below=0.5)
+        got = ad.read_h5ad(out / f.name)
+        assert list(got.obs["predicted_cell_type"].astype(str)) == list(local.obs["predicted_cell_type"].astype(str))
+        assert np.array_equal(got.obs["prediction_confidence"].to_numpy(), local.obs["prediction_confidence"].to_numpy())
+    with pytest.raises(FileNotFoundError):
+        scllm.dask.annotate_files(files, out, model=model, adapter=tmp_path / "none", client=client)
