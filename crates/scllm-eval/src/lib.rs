@@ -43,7 +43,7 @@ pub mod metrics;
 pub mod novelty;
 pub mod plot;
 pub mod prediction_sets;
-mod progress;
+pub mod progress;
 pub mod umap;
 pub mod umap_file;
 

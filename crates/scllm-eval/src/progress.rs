@@ -3,7 +3,7 @@
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A progress bar with a label, or a hidden one when `show` is false.
-pub(crate) fn bar(len: u64, msg: &str, show: bool) -> ProgressBar {
+pub fn bar(len: u64, msg: &str, show: bool) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
     }

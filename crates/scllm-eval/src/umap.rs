@@ -148,8 +148,15 @@ pub(crate) fn connectivities(data: &[f32], n: usize, d: usize, k: usize) -> Vec<
     fuzzy_union(&idx, &dist, &sigmas, &rhos, n, k)
 }
 
-/// The `k` nearest rows of each row (itself first, at distance 0): `(indices, distances)`, n × k.
-fn exact_knn(data: &[f32], n: usize, d: usize, k: usize, progress: bool) -> (Vec<u32>, Vec<f32>) {
+/// The `k` nearest rows of each row by euclidean distance (itself first, at distance 0; the
+/// others re-measured in f64): `(indices, distances)`, row-major n × k. O(n²·d).
+pub fn exact_knn(
+    data: &[f32],
+    n: usize,
+    d: usize,
+    k: usize,
+    progress: bool,
+) -> (Vec<u32>, Vec<f32>) {
     let pb = bar(n as u64, "neighbours", progress);
     let (idx, dist) = crate::knn::kneighbors(data, data, d, k + 1, Distance::Euclidean, &|m| {
         pb.inc(m as u64)
@@ -220,28 +227,33 @@ fn smooth_knn_dist(
             } else if !nz.is_empty() {
                 rho = nz.iter().copied().fold(0.0, f64::max);
             }
-            let (mut lo, mut hi, mut mid) = (0.0f64, f64::INFINITY, 1.0f64);
+            // the search in f32, as umap-learn's numba kernel declares psum, lo, mid and hi: the
+            // sigmas then agree to the bit, which scib-metrics' kBET is sensitive to
+            let (mut lo, mut hi, mut mid) = (0.0f32, f32::INFINITY, 1.0f32);
+            let rho32 = rho as f32;
+            let row32 = &dist[i * k..(i + 1) * k];
             for _ in 0..64 {
-                let mut psum = 0.0;
-                for &dj in &row[1..] {
-                    let dd = dj - rho;
+                let mut psum = 0.0f32;
+                for &dj in &row32[1..] {
+                    let dd = dj - rho32;
                     psum += if dd > 0.0 { (-(dd / mid)).exp() } else { 1.0 };
                 }
-                if (psum - target).abs() < TOL {
+                if (psum as f64 - target).abs() < TOL {
                     break;
                 }
-                if psum > target {
+                if psum as f64 > target {
                     hi = mid;
                     mid = (lo + hi) / 2.0;
                 } else {
                     lo = mid;
-                    if hi == f64::INFINITY {
+                    if hi == f32::INFINITY {
                         mid *= 2.0;
                     } else {
                         mid = (lo + hi) / 2.0;
                     }
                 }
             }
+            let mid = mid as f64;
             let floor = if rho > 0.0 {
                 MIN_K_DIST_SCALE * row.iter().sum::<f64>() / k as f64
             } else {
@@ -250,6 +262,14 @@ fn smooth_knn_dist(
             (mid.max(floor) as f32, rho as f32)
         })
         .unzip()
+}
+
+/// umap-learn's `fuzzy_simplicial_set` of a given kNN (`idx`, `dist`: n × k, each row's own
+/// cell first), local connectivity 1 and set-op mix ratio 1, as scanpy's and scib-metrics'
+/// connectivities: sorted `(row, col, weight)` triples, both directions present.
+pub fn fuzzy_connectivities(idx: &[u32], dist: &[f32], n: usize, k: usize) -> Vec<(u32, u32, f32)> {
+    let (sigmas, rhos) = smooth_knn_dist(dist, n, k, 1.0);
+    fuzzy_union(idx, dist, &sigmas, &rhos, n, k)
 }
 
 /// Membership strengths of the directed kNN graph, then the fuzzy union `A + Aᵀ - A∘Aᵀ`, as

@@ -28,6 +28,9 @@ pub fn is_bad_input(e: &anyhow::Error) -> bool {
             || cause.downcast_ref::<BadInput>().is_some()
             || cause.downcast_ref::<scllm_eval::EvalError>().is_some()
             || cause
+                .downcast_ref::<scllm_integrate::IntegrateError>()
+                .is_some()
+            || cause
                 .downcast_ref::<scllm_train::TrainError>()
                 .is_some_and(|e| e.is_bad_input())
             || cause

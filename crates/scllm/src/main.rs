@@ -6,8 +6,10 @@ mod benchmark;
 mod check;
 mod embed;
 mod evaluate;
+mod evaluate_embedding;
 mod finetune;
 mod inspect;
+mod integrate;
 mod preprocess;
 mod pretrain;
 mod umap;
@@ -40,6 +42,10 @@ enum Command {
     Convert(embed::ConvertArgs),
     /// Score predictions, an embedding or a clustering against true labels (scikit-learn's metrics)
     Evaluate(evaluate::EvaluateArgs),
+    /// scIB metrics of embeddings (bio conservation, batch correction), as scib-metrics
+    EvaluateEmbedding(evaluate_embedding::EvaluateEmbeddingArgs),
+    /// Batch integration of an embedding: harmony (obsm['X_pca_harmony'])
+    Integrate(integrate::IntegrateArgs),
     /// Adapt a model to labelled cells: full, head, prefix, lora, token-prompt, encoder-prompt
     Finetune(finetune::FinetuneArgs),
     /// Pretrain a scGPT-style model (masked expression + cell embedding) on many .h5ad files
@@ -83,6 +89,8 @@ fn main() {
         Command::Convert(a) => embed::run_convert(a),
         Command::Check(a) => check::run(a),
         Command::Evaluate(a) => evaluate::run(a),
+        Command::EvaluateEmbedding(a) => evaluate_embedding::run(a),
+        Command::Integrate(a) => integrate::run(a),
         Command::Baseline(a) => baseline::run(a),
         Command::Umap(a) => umap::run(a),
         Command::Finetune(a) => finetune::run(a),

@@ -1,6 +1,6 @@
 //! Pictures of an evaluation, drawn with `plotters`: an embedding (UMAP) coloured by a label, a
-//! row-normalised confusion matrix, per-class F1 bars, learning curves of a training run and a
-//! reliability diagram of a method's probabilities.
+//! row-normalised confusion matrix, per-class F1 bars, learning curves of a training run, a
+//! reliability diagram of a method's probabilities and a table of scores (scIB's results).
 //!
 //! Every function takes plain data and an output path; the extension picks the format (`.png`
 //! or `.svg`). Files are written atomically (temporary file in the same folder, then renamed).
@@ -18,6 +18,7 @@ mod learning_curves;
 mod line_chart;
 mod per_class_f1;
 mod reliability;
+mod score_table;
 mod text;
 
 pub use colours::palette;
@@ -28,3 +29,4 @@ pub use learning_curves::{plot_learning_curves, EpochRecord};
 pub use line_chart::plot_lines;
 pub use per_class_f1::{plot_per_class_f1, plot_per_class_f1_report};
 pub use reliability::plot_reliability;
+pub use score_table::{plot_score_table, ScoreColumn};
