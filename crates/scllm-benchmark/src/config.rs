@@ -100,6 +100,8 @@ impl Scalar {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BenchConfig {
+    /// `annotation` (the default; `integration` configs are read by `integration_config`).
+    pub task: Option<String>,
     pub name: Option<String>,
     pub description: Option<String>,
     #[serde(default = "default_label")]

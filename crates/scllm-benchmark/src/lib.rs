@@ -10,6 +10,8 @@
 //!   (`scgpt-knn`, `finetune:<strategy>`).
 //! * [`fewshot`]: stratified subsampling (fractions, k shots per class) and mean ± 95% CI.
 //! * [`runner`]: [`run_benchmark`]; [`memory`]: what "peak memory" means here.
+//! * `task = "integration"` configs: [`integration_config`] (schema) and [`integration`] (the
+//!   embedding methods `pca` and `harmony`, the scIB metrics of each, the report).
 //! * [`report`]: the report files and [`render_main_table`] for the CLI to print.
 //! * Novel types and uncertainty (configs with `novel` / `coverage`): [`uncertainty`] (per
 //!   method: calibration, novel-type results, conformal sets) and [`uncertainty_tables`] (their
@@ -18,6 +20,8 @@
 
 pub mod config;
 pub mod fewshot;
+pub mod integration;
+pub mod integration_config;
 pub mod memory;
 pub mod method;
 pub mod report;

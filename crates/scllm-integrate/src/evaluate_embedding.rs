@@ -43,6 +43,8 @@ pub struct EmbeddingReport {
     pub key: String,
     pub dims: usize,
     pub seconds: f64,
+    /// Wall time of each step (neighbours and silhouettes, k-means, kBET, ...).
+    pub step_seconds: Vec<(String, f64)>,
     #[serde(flatten)]
     pub scores: EmbeddingScores,
 }
@@ -192,10 +194,22 @@ pub fn evaluate_embedding(job: &EvaluateEmbeddingJob) -> Result<EvaluateEmbeddin
     for (key, x, d) in embs {
         let t = Instant::now();
         let pb = bar(steps(&job.options) as u64, &key, job.options.progress);
+        let marks: std::cell::RefCell<Vec<(&'static str, Instant)>> = Default::default();
         let scores = score_embedding(&x, n, d, &groups, pre_pcr, &job.options, &|s| {
+            marks.borrow_mut().push((s, Instant::now()));
             pb.set_message(format!("{key}: {s}"));
             pb.inc(1);
         })?;
+        let end = Instant::now();
+        let marks = marks.into_inner();
+        let step_seconds = marks
+            .iter()
+            .enumerate()
+            .map(|(i, (name, t))| {
+                let next = marks.get(i + 1).map_or(end, |m| m.1);
+                (name.to_string(), (next - *t).as_secs_f64())
+            })
+            .collect();
         pb.finish_and_clear();
         if let Some(dir) = &job.plots {
             let layout = umap(
@@ -225,6 +239,7 @@ pub fn evaluate_embedding(job: &EvaluateEmbeddingJob) -> Result<EvaluateEmbeddin
             key,
             dims: d,
             seconds: t.elapsed().as_secs_f64(),
+            step_seconds,
             scores,
         });
     }

@@ -11,6 +11,7 @@ pub mod harmony_file;
 pub mod kbet;
 pub mod lisi;
 pub mod neighbors;
+pub mod pairwise;
 pub mod pcr;
 pub mod scib;
 pub mod silhouette;

@@ -6,7 +6,8 @@
 //! is skipped) are left out of a mean, as pandas does.
 //!
 //! One exact kNN at k = 90 serves LISI, and its first 50 / 15 neighbours kBET / graph
-//! connectivity and Leiden, as the Benchmarker's `prepare`.
+//! connectivity and Leiden, as the Benchmarker's `prepare`; it comes from the same pass over
+//! all pairs as the label silhouettes ([`crate::pairwise`]).
 
 use serde::Serialize;
 
@@ -14,11 +15,9 @@ use crate::clustering::{nmi_ari_kmeans, nmi_ari_leiden};
 use crate::graph::graph_connectivity;
 use crate::kbet::{kbet_per_label, KbetOptions, LabelKbet};
 use crate::lisi::{clisi, ilisi};
-use crate::neighbors::Neighbors;
+use crate::pairwise::knn_and_silhouette;
 use crate::pcr::{pcr, pcr_comparison};
-use crate::silhouette::{
-    bras, isolated, isolated_labels, silhouette_label, silhouette_samples, Between, Metric,
-};
+use crate::silhouette::{bras, isolated, isolated_labels, silhouette_label};
 use crate::Result;
 
 /// The neighbour counts of the Benchmarker.
@@ -108,7 +107,7 @@ fn nanmean(v: impl Iterator<Item = f64>) -> f64 {
 
 /// Steps [`score_embedding`] reports through its `step` callback (for a progress bar).
 pub fn steps(opts: &ScibOptions) -> usize {
-    8 + opts.leiden as usize + opts.kmeans as usize
+    7 + opts.leiden as usize + opts.kmeans as usize
 }
 
 /// All metrics of the row-major `n × d` embedding `x`; `pre_pcr` is the batch's share of
@@ -125,23 +124,13 @@ pub fn score_embedding(
 ) -> Result<EmbeddingScores> {
     let (labels, n_labels) = (&groups.labels[..], groups.n_labels);
     let (batch, n_batches) = (&groups.batch[..], groups.n_batches);
-    step("neighbours");
-    let nn90 = Neighbors::exact(x, n, d, NEIGHBORS[2], false);
+    step("neighbours and silhouettes");
+    let (nn90, sil) = knn_and_silhouette(x, n, d, NEIGHBORS[2], labels, n_labels);
     let nn50 = nn90.subset(NEIGHBORS[1]);
     let nn15 = nn90.subset(NEIGHBORS[0]);
     let mut m = Vec::new();
     let mut push = |name, kind, value| m.push(MetricValue { name, kind, value });
 
-    step("silhouette");
-    let sil = silhouette_samples(
-        x,
-        n,
-        d,
-        labels,
-        n_labels,
-        Metric::Euclidean,
-        Between::Nearest,
-    );
     let iso = isolated(labels, n_labels, batch, n_batches);
     push(
         "Isolated labels",

@@ -9,6 +9,8 @@
 //! * [`cellplm_annotation`]: `finetune` and `annotate` for CellPLM, whose cells attend to each
 //!   other in sets (transductive fine-tuning, set-wise prediction).
 //! * [`bench_methods`]: the model methods of `scllm benchmark` (zero-shot kNN, fine-tuning).
+//! * [`integration_bench`]: `task = "integration"` benchmarks: models' zero-shot embeddings
+//!   beside PCA and Harmony, scored with the scIB metrics.
 //!
 //! The model folder's family is detected ([`scllm_models::open_folder`]); each verb is written
 //! once, generically over [`scllm_models::ModelFolder`] (the token families); CellPLM takes the
@@ -27,6 +29,7 @@ pub mod embed;
 pub mod error;
 pub mod finetune;
 pub mod finetune_request;
+pub mod integration_bench;
 pub mod learning_curves;
 pub mod model_dir;
 pub mod precision_check;

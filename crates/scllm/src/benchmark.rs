@@ -4,12 +4,19 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use scllm_benchmark::integration::render_integration_table;
+use scllm_benchmark::integration_config::{task_of, Task};
 use scllm_benchmark::render_main_table;
 use scllm_tasks::bench_methods::{benchmark, BenchmarkJob};
+use scllm_tasks::integration_bench::integration_benchmark;
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "The config names the data, the label column, the split (a held-out \
+    after_help = "With `task = \"integration\"` the config names one file, the label and batch \
+columns and embedding methods (pca, harmony, embed, embed:<model folder>); every embedding gets \
+the scIB metrics (as `scllm evaluate-embedding`), ranked by the total score; REPORT_DIR receives \
+results.json, results.md and scib_results.{png,svg} (configs/*_integration.toml).\n\n\
+Otherwise (annotation) the config names the data, the label column, the split (a held-out \
 obs value, a stratified fraction, or two files), the methods and their options, and optionally \
 few-shot settings; see configs/README.md. Methods: logreg, knn-pca, correlation (baselines), \
 embed-knn (kNN on the model's zero-shot cell embeddings; scgpt-knn is the same), the model folder of any family, finetune:<strategy> (full, head, prefix, lora, \
@@ -40,16 +47,43 @@ pub struct BenchmarkArgs {
 }
 
 pub fn run(args: BenchmarkArgs) -> anyhow::Result<()> {
-    let (report, files) = benchmark(&BenchmarkJob {
+    let job = BenchmarkJob {
         config: args.config.clone(),
         output: args.output.clone(),
         skip_fewshot: args.no_fewshot,
         progress: !args.json,
-    })?;
+    };
+    let text = std::fs::read_to_string(&args.config)
+        .map_err(|e| scllm_tasks::bad(format!("{}: {e}", args.config.display())))?;
+    if task_of(&text, &args.config)? == Task::Integration {
+        return run_integration(&job, &args);
+    }
+    let (report, files) = benchmark(&job)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("{}", render_main_table(&report));
+        eprintln!("report: {} ({} files)", args.output.display(), files.len());
+    }
+    let failed = report.failures();
+    if !failed.is_empty() {
+        let names: Vec<&str> = failed.iter().map(|m| m.name.as_str()).collect();
+        anyhow::bail!(
+            "{} method(s) failed: {} (see results.json for why; the others' results were written)",
+            failed.len(),
+            names.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `task = "integration"`: every method's embedding scored with the scIB metrics.
+fn run_integration(job: &BenchmarkJob, args: &BenchmarkArgs) -> anyhow::Result<()> {
+    let (report, files) = integration_benchmark(job)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", render_integration_table(&report));
         eprintln!("report: {} ({} files)", args.output.display(), files.len());
     }
     let failed = report.failures();
