@@ -422,6 +422,39 @@ pub fn load_config(path: impl AsRef<Path>) -> Result<LoadedConfig> {
     parse_config(&text, &path)
 }
 
+/// The rules every config's `methods` and `[options.NAME]` follow: at least one method, none
+/// twice, no options table for a method that is not listed (`example`: a methods list to
+/// suggest).
+pub(crate) fn check_methods(
+    cfg: &str,
+    methods: &[String],
+    options: &BTreeMap<String, toml::Table>,
+    example: &str,
+) -> Result<()> {
+    if methods.is_empty() {
+        return Err(cfg_err(format!(
+            "{cfg}: field `methods`: empty; name at least one method, e.g. methods = {example}"
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for m in methods {
+        if !seen.insert(m) {
+            return Err(cfg_err(format!(
+                "{cfg}: field `methods`: `{m}` is listed twice"
+            )));
+        }
+    }
+    for k in options.keys() {
+        if !methods.contains(k) {
+            return Err(cfg_err(format!(
+                "{cfg}: field `options.{k}`: `{k}` is not in `methods` ({}); remove the table or add the method",
+                methods.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// [`load_config`] on text already read (`path` names it and anchors relative paths).
 pub fn parse_config(text: &str, path: &Path) -> Result<LoadedConfig> {
     let cfg = path.display().to_string();
@@ -442,27 +475,12 @@ pub fn parse_config(text: &str, path: &Path) -> Result<LoadedConfig> {
         })
         .unwrap_or_else(|| PathBuf::from("."));
 
-    if config.methods.is_empty() {
-        return Err(cfg_err(format!(
-            "{cfg}: field `methods`: empty; name at least one method, e.g. methods = [\"logreg\", \"knn-pca\", \"correlation\"]"
-        )));
-    }
-    let mut seen = std::collections::HashSet::new();
-    for m in &config.methods {
-        if !seen.insert(m) {
-            return Err(cfg_err(format!(
-                "{cfg}: field `methods`: `{m}` is listed twice"
-            )));
-        }
-    }
-    for k in config.options.keys() {
-        if !config.methods.contains(k) {
-            return Err(cfg_err(format!(
-                "{cfg}: field `options.{k}`: `{k}` is not in `methods` ({}); remove the table or add the method",
-                config.methods.join(", ")
-            )));
-        }
-    }
+    check_methods(
+        &cfg,
+        &config.methods,
+        &config.options,
+        "[\"logreg\", \"knn-pca\", \"correlation\"]",
+    )?;
     if let Some(t) = config.unknown_below {
         if !t.is_finite() {
             return Err(cfg_err(format!(

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use scllm_eval::special::ln_gamma;
 use serde::Serialize;
 
 fn by_class(labels: &[String]) -> BTreeMap<&str, Vec<usize>> {
@@ -95,32 +96,6 @@ impl MeanCi {
             None => format!("{:.*}", digits, self.mean),
         }
     }
-}
-
-fn ln_gamma(x: f64) -> f64 {
-    // Lanczos (g = 7, n = 9), accurate to ~1e-15 for x > 0
-    const G: [f64; 9] = [
-        0.999_999_999_999_809_9,
-        676.520_368_121_885_1,
-        -1_259.139_216_722_402_8,
-        771.323_428_777_653_1,
-        -176.615_029_162_140_6,
-        12.507_343_278_686_905,
-        -0.138_571_095_265_720_12,
-        9.984_369_578_019_572e-6,
-        1.505_632_735_149_311_6e-7,
-    ];
-    if x < 0.5 {
-        let pi = std::f64::consts::PI;
-        return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
-    }
-    let x = x - 1.0;
-    let mut a = G[0];
-    let t = x + 7.5;
-    for (i, g) in G.iter().enumerate().skip(1) {
-        a += g / (x + i as f64);
-    }
-    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
 }
 
 /// Continued fraction for the regularised incomplete beta (Numerical Recipes' `betacf`).

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use scllm_eval::anndata_input::log_normalized;
 use scllm_eval::baselines::select_hvg;
+use scllm_eval::encode_labels;
 use scllm_eval::linalg::Pca;
 use scllm_eval::plot::{plot_score_table, ScoreColumn};
 use scllm_integrate::harmony::{harmony, HarmonyOptions};
@@ -241,17 +242,6 @@ impl IntegrationReport {
     }
 }
 
-fn codes(values: &[String]) -> (Vec<u32>, Vec<String>) {
-    let mut names = values.to_vec();
-    names.sort();
-    names.dedup();
-    let c = values
-        .iter()
-        .map(|v| names.binary_search(v).unwrap_or(0) as u32)
-        .collect();
-    (c, names)
-}
-
 fn counts(values: &[String]) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for v in values {
@@ -371,8 +361,8 @@ pub fn run_integration(
         .into_iter()
         .flatten()
         .collect();
-    let (lab, lab_names) = codes(&labels);
-    let (bat, bat_names) = codes(&batches);
+    let (lab_names, lab) = encode_labels(&labels);
+    let (bat_names, bat) = encode_labels(&batches);
     if bat_names.len() < 2 {
         return Err(cfg_err(format!(
             "{cfg}: field `batch`: obs['{}'] has one value among the cells kept; integration needs two batches or more",

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{resolve_path, Filter};
+use crate::config::{check_methods, resolve_path, Filter};
 use crate::{cfg_err, BenchError, Result};
 
 /// The config's task: annotation (the default) or integration.
@@ -146,27 +146,12 @@ pub fn load_integration(path: impl AsRef<Path>) -> Result<LoadedIntegration> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    if config.methods.is_empty() {
-        return Err(cfg_err(format!(
-            "{cfg}: field `methods`: empty; name at least one, e.g. methods = [\"pca\", \"harmony\"]"
-        )));
-    }
-    let mut seen = std::collections::HashSet::new();
-    for m in &config.methods {
-        if !seen.insert(m) {
-            return Err(cfg_err(format!(
-                "{cfg}: field `methods`: `{m}` is listed twice"
-            )));
-        }
-    }
-    for k in config.options.keys() {
-        if !config.methods.contains(k) {
-            return Err(cfg_err(format!(
-                "{cfg}: field `options.{k}`: `{k}` is not in `methods` ({}); remove the table or add the method",
-                config.methods.join(", ")
-            )));
-        }
-    }
+    check_methods(
+        &cfg,
+        &config.methods,
+        &config.options,
+        "[\"pca\", \"harmony\"]",
+    )?;
     if config.n_hvg == 0 {
         return Err(cfg_err(format!(
             "{cfg}: field `n_hvg`: 0 genes leave nothing to embed; give at least 50"

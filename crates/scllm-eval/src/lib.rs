@@ -44,6 +44,7 @@ pub mod novelty;
 pub mod plot;
 pub mod prediction_sets;
 pub mod progress;
+pub mod special;
 pub mod umap;
 pub mod umap_file;
 

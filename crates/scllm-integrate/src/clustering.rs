@@ -11,6 +11,7 @@
 //! with a resolution, seeded); the fixtures compare them within a stated tolerance.
 
 use rayon::prelude::*;
+use scllm_eval::celltypist::over_cluster::leiden_membership;
 use scllm_eval::linalg::sgemm_nt;
 use scllm_eval::metrics::{adjusted_rand_score, normalized_mutual_info_score};
 use scllm_eval::Rng;
@@ -212,29 +213,14 @@ pub fn nmi_ari_kmeans(
 
 /// Leiden clusters (modularity at `resolution`, seeded) of the symmetric connectivities.
 pub fn leiden(conn: &Graph, resolution: f64, seed: u64) -> Result<Vec<u32>> {
-    let mut b = leiden_rs::GraphDataBuilder::new(conn.n);
-    for i in 0..conn.n {
-        for (j, w) in conn.row(i) {
-            if (i as u32) < j {
-                b.add_edge(i, j as usize, w as f64)
-                    .map_err(|e| invalid(format!("Leiden clustering: {e}")))?;
-            }
-        }
-    }
-    let graph = b
-        .build()
+    let edges = (0..conn.n).flat_map(|i| {
+        conn.row(i)
+            .filter(move |&(j, _)| (i as u32) < j)
+            .map(move |(j, w)| (i, j as usize, w as f64))
+    });
+    let m = leiden_membership(conn.n, edges, resolution, seed)
         .map_err(|e| invalid(format!("Leiden clustering: {e}")))?;
-    let config = leiden_rs::LeidenConfig {
-        resolution,
-        seed: Some(seed),
-        ..Default::default()
-    };
-    let out = leiden_rs::Leiden::new(config)
-        .run(&graph)
-        .map_err(|e| invalid(format!("Leiden clustering: {e}")))?;
-    Ok((0..conn.n)
-        .map(|i| out.partition.community_of(i) as u32)
-        .collect())
+    Ok(m.into_iter().map(|c| c as u32).collect())
 }
 
 /// NMI and ARI of Leiden at the resolution of the best NMI among 0.2, 0.4, …, 2.0

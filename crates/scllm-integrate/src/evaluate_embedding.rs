@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use scllm_eval::encode_labels;
 use scllm_eval::linalg::Pca;
 use scllm_eval::umap::obsm_f32;
 use scllm_io::{read_h5ad, AnnData};
@@ -85,13 +86,7 @@ fn groups_of(a: &AnnData, col: &str, what: &str, src: &str) -> Result<(Vec<u32>,
         )));
     }
     let v: Vec<String> = v.into_iter().flatten().collect();
-    let mut names = v.clone();
-    names.sort();
-    names.dedup();
-    let codes = v
-        .iter()
-        .map(|s| names.binary_search(s).unwrap_or(0) as u32)
-        .collect();
+    let (names, codes) = encode_labels(&v);
     Ok((codes, names))
 }
 

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use scllm_eval::encode_labels;
 use scllm_eval::umap::obsm_f32;
 use scllm_eval::umap_file::pca_of_log;
 use scllm_io::{read_h5ad, write_h5ad, Compression, Matrix, Values};
@@ -75,19 +76,13 @@ pub fn harmony_file(job: &HarmonyJob) -> Result<HarmonySummary> {
         )));
     }
     let values: Vec<String> = values.into_iter().flatten().collect();
-    let mut names = values.clone();
-    names.sort();
-    names.dedup();
+    let (names, codes) = encode_labels(&values);
     if names.len() < 2 {
         return Err(invalid(format!(
             "{src}: field `obs['{}']` (batch): one value only; Harmony needs at least two batches",
             job.batch
         )));
     }
-    let codes: Vec<u32> = values
-        .iter()
-        .map(|v| names.binary_search(v).unwrap_or(0) as u32)
-        .collect();
     let (x, n, d, representation) = if a.obsm_get(&job.use_rep).is_some() || job.use_rep != "X_pca"
     {
         let (x, n, d) = obsm_f32(&a, &job.use_rep)?;

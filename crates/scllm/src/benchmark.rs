@@ -65,16 +65,7 @@ pub fn run(args: BenchmarkArgs) -> anyhow::Result<()> {
         println!("{}", render_main_table(&report));
         eprintln!("report: {} ({} files)", args.output.display(), files.len());
     }
-    let failed = report.failures();
-    if !failed.is_empty() {
-        let names: Vec<&str> = failed.iter().map(|m| m.name.as_str()).collect();
-        anyhow::bail!(
-            "{} method(s) failed: {} (see results.json for why; the others' results were written)",
-            failed.len(),
-            names.join(", ")
-        );
-    }
-    Ok(())
+    failed(report.failures().iter().map(|m| m.name.as_str()).collect())
 }
 
 /// `task = "integration"`: every method's embedding scored with the scIB metrics.
@@ -86,14 +77,17 @@ fn run_integration(job: &BenchmarkJob, args: &BenchmarkArgs) -> anyhow::Result<(
         println!("{}", render_integration_table(&report));
         eprintln!("report: {} ({} files)", args.output.display(), files.len());
     }
-    let failed = report.failures();
-    if !failed.is_empty() {
-        let names: Vec<&str> = failed.iter().map(|m| m.name.as_str()).collect();
-        anyhow::bail!(
-            "{} method(s) failed: {} (see results.json for why; the others' results were written)",
-            failed.len(),
-            names.join(", ")
-        );
+    failed(report.failures().iter().map(|m| m.name.as_str()).collect())
+}
+
+/// The run's error when methods failed (their results.json entries say why).
+fn failed(names: Vec<&str>) -> anyhow::Result<()> {
+    if names.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    anyhow::bail!(
+        "{} method(s) failed: {} (see results.json for why; the others' results were written)",
+        names.len(),
+        names.join(", ")
+    )
 }

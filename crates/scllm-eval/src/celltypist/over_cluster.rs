@@ -76,25 +76,16 @@ pub fn leiden_clusters(
     seed: u64,
 ) -> Result<Vec<String>> {
     let edges = crate::umap::connectivities(emb, n, d, 10);
-    let mut b = leiden_rs::GraphDataBuilder::new(n);
-    for &(i, j, w) in &edges {
-        if i < j {
-            b.add_edge(i as usize, j as usize, w as f64)
-                .map_err(|e| invalid(format!("over-clustering: {e}")))?;
-        }
-    }
-    let graph = b
-        .build()
-        .map_err(|e| invalid(format!("over-clustering: {e}")))?;
-    let config = leiden_rs::LeidenConfig {
+    let membership = leiden_membership(
+        n,
+        edges
+            .iter()
+            .filter(|e| e.0 < e.1)
+            .map(|&(i, j, w)| (i as usize, j as usize, w as f64)),
         resolution,
-        seed: Some(seed),
-        ..Default::default()
-    };
-    let out = leiden_rs::Leiden::new(config)
-        .run(&graph)
-        .map_err(|e| invalid(format!("over-clustering: {e}")))?;
-    let membership: Vec<usize> = (0..n).map(|i| out.partition.community_of(i)).collect();
+        seed,
+    )
+    .map_err(|e| invalid(format!("over-clustering: {e}")))?;
     // scanpy numbers leiden's clusters by size, largest first
     let k = membership.iter().copied().max().map_or(0, |m| m + 1);
     let mut size = vec![0usize; k];
@@ -108,6 +99,30 @@ pub fn leiden_clusters(
         rank[c] = r;
     }
     Ok(membership.iter().map(|&c| rank[c].to_string()).collect())
+}
+
+/// Leiden communities (modularity at `resolution`, seeded; `leiden-rs`) of the undirected
+/// weighted graph on `n` nodes whose edges (each pair once) are `edges`: each node's community.
+pub fn leiden_membership(
+    n: usize,
+    edges: impl Iterator<Item = (usize, usize, f64)>,
+    resolution: f64,
+    seed: u64,
+) -> std::result::Result<Vec<usize>, String> {
+    let mut b = leiden_rs::GraphDataBuilder::new(n);
+    for (i, j, w) in edges {
+        b.add_edge(i, j, w).map_err(|e| e.to_string())?;
+    }
+    let graph = b.build().map_err(|e| e.to_string())?;
+    let config = leiden_rs::LeidenConfig {
+        resolution,
+        seed: Some(seed),
+        ..Default::default()
+    };
+    let out = leiden_rs::Leiden::new(config)
+        .run(&graph)
+        .map_err(|e| e.to_string())?;
+    Ok((0..n).map(|i| out.partition.community_of(i)).collect())
 }
 
 /// Columns `cols` of CSR float32 `x`, in that order.
