@@ -17,10 +17,11 @@ use scllm_eval::anndata_input::log_normalized;
 use scllm_eval::baselines::select_hvg;
 use scllm_eval::encode_labels;
 use scllm_eval::linalg::Pca;
-use scllm_eval::plot::{plot_score_table, ScoreColumn};
 use scllm_integrate::harmony::{harmony, HarmonyOptions};
 use scllm_integrate::pcr::pcr;
-use scllm_integrate::scib::{score_embedding, EmbeddingScores, Groups, MetricKind, ScibOptions};
+use scllm_integrate::scib::{
+    plot_scib_table, score_embedding, EmbeddingScores, Groups, ScibOptions,
+};
 use scllm_io::{read_h5ad, AnnData};
 use serde::Serialize;
 
@@ -250,6 +251,15 @@ fn counts(values: &[String]) -> BTreeMap<String, usize> {
     m
 }
 
+/// The values of obs column `col` (every cell has one once [`cells`] has kept it).
+fn present_values(a: &AnnData, col: &str) -> Result<Vec<String>> {
+    Ok(a.obs_column(col)?
+        .to_strings()
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
 /// A filter's obs column (each cell's value) and the values it names.
 type FilterColumn = (Vec<Option<String>>, Vec<String>);
 
@@ -312,12 +322,7 @@ fn cells(
     }
     let mut a = a.select_obs(&keep);
     if let Some(k) = c.data.max_cells_per_batch {
-        let b: Vec<String> = a
-            .obs_column(&c.batch)?
-            .to_strings()
-            .into_iter()
-            .flatten()
-            .collect();
+        let b = present_values(&a, &c.batch)?;
         let sel = crate::fewshot::sample_shots(&b, k, c.seed);
         if sel.len() < b.len() {
             notes.push(format!(
@@ -349,18 +354,8 @@ pub fn run_integration(
     let mut notes = Vec::new();
     let a = cells(lc, &mut removed, &mut notes)?;
     let n = a.n_obs();
-    let labels: Vec<String> = a
-        .obs_column(&c.label)?
-        .to_strings()
-        .into_iter()
-        .flatten()
-        .collect();
-    let batches: Vec<String> = a
-        .obs_column(&c.batch)?
-        .to_strings()
-        .into_iter()
-        .flatten()
-        .collect();
+    let labels = present_values(&a, &c.label)?;
+    let batches = present_values(&a, &c.batch)?;
     let (lab_names, lab) = encode_labels(&labels);
     let (bat_names, bat) = encode_labels(&batches);
     if bat_names.len() < 2 {
@@ -421,21 +416,15 @@ pub fn run_integration(
         let out = m.embed(&ctx);
         let seconds = t.elapsed().as_secs_f64();
         let mem = mem.finish();
-        let r = match out {
-            Ok(e) if e.x.len() != n * e.dims => IntegrationMethodResult {
-                name: name.clone(),
-                rank: None,
-                dims: None,
-                seconds,
-                peak_rss_bytes: mem.peak_rss_bytes,
-                scores: None,
-                details: e.details,
-                error: Some(format!(
+        let (dims, scores, details, error) = match out {
+            Ok(e) if e.x.len() != n * e.dims => {
+                let msg = format!(
                     "returned {} values for {n} cells x {} dims",
                     e.x.len(),
                     e.dims
-                )),
-            },
+                );
+                (None, None, e.details, Some(msg))
+            }
             Ok(e) => {
                 let scores = score_embedding(&e.x, n, e.dims, &groups, pre_pcr, &opts, &|_| {})
                     .map_err(|e| BenchError::Method(format!("{name}: scoring: {e}")))?;
@@ -445,32 +434,24 @@ pub fn run_integration(
                         scores.get("Total").unwrap_or(f64::NAN)
                     );
                 }
-                IntegrationMethodResult {
-                    name: name.clone(),
-                    rank: None,
-                    dims: Some(e.dims),
-                    seconds,
-                    peak_rss_bytes: mem.peak_rss_bytes,
-                    scores: Some(scores),
-                    details: e.details,
-                    error: None,
-                }
+                (Some(e.dims), Some(scores), e.details, None)
             }
             Err(msg) => {
                 if progress {
                     eprintln!("{name}: failed: {msg}");
                 }
-                IntegrationMethodResult {
-                    name: name.clone(),
-                    rank: None,
-                    dims: None,
-                    seconds,
-                    peak_rss_bytes: mem.peak_rss_bytes,
-                    scores: None,
-                    details: serde_json::Value::Null,
-                    error: Some(msg),
-                }
+                (None, None, serde_json::Value::Null, Some(msg))
             }
+        };
+        let r = IntegrationMethodResult {
+            name: name.clone(),
+            rank: None,
+            dims,
+            seconds,
+            peak_rss_bytes: mem.peak_rss_bytes,
+            scores,
+            details,
+            error,
         };
         results.push(r);
     }
@@ -621,48 +602,15 @@ pub fn write_integration_report(r: &IntegrationReport, dir: &Path) -> Result<Vec
         })?;
         out.push(p);
     }
-    let mut ok: Vec<&IntegrationMethodResult> =
-        r.methods.iter().filter(|m| m.scores.is_some()).collect();
-    ok.sort_by_key(|m| m.rank);
-    if let Some(first) = ok.first().and_then(|m| m.scores.as_ref()) {
-        let columns: Vec<ScoreColumn> = first
-            .metrics
-            .iter()
-            .map(|m| ScoreColumn {
-                group: match m.kind {
-                    MetricKind::Bio => "Bio conservation",
-                    MetricKind::Batch => "Batch correction",
-                    MetricKind::Aggregate => "Aggregate score",
-                }
-                .into(),
-                name: m.name.into(),
-                bar: m.kind == MetricKind::Aggregate,
-            })
-            .collect();
-        let rows: Vec<String> = ok.iter().map(|m| m.name.clone()).collect();
-        let values: Vec<Vec<f64>> = ok
-            .iter()
-            .map(|m| {
-                m.scores
-                    .as_ref()
-                    .unwrap()
-                    .metrics
-                    .iter()
-                    .map(|v| v.value)
-                    .collect()
-            })
-            .collect();
-        for ext in ["png", "svg"] {
-            let p = dir.join(format!("scib_results.{ext}"));
-            plot_score_table(
-                &p,
-                &format!("{} — scIB metrics", r.name),
-                &rows,
-                &columns,
-                &values,
-            )?;
-            out.push(p);
-        }
-    }
+    let rows: Vec<(&str, &EmbeddingScores)> = r
+        .methods
+        .iter()
+        .filter_map(|m| m.scores.as_ref().map(|s| (m.name.as_str(), s)))
+        .collect();
+    let title = format!("{} — scIB metrics", r.name);
+    out.extend(plot_scib_table(dir, &title, &rows).map_err(|e| match e {
+        scllm_integrate::IntegrateError::Eval(e) => BenchError::Eval(e),
+        other => BenchError::Method(format!("pictures: {other}")),
+    })?);
     Ok(out)
 }

@@ -17,6 +17,7 @@ use scllm_eval::metrics::{adjusted_rand_score, normalized_mutual_info_score};
 use scllm_eval::Rng;
 
 use crate::graph::Graph;
+use crate::rows::centred;
 use crate::{invalid, Result};
 
 /// NMI and ARI of a clustering against the labels.
@@ -131,17 +132,7 @@ fn plus_plus(x: &[f32], n: usize, d: usize, k: usize, rng: &mut Rng) -> Vec<f32>
 /// row-major `n × d` matrix: each row's cluster.
 pub fn kmeans(x: &[f32], n: usize, d: usize, k: usize, starts: usize, seed: u64) -> Vec<u32> {
     // centred, as the reference (for accuracy of |x|² + |c|² - 2x·c)
-    let mut mean = vec![0.0f64; d];
-    for r in x.chunks(d) {
-        for (m, &v) in mean.iter_mut().zip(r) {
-            *m += v as f64;
-        }
-    }
-    let mean: Vec<f32> = mean.iter().map(|m| (m / n as f64) as f32).collect();
-    let xc: Vec<f32> = x
-        .chunks(d)
-        .flat_map(|r| r.iter().zip(&mean).map(|(v, m)| v - m))
-        .collect();
+    let xc = centred(x, d);
     let xsq: Vec<f32> = xc
         .chunks(d)
         .map(|r| r.iter().map(|v| v * v).sum())

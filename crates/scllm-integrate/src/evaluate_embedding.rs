@@ -8,17 +8,15 @@ use std::time::Instant;
 
 use scllm_eval::encode_labels;
 use scllm_eval::linalg::Pca;
-use scllm_eval::umap::obsm_f32;
+use scllm_eval::plot::{file_stem, plot_embedding, ScatterOptions};
+use scllm_eval::progress::bar;
+use scllm_eval::umap::{obsm_f32, umap, UmapOptions};
 use scllm_io::{read_h5ad, AnnData};
 use serde::Serialize;
 
-use scllm_eval::plot::{plot_embedding, plot_score_table, ScatterOptions, ScoreColumn};
-use scllm_eval::progress::bar;
-use scllm_eval::umap::{umap, UmapOptions};
-
 use crate::pcr::pcr;
 use crate::scib::{
-    score_embedding, steps, EmbeddingScores, Groups, MetricKind, ScibOptions, NEIGHBORS,
+    plot_scib_table, score_embedding, steps, EmbeddingScores, Groups, ScibOptions, NEIGHBORS,
 };
 use crate::{invalid, Result};
 
@@ -239,7 +237,17 @@ pub fn evaluate_embedding(job: &EvaluateEmbeddingJob) -> Result<EvaluateEmbeddin
         });
     }
     if let Some(dir) = &job.plots {
-        plots.extend(plot_results(dir, &src, &reports)?);
+        let name = job
+            .file
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let rows: Vec<(&str, &EmbeddingScores)> = reports
+            .iter()
+            .map(|r| (r.key.as_str(), &r.scores))
+            .collect();
+        let written = plot_scib_table(dir, &format!("scIB metrics — {name}"), &rows)?;
+        plots.extend(written.iter().map(|p| p.display().to_string()));
     }
     Ok(EvaluateEmbeddingReport {
         file: src,
@@ -253,68 +261,4 @@ pub fn evaluate_embedding(job: &EvaluateEmbeddingJob) -> Result<EvaluateEmbeddin
         embeddings: reports,
         plots,
     })
-}
-
-/// A file-name-safe form of an obsm key.
-fn file_stem(key: &str) -> String {
-    key.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-/// The results table as a picture, best total first (`scib_results.{png,svg}`).
-fn plot_results(
-    dir: &std::path::Path,
-    src: &str,
-    reports: &[EmbeddingReport],
-) -> Result<Vec<String>> {
-    let Some(first) = reports.first() else {
-        return Ok(Vec::new());
-    };
-    let columns: Vec<ScoreColumn> = first
-        .scores
-        .metrics
-        .iter()
-        .map(|m| ScoreColumn {
-            group: match m.kind {
-                MetricKind::Bio => "Bio conservation",
-                MetricKind::Batch => "Batch correction",
-                MetricKind::Aggregate => "Aggregate score",
-            }
-            .to_string(),
-            name: m.name.to_string(),
-            bar: m.kind == MetricKind::Aggregate,
-        })
-        .collect();
-    let mut order: Vec<&EmbeddingReport> = reports.iter().collect();
-    let total = |r: &EmbeddingReport| r.scores.get("Total").unwrap_or(f64::NAN);
-    order.sort_by(|a, b| total(b).total_cmp(&total(a)));
-    let rows: Vec<String> = order.iter().map(|r| r.key.clone()).collect();
-    let values: Vec<Vec<f64>> = order
-        .iter()
-        .map(|r| r.scores.metrics.iter().map(|m| m.value).collect())
-        .collect();
-    let name = std::path::Path::new(src)
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut out = Vec::new();
-    for ext in ["png", "svg"] {
-        let p = dir.join(format!("scib_results.{ext}"));
-        plot_score_table(
-            &p,
-            &format!("scIB metrics — {name}"),
-            &rows,
-            &columns,
-            &values,
-        )?;
-        out.push(p.display().to_string());
-    }
-    Ok(out)
 }

@@ -17,6 +17,7 @@ use scllm_eval::special::gammainc;
 use crate::eigen::largest_magnitude;
 use crate::graph::Graph;
 use crate::neighbors::Neighbors;
+use crate::rows::column_means;
 use crate::silhouette::recode;
 
 /// kBET settings (scib-metrics' defaults).
@@ -131,23 +132,17 @@ fn diffusion_nn(conn: &Graph, k: usize, n_comps: usize) -> Option<Neighbors> {
         .enumerate()
         .map(|(p, &v)| v as f32 * scale[p % n_comps])
         .collect();
-    Some(brute_f64(&emb, n, n_comps, k + 1))
+    Some(exact_neighbours_f64(&emb, n, n_comps, k + 1))
 }
 
 /// Exact neighbours in f64: the diffusion components are scaled by up to λ/(1-λ) (~1.7e7 for a
 /// top eigenvalue that rounds below 1), where |a|² + |b|² - 2a·b in f32 loses the small
 /// distances. Candidates come from a blocked f64 GEMM on centred rows, the best `k + 8` of
 /// each row are re-measured by direct differences, and the cell itself is put first.
-fn brute_f64(x: &[f32], n: usize, d: usize, k: usize) -> Neighbors {
+fn exact_neighbours_f64(x: &[f32], n: usize, d: usize, k: usize) -> Neighbors {
     use rayon::prelude::*;
     use scllm_eval::linalg::dgemm_nt;
-    let mut mean = vec![0.0f64; d];
-    for r in x.chunks(d) {
-        for (m, &v) in mean.iter_mut().zip(r) {
-            *m += v as f64;
-        }
-    }
-    mean.iter_mut().for_each(|m| *m /= n as f64);
+    let mean = column_means(x, d);
     let xd: Vec<f64> = x
         .chunks(d)
         .flat_map(|r| r.iter().zip(&mean).map(|(&v, m)| v as f64 - m))

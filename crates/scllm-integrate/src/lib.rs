@@ -13,6 +13,7 @@ pub mod lisi;
 pub mod neighbors;
 pub mod pairwise;
 pub mod pcr;
+mod rows;
 pub mod scib;
 pub mod silhouette;
 

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use scllm_eval::linalg::sgemm_nt;
 
 use crate::neighbors::Neighbors;
+use crate::rows::centred;
 
 const BLOCK: usize = 64;
 const EXTRA: usize = 8;
@@ -37,18 +38,10 @@ pub fn knn_and_silhouette(
     for c in 0..n_codes {
         start[c + 1] += start[c];
     }
-    let mut mean = vec![0.0f64; d];
-    for r in x.chunks(d) {
-        for (m, &v) in mean.iter_mut().zip(r) {
-            *m += v as f64;
-        }
-    }
-    let mean: Vec<f32> = mean.iter().map(|m| (m / n as f64) as f32).collect();
-    let mut y = vec![0.0f32; n * d];
-    for (p, &i) in order.iter().enumerate() {
-        for j in 0..d {
-            y[p * d + j] = x[i * d + j] - mean[j];
-        }
+    let xc = centred(x, d);
+    let mut y = Vec::with_capacity(n * d);
+    for &i in &order {
+        y.extend_from_slice(&xc[i * d..(i + 1) * d]);
     }
     let sq: Vec<f32> = y.chunks(d).map(|r| r.iter().map(|v| v * v).sum()).collect();
     let freq: Vec<usize> = (0..n_codes).map(|c| start[c + 1] - start[c]).collect();

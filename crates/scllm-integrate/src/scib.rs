@@ -34,6 +34,17 @@ pub enum MetricKind {
     Aggregate,
 }
 
+impl MetricKind {
+    /// The family's name in scib-metrics' results table.
+    pub fn family(self) -> &'static str {
+        match self {
+            MetricKind::Bio => "Bio conservation",
+            MetricKind::Batch => "Batch correction",
+            MetricKind::Aggregate => "Aggregate score",
+        }
+    }
+}
+
 /// One metric of one embedding, under the name of scib-metrics' results table.
 #[derive(Clone, Debug, Serialize)]
 pub struct MetricValue {
@@ -204,4 +215,41 @@ pub fn score_embedding(
         kbet_per_label: per_label,
         leiden_resolution,
     })
+}
+
+/// The results table of several embeddings (`(name, scores)`) as a picture, best total first:
+/// `scib_results.png` and `.svg` in `dir`; returns them. Nothing when `rows` is empty.
+pub fn plot_scib_table(
+    dir: &std::path::Path,
+    title: &str,
+    rows: &[(&str, &EmbeddingScores)],
+) -> Result<Vec<std::path::PathBuf>> {
+    use scllm_eval::plot::{plot_score_table, ScoreColumn};
+    let Some((_, first)) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let columns: Vec<ScoreColumn> = first
+        .metrics
+        .iter()
+        .map(|m| ScoreColumn {
+            group: m.kind.family().to_string(),
+            name: m.name.to_string(),
+            bar: m.kind == MetricKind::Aggregate,
+        })
+        .collect();
+    let total = |s: &EmbeddingScores| s.get("Total").unwrap_or(f64::NAN);
+    let mut order: Vec<&(&str, &EmbeddingScores)> = rows.iter().collect();
+    order.sort_by(|a, b| total(b.1).total_cmp(&total(a.1)));
+    let names: Vec<String> = order.iter().map(|r| r.0.to_string()).collect();
+    let values: Vec<Vec<f64>> = order
+        .iter()
+        .map(|r| r.1.metrics.iter().map(|m| m.value).collect())
+        .collect();
+    let mut out = Vec::new();
+    for ext in ["png", "svg"] {
+        let p = dir.join(format!("scib_results.{ext}"));
+        plot_score_table(&p, title, &names, &columns, &values)?;
+        out.push(p);
+    }
+    Ok(out)
 }

@@ -10,6 +10,8 @@
 use rayon::prelude::*;
 use scllm_eval::linalg::sgemm_nt;
 
+use crate::rows::centred;
+
 /// How a cell's distance to the other clusters is taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Between {
@@ -43,7 +45,7 @@ pub fn silhouette_samples(
     for &c in codes {
         freq[c as usize] += 1;
     }
-    let y = prepared(x, n, d, metric);
+    let y = prepared(x, d, metric);
     let sq: Vec<f32> = y
         .chunks(d.max(1))
         .map(|r| r.iter().map(|v| v * v).sum())
@@ -96,31 +98,18 @@ pub fn silhouette_samples(
 }
 
 /// Rows centred (euclidean) or scaled to unit length (cosine).
-fn prepared(x: &[f32], n: usize, d: usize, metric: Metric) -> Vec<f32> {
-    let mut y = x.to_vec();
+fn prepared(x: &[f32], d: usize, metric: Metric) -> Vec<f32> {
     match metric {
-        Metric::Euclidean => {
-            let mut mean = vec![0.0f64; d];
-            for r in x.chunks(d.max(1)) {
-                for (m, &v) in mean.iter_mut().zip(r) {
-                    *m += v as f64;
-                }
-            }
-            let mean: Vec<f32> = mean.iter().map(|m| (m / n.max(1) as f64) as f32).collect();
-            for r in y.chunks_mut(d.max(1)) {
-                for (v, m) in r.iter_mut().zip(&mean) {
-                    *v -= m;
-                }
-            }
-        }
+        Metric::Euclidean => centred(x, d),
         Metric::Cosine => {
+            let mut y = x.to_vec();
             for r in y.chunks_mut(d.max(1)) {
                 let nrm = r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
                 r.iter_mut().for_each(|v| *v = (*v as f64 / nrm) as f32);
             }
+            y
         }
     }
-    y
 }
 
 /// Label ASW rescaled to [0, 1] (`silhouette_label`) from the per-cell silhouettes.

@@ -544,17 +544,7 @@ fn pictures(r: &BenchmarkReport, dir: &Path) -> scllm_benchmark::Result<Vec<Path
     let fail = |e: scllm_eval::EvalError| BenchError::Method(format!("pictures: {e}"));
     for m in &r.methods {
         let Some(c) = &m.metrics else { continue };
-        let stem: String = m
-            .name
-            .chars()
-            .map(|ch| {
-                if ch.is_ascii_alphanumeric() || ch == '-' {
-                    ch
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let stem = scllm_eval::plot::file_stem(&m.name);
         for ext in ["png", "svg"] {
             let name = format!("confusion_{stem}.{ext}");
             plot_confusion_report(

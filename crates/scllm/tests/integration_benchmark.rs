@@ -5,7 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{fixtures, s, scllm};
+use common::{fixtures, s, scib_metric, scllm};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -27,16 +27,7 @@ fn tiny_integration_config_ranks_every_method() {
         .map(|m| m["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["pca", "harmony", "embed:../models/cellplm-small"]);
-    let metric = |i: usize, name: &str| {
-        methods[i]["scores"]["metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["name"] == name)
-            .unwrap()["value"]
-            .as_f64()
-            .unwrap()
-    };
+    let metric = |i: usize, name: &str| scib_metric(&methods[i]["scores"]["metrics"], name);
     // ranks 1..3 by total
     let mut ranks: Vec<u64> = methods
         .iter()

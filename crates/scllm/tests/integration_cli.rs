@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fixtures, s, scllm};
+use common::{fixtures, s, scib_metric, scllm};
 use scllm_io::{read_h5ad, write_h5ad, Column, Compression};
 
 fn kang() -> std::path::PathBuf {
@@ -51,16 +51,7 @@ fn harmony_mixes_donors_and_evaluate_embedding_says_so() {
     ]);
     assert_eq!(code, 0, "{err}");
     let r: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let metric = |i: usize, name: &str| {
-        r["embeddings"][i]["metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["name"] == name)
-            .unwrap()["value"]
-            .as_f64()
-            .unwrap()
-    };
+    let metric = |i: usize, name: &str| scib_metric(&r["embeddings"][i]["metrics"], name);
     assert_eq!(r["embeddings"][1]["key"], "X_pca_harmony");
     // X_pca's numbers are scib-metrics' (tools/scib_fixture.py)
     assert!((metric(0, "iLISI") - 0.569117).abs() < 2e-4);

@@ -40,6 +40,20 @@ impl Format {
     }
 }
 
+/// A name (a method, an obsm key) as a file-name stem: ASCII letters, digits, `-` and `_` kept,
+/// anything else `_`.
+pub fn file_stem(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Something that draws itself on an area of a fixed size.
 pub(super) trait Figure {
     fn size(&self) -> (u32, u32);

@@ -24,7 +24,7 @@ mod text;
 pub use colours::palette;
 pub use confusion::{plot_confusion, plot_confusion_report};
 pub use embedding::{plot_embedding, plot_embedding_pair, ScatterOptions};
-pub use figure::Format;
+pub use figure::{file_stem, Format};
 pub use learning_curves::{plot_learning_curves, EpochRecord};
 pub use line_chart::plot_lines;
 pub use per_class_f1::{plot_per_class_f1, plot_per_class_f1_report};

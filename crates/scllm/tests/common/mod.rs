@@ -32,6 +32,18 @@ pub fn scllm_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     )
 }
 
+/// The value of metric `name` in a report's scIB `metrics` array (`[{name, kind, value}]`).
+pub fn scib_metric(metrics: &serde_json::Value, name: &str) -> f64 {
+    metrics
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("no metric {name}"))["value"]
+        .as_f64()
+        .unwrap()
+}
+
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
