@@ -181,3 +181,15 @@ pub fn labeled_cells(a: &AnnData, col: &str) -> Result<(Vec<usize>, Vec<String>)
 pub fn obsm_dense(m: &Matrix) -> Vec<f32> {
     m.to_dense_f64().into_iter().map(|v| v as f32).collect()
 }
+
+/// [`obsm_dense`] of `obsm[key]` of the file `src`, refusing NaN or infinite values (distances
+/// to a NaN are NaN, and every neighbour search then answers at random).
+pub fn obsm_finite(m: &Matrix, src: &str, key: &str) -> Result<Vec<f32>> {
+    let x = obsm_dense(m);
+    if x.iter().any(|v| !v.is_finite()) {
+        return Err(invalid(format!(
+            "{src}: field `obsm['{key}']`: contains NaN or infinite values; recompute the embedding"
+        )));
+    }
+    Ok(x)
+}

@@ -11,7 +11,7 @@ use scllm_pp::{highly_variable_genes, HvgFlavor, HvgOptions};
 use serde::Serialize;
 
 use crate::anndata_input::{
-    align_genes, labeled_cells, log_normalized, name, names_of, obsm_dense,
+    align_genes, labeled_cells, log_normalized, name, names_of, obsm_finite,
 };
 use crate::class_scores::{ClassScores, ScoreKind};
 use crate::conformal::{calibration_uniforms, query_uniforms, ConformalCalibrator};
@@ -227,7 +227,7 @@ pub fn run_baseline_scored(
                     names_of(&a.obsm)
                 ))
             })?;
-            Ok(obsm_dense(m))
+            obsm_finite(m, an, key)
         };
         let r_all = get(reference, &rname)?;
         let q = get(query, &qname)?;

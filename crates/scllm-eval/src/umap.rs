@@ -880,13 +880,7 @@ pub fn obsm_f32(a: &scllm_io::AnnData, key: &str) -> Result<(Vec<f32>, usize, us
         ))
     })?;
     let (n, d) = m.shape();
-    let x = crate::anndata_input::obsm_dense(m);
-    if x.iter().any(|v| !v.is_finite()) {
-        return Err(invalid(format!(
-            "{src}: field `obsm['{key}']`: contains NaN or infinite values"
-        )));
-    }
-    Ok((x, n, d))
+    Ok((crate::anndata_input::obsm_finite(m, &src, key)?, n, d))
 }
 
 /// A 2-D layout as a dense `n × 2` float32 matrix, to store as e.g. `obsm['X_umap']`.

@@ -11,7 +11,10 @@ use crate::error::{H5Context, IoError, Result};
 use crate::frame::{DataFrame, UnsValue};
 use crate::h5ad::open::open_h5ad;
 use crate::h5ad::read::read_frames;
-use crate::h5ad::write::{write_uns, Compression, Writer};
+use crate::h5ad::read_primitives::{attr_shape, attr_string, check_stored, read_indptr};
+use crate::h5ad::write::{
+    close_checked, copy_uns, verify_written, write_failed, write_uns, Compression, Expected, Writer,
+};
 use crate::matrix::{Compressed, Matrix, Values};
 
 enum Layout {
@@ -57,6 +60,11 @@ impl BackedAnnData {
     /// Open `path` and prepare to read `element`: `"X"` or `"layers/NAME"` (or `"raw/X"`).
     pub fn open(path: impl AsRef<Path>, element: &str) -> Result<Self> {
         let path = path.as_ref();
+        crate::h5ad::guard::reading(path);
+        crate::h5ad::guard::structure(|| Self::open_guarded(path, element))
+    }
+
+    fn open_guarded(path: &Path, element: &str) -> Result<Self> {
         let file = open_h5ad(path)?;
         let meta = read_frames(path, &file)?;
         let (obs, var) = meta;
@@ -76,19 +84,9 @@ impl BackedAnnData {
         let (layout, nrows, ncols, dtype) = match kind {
             LocationType::Group => {
                 let g = root.group(element).at(path, element)?;
-                let enc = g
-                    .attr("encoding-type")
-                    .ok()
-                    .and_then(|a| a.read_scalar::<hdf5::types::VarLenUnicode>().ok());
-                let fmt = g
-                    .attr("h5sparse_format")
-                    .ok()
-                    .and_then(|a| a.read_scalar::<hdf5::types::VarLenUnicode>().ok());
-                let is_csr = enc
-                    .as_ref()
-                    .map(|e| e.as_str() == "csr_matrix")
-                    .unwrap_or(false)
-                    || fmt.as_ref().map(|e| e.as_str() == "csr").unwrap_or(false);
+                let enc = attr_string(&g, "encoding-type");
+                let fmt = attr_string(&g, "h5sparse_format");
+                let is_csr = enc.as_deref() == Some("csr_matrix") || fmt.as_deref() == Some("csr");
                 if !is_csr {
                     return Err(IoError::field(
                         path,
@@ -96,17 +94,44 @@ impl BackedAnnData {
                         "block reading needs CSR (cells as rows) or dense storage; this is CSC. Convert once with `scllm preprocess IN -o OUT` (which writes CSR).",
                     ));
                 }
-                let shape = g
-                    .attr("shape")
-                    .or_else(|_| g.attr("h5sparse_shape"))
-                    .and_then(|a| a.read_raw::<i64>())
-                    .at(path, &format!("{element}/shape"))?;
+                let (nrows, ncols) = attr_shape(&g, "shape")
+                    .or_else(|| attr_shape(&g, "h5sparse_shape"))
+                    .ok_or_else(|| {
+                        IoError::field(
+                            path,
+                            format!("{element}/shape"),
+                            "missing or not two non-negative integers; the file is damaged",
+                        )
+                    })?;
                 let data = g.dataset("data").at(path, element)?;
                 let indices = g.dataset("indices").at(path, element)?;
+                for (ds, part) in [(&data, "data"), (&indices, "indices")] {
+                    check_stored(ds).at(path, &format!("{element}/{part}"))?;
+                }
                 let indptr = g
                     .dataset("indptr")
-                    .and_then(|d| d.read_raw::<u64>())
-                    .at(path, element)?;
+                    .and_then(|d| read_indptr(&d))
+                    .at(path, &format!("{element}/indptr"))?;
+                // blocks are sliced by indptr: it must rise from 0 to the stored count, which
+                // cannot exceed the matrix
+                let stored = data.size();
+                if indptr.len() != nrows + 1
+                    || indices.size() != stored
+                    || indptr.first() != Some(&0)
+                    || indptr.windows(2).any(|w| w[0] > w[1])
+                    || indptr[nrows] as usize != stored
+                    || stored as u128 > nrows as u128 * ncols as u128
+                {
+                    return Err(IoError::field(
+                        path,
+                        element,
+                        format!(
+                            "inconsistent sparse matrix (shape {nrows}x{ncols}, indptr {} entries not rising from 0 to the stored count, indices {}, data {stored}); the file is damaged",
+                            indptr.len(),
+                            indices.size()
+                        ),
+                    ));
+                }
                 let dtype = read_slice(&data, 0, 0).at(path, element)?.dtype();
                 (
                     Layout::Csr {
@@ -114,8 +139,8 @@ impl BackedAnnData {
                         indices,
                         indptr,
                     },
-                    shape[0] as usize,
-                    shape[1] as usize,
+                    nrows,
+                    ncols,
                     dtype,
                 )
             }
@@ -123,8 +148,13 @@ impl BackedAnnData {
                 let ds = root.dataset(element).at(path, element)?;
                 let shape = ds.shape();
                 if shape.len() != 2 {
-                    return Err(IoError::field(path, element, "expected a 2-D matrix"));
+                    return Err(IoError::field(
+                        path,
+                        element,
+                        format!("a {}-D array where a 2-D matrix is expected", shape.len()),
+                    ));
                 }
+                check_stored(&ds).at(path, element)?;
                 let dtype = read_slice_dense(&ds, 0, 0, shape[1])
                     .at(path, element)?
                     .dtype();
@@ -137,6 +167,14 @@ impl BackedAnnData {
                 path,
                 element,
                 format!("{nrows} rows but obs has {}", obs.nrows()),
+            ));
+        }
+        // raw/X has its own var; X and layers have this one's
+        if !element.starts_with("raw") && ncols != var.nrows() {
+            return Err(IoError::field(
+                path,
+                element,
+                format!("{ncols} columns but var has {}", var.nrows()),
             ));
         }
         Ok(BackedAnnData {
@@ -177,11 +215,26 @@ impl BackedAnnData {
             } => {
                 let (a, b) = (indptr[start] as usize, indptr[end] as usize);
                 let vals = read_slice(data, a, b).at(&self.path, &field("data"))?;
-                let idx: Vec<u32> = indices
-                    .read_slice_1d::<u32, _>(a..b)
+                // read as stored and checked: HDF5 clips a negative index to 0 when converting
+                let idx: Vec<i64> = indices
+                    .read_slice_1d::<i64, _>(a..b)
                     .at(&self.path, &field("indices"))?
                     .into_raw_vec_and_offset()
                     .0;
+                if let Some(bad) = idx
+                    .iter()
+                    .find(|&&j| j < 0 || j as u64 >= self.ncols as u64)
+                {
+                    return Err(IoError::field(
+                        &self.path,
+                        field("indices"),
+                        format!(
+                            "column index {bad} outside 0..{}; the file is damaged",
+                            self.ncols
+                        ),
+                    ));
+                }
+                let idx: Vec<u32> = idx.into_iter().map(|j| j as u32).collect();
                 let ptr = indptr[start..=end].iter().map(|&p| p - a as u64).collect();
                 Ok(Compressed {
                     nrows: end - start,
@@ -232,16 +285,27 @@ fn read_slice_dense(ds: &Dataset, start: usize, end: usize, ncols: usize) -> hdf
 }
 
 /// Writes an `.h5ad` whose X is CSR float32, appended block by block; obs/var/uns are written
-/// at the end. Written to a temporary file and renamed on [`CsrStreamWriter::finish`].
+/// at the end. Written to a temporary file and renamed on [`CsrStreamWriter::finish`], after the
+/// file is closed with every error checked and read back; dropped unfinished, the temporary file
+/// is removed.
 pub struct CsrStreamWriter {
     path: PathBuf,
     tmp: PathBuf,
     w: Writer,
-    file: Option<File>,
-    data: Dataset,
-    indices: Dataset,
+    open: Option<OpenFile>,
     indptr: Vec<u64>,
     ncols: usize,
+    uns_from: Option<PathBuf>,
+    /// `finish` ran: the temporary file is renamed or already removed.
+    finished: bool,
+}
+
+/// The file being written and its growing datasets (closed before the file, so that the file's
+/// close is the checked one).
+struct OpenFile {
+    file: File,
+    data: Dataset,
+    indices: Dataset,
 }
 
 impl CsrStreamWriter {
@@ -254,28 +318,46 @@ impl CsrStreamWriter {
         };
         let file = crate::h5ad::handles::create(&tmp)
             .map_err(|e| IoError::file(&path, format!("cannot create: {e}")))?;
-        let g = file.create_group("X").at(&path, "X")?;
-        let chunk = 1 << 16;
-        let mk = |name: &str, f32: bool| -> hdf5::Result<Dataset> {
-            let b = if f32 {
-                g.new_dataset::<f32>()
-            } else {
-                g.new_dataset::<i32>()
-            };
-            compression.apply(b.chunk(chunk)).shape(0..).create(name)
-        };
-        let data = mk("data", true).at(&path, "X/data")?;
-        let indices = mk("indices", false).at(&path, "X/indices")?;
-        Ok(CsrStreamWriter {
+        // from here on, a failure removes the temporary file (Drop)
+        let mut me = CsrStreamWriter {
             path,
             tmp,
             w,
-            file: Some(file),
-            data,
-            indices,
+            open: None,
             indptr: vec![0],
             ncols,
-        })
+            uns_from: None,
+            finished: false,
+        };
+        let (data, indices) = {
+            let g = file
+                .create_group("X")
+                .map_err(|e| write_failed(&me.path, "X", e))?;
+            let chunk = 1 << 16;
+            let mk = |name: &str, f32: bool| -> hdf5::Result<Dataset> {
+                let b = if f32 {
+                    g.new_dataset::<f32>()
+                } else {
+                    g.new_dataset::<i32>()
+                };
+                compression.apply(b.chunk(chunk)).shape(0..).create(name)
+            };
+            let data = mk("data", true).map_err(|e| write_failed(&me.path, "X/data", e));
+            let indices = mk("indices", false).map_err(|e| write_failed(&me.path, "X/indices", e));
+            (data, indices)
+        };
+        me.open = Some(OpenFile {
+            file,
+            data: data?,
+            indices: indices?,
+        });
+        Ok(me)
+    }
+
+    /// Copy `uns` of the `.h5ad` at `src` into the output on [`CsrStreamWriter::finish`], whole
+    /// (members scllm cannot read included); `finish`'s `uns` items are written over it.
+    pub fn keep_uns_of(&mut self, src: impl AsRef<Path>) {
+        self.uns_from = Some(src.as_ref().to_path_buf());
     }
 
     /// Append rows (CSR, same number of columns).
@@ -286,6 +368,7 @@ impl CsrStreamWriter {
                 format!("block has {} columns, expected {}", block.ncols, self.ncols),
             ));
         }
+        let open = self.open.as_ref().expect("append before finish");
         let start = *self.indptr.last().unwrap() as usize;
         let end = start + block.nnz();
         let converted;
@@ -297,16 +380,16 @@ impl CsrStreamWriter {
             }
         };
         (|| -> hdf5::Result<()> {
-            self.data.resize(end)?;
-            self.indices.resize(end)?;
+            open.data.resize(end)?;
+            open.indices.resize(end)?;
             if end > start {
-                self.data.write_slice(vals, start..end)?;
+                open.data.write_slice(vals, start..end)?;
                 // u32 column ids into the int32 dataset: HDF5 converts in place of a copy here
-                self.indices.write_slice(&block.indices, start..end)?;
+                open.indices.write_slice(&block.indices, start..end)?;
             }
             Ok(())
         })()
-        .at(&self.path, "X")?;
+        .map_err(|e| write_failed(&self.path, "X", e))?;
         for i in 0..block.nrows {
             self.indptr.push(start as u64 + block.indptr[i + 1]);
         }
@@ -317,7 +400,8 @@ impl CsrStreamWriter {
         self.indptr.len() - 1
     }
 
-    /// Write indptr, shape, obs, var, obsm and uns; then move the file into place.
+    /// Write indptr, shape, obs, var, obsm and uns; close and check the file; then move it into
+    /// place.
     pub fn finish(
         mut self,
         obs: &DataFrame,
@@ -325,60 +409,85 @@ impl CsrStreamWriter {
         obsm: &[(String, Matrix)],
         uns: &[(String, UnsValue)],
     ) -> Result<()> {
-        let file = self.file.take().expect("finish called once");
+        let OpenFile {
+            file,
+            data,
+            indices,
+        } = self.open.take().expect("finish called once");
+        drop((data, indices));
+        self.finished = true;
         let res = (|| -> Result<()> {
-            if obs.nrows() != self.rows_written() || var.nrows() != self.ncols {
+            let rows = self.rows_written();
+            if obs.nrows() != rows || var.nrows() != self.ncols {
                 return Err(IoError::file(
                     &self.path,
                     format!(
                         "wrote {}x{} but obs/var have {}/{} rows",
-                        self.rows_written(),
+                        rows,
                         self.ncols,
                         obs.nrows(),
                         var.nrows()
                     ),
                 ));
             }
-            self.w.root_attrs(&file)?;
-            let g = file.group("X").at(&self.path, "X")?;
-            self.w.set_encoding(&g, "csr_matrix", "0.1.0")?;
-            let shape = [self.rows_written() as i64, self.ncols as i64];
-            let a = g
-                .new_attr::<i64>()
-                .shape(2)
-                .create("shape")
-                .at(&self.path, "X")?;
-            a.write_raw(&shape).at(&self.path, "X")?;
-            if *self.indptr.last().unwrap() < i32::MAX as u64 {
-                let p: Vec<i32> = self.indptr.iter().map(|&x| x as i32).collect();
-                self.w.array(&g, "indptr", &p, "X/indptr")?;
-            } else {
-                let p: Vec<i64> = self.indptr.iter().map(|&x| x as i64).collect();
-                self.w.array(&g, "indptr", &p, "X/indptr")?;
-            }
-            self.w.dataframe(&file, "obs", obs)?;
-            self.w.dataframe(&file, "var", var)?;
             for (k, m) in obsm {
-                if m.shape().0 != self.rows_written() {
+                if m.shape().0 != rows {
                     return Err(IoError::file(
                         &self.path,
-                        format!(
-                            "obsm['{k}'] has {} rows for {} cells",
-                            m.shape().0,
-                            self.rows_written()
-                        ),
+                        format!("obsm['{k}'] has {} rows for {rows} cells", m.shape().0),
                     ));
                 }
             }
+            let e = |field: &str| {
+                let (path, field) = (self.path.clone(), field.to_string());
+                move |e: hdf5::Error| write_failed(&path, &field, e)
+            };
+            self.w.root_attrs(&file)?;
+            {
+                // the group's handles end here, before the checked close
+                let g = file.group("X").map_err(e("X"))?;
+                self.w.set_encoding(&g, "csr_matrix", "0.1.0")?;
+                let shape = [rows as i64, self.ncols as i64];
+                let a = g
+                    .new_attr::<i64>()
+                    .shape(2)
+                    .create("shape")
+                    .map_err(e("X"))?;
+                a.write_raw(&shape).map_err(e("X"))?;
+                if *self.indptr.last().unwrap() < i32::MAX as u64 {
+                    let p: Vec<i32> = self.indptr.iter().map(|&x| x as i32).collect();
+                    self.w.array(&g, "indptr", &p, "X/indptr")?;
+                } else {
+                    let p: Vec<i64> = self.indptr.iter().map(|&x| x as i64).collect();
+                    self.w.array(&g, "indptr", &p, "X/indptr")?;
+                }
+            }
+            self.w.dataframe(&file, "obs", obs)?;
+            self.w.dataframe(&file, "var", var)?;
             self.w.dict_of_matrices(&file, "obsm", obsm)?;
             for name in ["varm", "obsp", "varp", "layers"] {
-                let g = file.create_group(name).at(&self.path, name)?;
+                let g = file.create_group(name).map_err(e(name))?;
                 self.w.set_encoding(&g, "dict", "0.1.0")?;
             }
-            write_uns(&self.w, &file, uns)?;
-            file.close()
-                .map_err(|e| IoError::file(&self.path, format!("closing: {e}")))?;
-            Ok(())
+            let uns_names = match &self.uns_from {
+                Some(src) => copy_uns(&self.w, &file, src, uns)?,
+                None => {
+                    write_uns(&self.w, &file, uns)?;
+                    uns.iter().map(|(k, _)| k.clone()).collect()
+                }
+            };
+            close_checked(file, &self.path)?;
+            let mut matrices = vec![("X".to_string(), (rows, self.ncols))];
+            matrices.extend(obsm.iter().map(|(k, m)| (format!("obsm/{k}"), m.shape())));
+            verify_written(
+                &self.tmp,
+                &self.path,
+                &Expected {
+                    frames: vec![("obs".into(), rows), ("var".into(), self.ncols)],
+                    matrices,
+                    uns: uns_names,
+                },
+            )
         })();
         scllm_fs::finish(&self.tmp, &self.path, res, |e| IoError::os(&self.path, e))
     }
@@ -386,8 +495,10 @@ impl CsrStreamWriter {
 
 impl Drop for CsrStreamWriter {
     fn drop(&mut self) {
-        // Not finished: remove the temporary file instead of leaving a half-written one.
-        if self.file.take().is_some() {
+        // Not finished (an error, or a panic elsewhere): close, then remove the temporary file
+        // instead of leaving a half-written one.
+        drop(self.open.take());
+        if !self.finished {
             scllm_fs::discard(&self.tmp);
         }
     }

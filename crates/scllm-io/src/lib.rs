@@ -7,6 +7,7 @@ pub mod error;
 pub mod frame;
 pub mod h5ad;
 pub mod matrix;
+pub mod terminal;
 pub mod text;
 
 pub use backed::BackedAnnData;
@@ -14,4 +15,5 @@ pub use error::{IoError, Result};
 pub use frame::{Column, DataFrame, UnsValue};
 pub use h5ad::{read_h5ad, write_h5ad, AnnData, Compression, Raw};
 pub use matrix::{Compressed, Matrix, Values};
+pub use terminal::printable;
 pub use text::{read_10x_dir, read_any, read_csv};

@@ -42,6 +42,10 @@ pub trait ModelFolder: Sized + Send + Sync {
     fn weights(&self) -> Result<&Path>;
     /// Encoder layers of the model.
     fn n_layers(&self) -> usize;
+    /// A lower bound on the model's parameter count from its configuration alone (embedding
+    /// tables and encoder layers), so a configuration that does not belong to its weights
+    /// (`nlayers` 100000) is refused before it is allocated.
+    fn planned_params(&self) -> u64;
     /// One line: family, shape, vocabulary.
     fn describe(&self) -> String;
     /// What `adapter.json` records about the base model.
@@ -56,8 +60,10 @@ pub trait ModelFolder: Sized + Send + Sync {
     /// [`Self::build`] then the weights by name and shape, reported key by key; with `strict`,
     /// anything missing or skipped is an error.
     fn load(&self, n_cls: usize, strict: bool, dev: &Device) -> Result<(Self::Model, LoadReport)> {
+        let ckpt = self.checkpoint()?;
+        check_planned_size(self.dir(), self.planned_params(), &ckpt, self.weights()?)?;
         let mut m = self.build(n_cls, dev)?;
-        let report = load_into(&mut m, &self.checkpoint()?, strict, dev)?;
+        let report = load_into(&mut m, &ckpt, strict, dev)?;
         Ok((m, report))
     }
 
@@ -100,6 +106,27 @@ pub trait ModelFolder: Sized + Send + Sync {
     fn default_unknown_below(&self) -> Option<f64> {
         None
     }
+}
+
+/// Refuse a configuration that describes a model more than twice the size of the weights it
+/// comes with (plus 1M parameters of slack for heads a checkpoint may lack): building it would
+/// allocate what the configuration claims, however small the checkpoint.
+fn check_planned_size(dir: &Path, planned: u64, ckpt: &Checkpoint, weights: &Path) -> Result<()> {
+    let stored: u64 = ckpt
+        .keys()
+        .filter_map(|k| ckpt.shape(k))
+        .map(|s| s.iter().fold(1u64, |a, &d| a.saturating_mul(d as u64)))
+        .fold(0u64, u64::saturating_add);
+    if planned > stored.saturating_mul(2).saturating_add(1 << 20) {
+        return Err(ModelError::file(
+            dir,
+            format!(
+                "the configuration describes a model of at least {planned} parameters, but {} holds {stored}: the configuration does not belong to these weights (check its layer count and sizes)",
+                weights.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A model folder of whichever family it holds; [`open`] detects it.

@@ -56,6 +56,10 @@ pub struct PapersArgs {
     /// Request timeout in seconds.
     #[arg(long, global = true, default_value_t = 60)]
     pub timeout_secs: u64,
+    /// Wall-clock limit in seconds for all the fetching one command does (waits and retries
+    /// included); 0 for none. Raise it for large --limit batches.
+    #[arg(long, global = true, default_value_t = 120, value_name = "SECONDS")]
+    pub deadline: u64,
     /// Folder with scllm's resources (default_gene_vocab.json, PanglaoDB markers) [env SCLLM_RESOURCES_DIR;
     /// else shared/data/resources or ../shared/data/resources; else the built-in lists].
     #[arg(long, global = true)]
@@ -252,6 +256,8 @@ impl PapersArgs {
             max_retries: self.max_retries,
             max_wait: Duration::from_secs(self.max_wait_secs),
             timeout: Duration::from_secs(self.timeout_secs),
+            deadline: (self.deadline > 0).then(|| Duration::from_secs(self.deadline)),
+            progress: true,
             ..env_defaults
         }
     }
@@ -322,7 +328,7 @@ pub fn run(args: PapersArgs) -> anyhow::Result<()> {
             limit,
             json,
         } => {
-            let spinner = spinner(format!("listing {server} {from}..{to}"));
+            let spinner = spinner(&client, format!("listing {server} {from}..{to}"));
             let papers =
                 client.details_interval(&server, &from, &to, category.as_deref(), Some(limit))?;
             spinner.finish_and_clear();
@@ -432,7 +438,7 @@ fn run_graph(
             let embedder = embed_dim.map(HashingEmbedder::new);
             let papers =
                 collect_papers(client, &dois, from_search.as_deref(), limit, !no_full_text)?;
-            let bar = progress(papers.len() as u64, "adding to graph");
+            let bar = progress(client, papers.len() as u64, "adding to graph");
             let mut added = Vec::new();
             for paper in &papers {
                 let chunks = chunk_paper(paper, max_chars);
@@ -591,7 +597,7 @@ fn search(
     limit: usize,
 ) -> anyhow::Result<Vec<Paper>> {
     let mut results = client.search(query, backend, limit.clamp(1, 100));
-    let bar = progress(limit as u64, "searching");
+    let bar = progress(client, limit as u64, "searching");
     while results.results.len() < limit && !results.is_exhausted() {
         if results.more()? == 0 {
             break;
@@ -622,7 +628,7 @@ fn collect_papers(
     if let Some(q) = from_search {
         seeds.extend(search(client, q, SearchBackend::EuropePmc, limit)?);
     }
-    let bar = progress(seeds.len() as u64, "fetching papers");
+    let bar = progress(client, seeds.len() as u64, "fetching papers");
     let mut out = Vec::new();
     let mut last_err = None;
     for seed in seeds {
@@ -633,6 +639,11 @@ fn collect_papers(
             }
             // Europe PMC knew it though api.biorxiv.org does not (yet): keep what search gave.
             Err(crate::PapersError::UnknownDoi { .. }) if !seed.title.is_empty() => seed,
+            // Past the deadline every further paper would fail the same way.
+            Err(e @ crate::PapersError::Deadline { .. }) => {
+                bar.finish_and_clear();
+                return Err(e.into());
+            }
             Err(e) => {
                 bar.suspend(|| eprintln!("warning: {}: {e}", seed.doi));
                 last_err = Some(e);
@@ -649,6 +660,10 @@ fn collect_papers(
                         paper.key()
                     )
                 }),
+                Err(e @ crate::PapersError::Deadline { .. }) => {
+                    bar.finish_and_clear();
+                    return Err(e.into());
+                }
                 Err(e) => {
                     bar.suspend(|| eprintln!("warning: {}: full text skipped: {e}", paper.key()))
                 }
@@ -799,8 +814,9 @@ fn summarize(counts: &std::collections::BTreeMap<String, u64>) -> String {
         .join(", ")
 }
 
-fn progress(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
+/// A bar drawn with the client's per-request spinners, so neither overwrites the other.
+fn progress(client: &PapersClient, len: u64, what: &str) -> ProgressBar {
+    let bar = client.http().progress().add(ProgressBar::new(len));
     bar.set_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({elapsed})")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -810,8 +826,8 @@ fn progress(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-fn spinner(msg: String) -> ProgressBar {
-    let s = ProgressBar::new_spinner();
+fn spinner(client: &PapersClient, msg: String) -> ProgressBar {
+    let s = client.http().progress().add(ProgressBar::new_spinner());
     s.set_message(msg);
     s.enable_steady_tick(Duration::from_millis(120));
     s

@@ -80,7 +80,7 @@ impl SearchResults<'_> {
                     &CachePolicy::Listing,
                     ENV_EUROPEPMC_URL,
                 )?;
-                let page = parse_europepmc_search(&body.body)?;
+                let page = parse_europepmc_search(&body.body, &url)?;
                 self.hit_count = page.hit_count.or(self.hit_count);
                 let added = page.papers.len();
                 self.results.extend(page.papers);
@@ -187,18 +187,26 @@ impl PapersClient {
 
     /// Pages an interval endpoint by the count the server returns (30 or 100 per page have both
     /// been seen), until `total` is reached, a page comes back empty, or `limit` is met.
+    /// `check` vets each page's records (with the page's URL) before paging on, so a server of
+    /// the wrong kind fails on its first page.
     fn page_api(
         &self,
         path_for_cursor: impl Fn(u64) -> String,
         limit: Option<usize>,
+        check: impl Fn(&[Value], &str) -> Result<()>,
     ) -> Result<Vec<Value>> {
         let mut cursor = 0u64;
         let mut out = Vec::new();
         for _ in 0..MAX_PAGES {
-            let page = self.api_page(&path_for_cursor(cursor), &CachePolicy::Listing)?;
+            let path = path_for_cursor(cursor);
+            let page = self.api_page(&path, &CachePolicy::Listing)?;
             if page.collection.is_empty() {
                 break;
             }
+            check(
+                &page.collection,
+                &format!("{}{path}", self.config().biorxiv_api_url),
+            )?;
             let step = page
                 .count
                 .filter(|&c| c > 0)
@@ -238,6 +246,7 @@ impl PapersClient {
         let rows = self.page_api(
             |cursor| format!("/details/{server}/{from}/{to}/{cursor}/json{query}"),
             limit,
+            |rows, what| papers_from_details(rows, what).map(|_| ()),
         )?;
         Ok(rows.iter().map(paper_from_details).collect())
     }
@@ -251,13 +260,11 @@ impl PapersClient {
         };
         let mut last_status = String::new();
         for s in servers {
-            let page = self.api_page(
-                &format!("/details/{s}/{doi}/na/json"),
-                &CachePolicy::Listing,
-            )?;
+            let path = format!("/details/{s}/{doi}/na/json");
+            let page = self.api_page(&path, &CachePolicy::Listing)?;
             if !page.collection.is_empty() {
-                let mut papers: Vec<Paper> =
-                    page.collection.iter().map(paper_from_details).collect();
+                let what = format!("{}{path}", self.config().biorxiv_api_url);
+                let mut papers = papers_from_details(&page.collection, &what)?;
                 papers.sort_by_key(|p| p.version);
                 return Ok(papers);
             }
@@ -310,6 +317,7 @@ impl PapersClient {
         let rows = self.page_api(
             |cursor| format!("/pubs/{server}/{from}/{to}/{cursor}"),
             limit,
+            |_, _| Ok(()),
         )?;
         Ok(rows.iter().filter_map(publication_from_pubs).collect())
     }
@@ -327,7 +335,7 @@ impl PapersClient {
             &CachePolicy::Listing,
             ENV_EUROPEPMC_URL,
         )?;
-        let page = parse_europepmc_search(&body.body)?;
+        let page = parse_europepmc_search(&body.body, &url)?;
         Ok(page
             .papers
             .into_iter()
@@ -342,6 +350,7 @@ impl PapersClient {
             match self.europepmc_record(&paper.doi) {
                 Ok(Some(rec)) => paper.merge_missing(&rec),
                 Ok(None) => reasons.push("not indexed by Europe PMC".to_string()),
+                Err(e @ PapersError::Deadline { .. }) => return Err(e),
                 Err(e) => reasons.push(format!("Europe PMC lookup failed: {e}")),
             }
         }
@@ -442,30 +451,64 @@ pub fn normalize_doi(input: &str) -> Result<String> {
     Ok(s.to_string())
 }
 
-/// Parses one bioRxiv API response; "no posts found" and friends become an empty page.
+/// Parses one bioRxiv API response; "no posts found" and friends become an empty page. `what`
+/// is the URL. JSON of another shape is an error naming the field, never an empty page.
 pub fn parse_api_page(body: &str, what: &str) -> Result<ApiPage> {
+    let schema = |field: &str, problem: String| PapersError::Schema {
+        what: what.to_string(),
+        field: field.to_string(),
+        problem,
+        setting: ENV_BIORXIV_API_URL.to_string(),
+    };
     let v: Value = serde_json::from_str(body).map_err(|e| PapersError::decode(what, e))?;
-    let message = v
-        .get("messages")
-        .and_then(|m| m.as_array())
-        .and_then(|m| m.first())
-        .cloned()
-        .unwrap_or(Value::Null);
-    let status = text(&message, "status").unwrap_or_else(|| "ok".into());
-    let collection = match v.get("collection") {
-        Some(Value::Array(a)) => a.clone(),
-        None | Some(Value::Null) => Vec::new(),
+    let Value::Object(top) = &v else {
+        return Err(schema(
+            "the response",
+            format!("is {} instead of a JSON object", kind_of(&v)),
+        ));
+    };
+    let message = match top.get("messages") {
+        None => return Err(schema("\"messages\"", "is missing".into())),
+        Some(Value::Array(list)) => match list.first() {
+            Some(m @ Value::Object(_)) => m,
+            Some(other) => {
+                return Err(schema(
+                    "\"messages[0]\"",
+                    format!("is {} instead of an object", kind_of(other)),
+                ))
+            }
+            None => return Err(schema("\"messages\"", "is an empty list".into())),
+        },
         Some(other) => {
-            return Err(PapersError::decode(
-                what,
-                format!("\"collection\" is {} instead of a list", kind_of(other)),
+            return Err(schema(
+                "\"messages\"",
+                format!("is {} instead of a list", kind_of(other)),
             ))
         }
     };
+    let status = text(message, "status").unwrap_or_else(|| "ok".into());
     let lower = status.to_ascii_lowercase();
     let empty_status = lower.contains("no posts found")
         || lower.contains("no articles found")
         || lower.contains("not found");
+    let collection = match top.get("collection") {
+        Some(Value::Array(a)) => a.clone(),
+        // Only a "nothing found" answer may leave the collection out.
+        None | Some(Value::Null) if empty_status => Vec::new(),
+        None => return Err(schema("\"collection\"", "is missing".into())),
+        Some(other) => {
+            return Err(schema(
+                "\"collection\"",
+                format!("is {} instead of a list", kind_of(other)),
+            ))
+        }
+    };
+    if let Some((i, row)) = collection.iter().enumerate().find(|(_, r)| !r.is_object()) {
+        return Err(schema(
+            &format!("\"collection[{i}]\""),
+            format!("is {} instead of an object", kind_of(row)),
+        ));
+    }
     if lower != "ok" && !empty_status && collection.is_empty() {
         return Err(PapersError::decode(
             what,
@@ -479,6 +522,25 @@ pub fn parse_api_page(body: &str, what: &str) -> Result<ApiPage> {
         status,
         collection,
     })
+}
+
+/// `details` records as papers; a record without a DOI means the server speaks another format.
+pub fn papers_from_details(rows: &[Value], what: &str) -> Result<Vec<Paper>> {
+    rows.iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let paper = paper_from_details(row);
+            if paper.doi.is_empty() {
+                return Err(PapersError::Schema {
+                    what: what.to_string(),
+                    field: format!("\"collection[{i}].doi\""),
+                    problem: "is missing or empty".into(),
+                    setting: ENV_BIORXIV_API_URL.to_string(),
+                });
+            }
+            Ok(paper)
+        })
+        .collect()
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -544,15 +606,60 @@ pub struct EuropePmcPage {
     pub papers: Vec<Paper>,
 }
 
-/// One Europe PMC `search` response (`resultType=core`).
-pub fn parse_europepmc_search(body: &str) -> Result<EuropePmcPage> {
-    let v: Value =
-        serde_json::from_str(body).map_err(|e| PapersError::decode("Europe PMC search", e))?;
-    let results = v
-        .pointer("/resultList/result")
-        .and_then(|r| r.as_array())
-        .cloned()
-        .unwrap_or_default();
+/// One Europe PMC `search` response (`resultType=core`); `what` is the URL. Only an answer that
+/// says so (`resultList.result: []`, or `hitCount: 0`) is an empty page: JSON of another shape
+/// is an error naming the field.
+pub fn parse_europepmc_search(body: &str, what: &str) -> Result<EuropePmcPage> {
+    let schema = |field: &str, problem: String| PapersError::Schema {
+        what: what.to_string(),
+        field: field.to_string(),
+        problem,
+        setting: ENV_EUROPEPMC_URL.to_string(),
+    };
+    let v: Value = serde_json::from_str(body).map_err(|e| PapersError::decode(what, e))?;
+    let Value::Object(top) = &v else {
+        return Err(schema(
+            "the response",
+            format!("is {} instead of a JSON object", kind_of(&v)),
+        ));
+    };
+    let hit_count = match top.get("hitCount") {
+        None | Some(Value::Null) => None,
+        Some(h) => Some(lenient_u64(Some(h)).ok_or_else(|| {
+            schema(
+                "\"hitCount\"",
+                format!("is {} instead of a count", kind_of(h)),
+            )
+        })?),
+    };
+    let says_empty = hit_count == Some(0);
+    let results: &[Value] = match top.get("resultList") {
+        Some(Value::Object(list)) => match list.get("result") {
+            Some(Value::Array(a)) => a,
+            None if says_empty => &[],
+            None => return Err(schema("\"resultList.result\"", "is missing".into())),
+            Some(other) => {
+                return Err(schema(
+                    "\"resultList.result\"",
+                    format!("is {} instead of a list", kind_of(other)),
+                ))
+            }
+        },
+        None if says_empty => &[],
+        None => return Err(schema("\"resultList\"", "is missing".into())),
+        Some(other) => {
+            return Err(schema(
+                "\"resultList\"",
+                format!("is {} instead of an object", kind_of(other)),
+            ))
+        }
+    };
+    if let Some((i, r)) = results.iter().enumerate().find(|(_, r)| !r.is_object()) {
+        return Err(schema(
+            &format!("\"resultList.result[{i}]\""),
+            format!("is {} instead of an object", kind_of(r)),
+        ));
+    }
     let papers = results
         .iter()
         .filter_map(|r| {
@@ -607,7 +714,7 @@ pub fn parse_europepmc_search(body: &str) -> Result<EuropePmcPage> {
         })
         .collect();
     Ok(EuropePmcPage {
-        hit_count: lenient_u64(v.get("hitCount")),
+        hit_count,
         next_cursor: text(&v, "nextCursorMark"),
         papers,
     })

@@ -35,7 +35,14 @@ pub struct ClientConfig {
     pub backoff_base: Duration,
     /// Upper bound on any single wait, including a server's `Retry-After` (tests set it low).
     pub max_wait: Duration,
+    /// Per-request timeout (connect to last body byte).
     pub timeout: Duration,
+    /// Wall-clock limit for everything this client does, from its creation (`--deadline`);
+    /// `None` leaves only the per-request timeout and the retries.
+    pub deadline: Option<Duration>,
+    /// Show a spinner with the bytes received per request on stderr (a line per slow request
+    /// when stderr is not a terminal). Off for library use.
+    pub progress: bool,
 }
 
 impl Default for ClientConfig {
@@ -53,6 +60,8 @@ impl Default for ClientConfig {
             backoff_base: Duration::from_secs(2),
             max_wait: Duration::from_secs(120),
             timeout: Duration::from_secs(60),
+            deadline: None,
+            progress: false,
         }
     }
 }

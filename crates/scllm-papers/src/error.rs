@@ -31,6 +31,26 @@ pub enum PapersError {
     },
     #[error("{what}: cannot parse response: {message}")]
     Decode { what: String, message: String },
+    /// Valid JSON of the wrong shape: reported, never read as "0 results".
+    #[error("{what}: unexpected response: {field} {problem}; check that {setting} points at the right server")]
+    Schema {
+        what: String,
+        field: String,
+        problem: String,
+        setting: String,
+    },
+    #[error("{url}: response body exceeds {limit_mib} MiB once decompressed (limit MAX_BODY_BYTES); the server sent too much or a compression bomb; check {setting}")]
+    TooLarge {
+        url: String,
+        limit_mib: u64,
+        setting: String,
+    },
+    #[error("{url}: did not answer within {seconds} s (--deadline){detail}; the server is slow or stalled: raise --deadline or try again later")]
+    Deadline {
+        url: String,
+        seconds: u64,
+        detail: String,
+    },
     #[error(
         "{doi}: not found on bioRxiv or medRxiv (api.biorxiv.org said \"{status}\"); check the DOI"
     )]
@@ -57,6 +77,17 @@ impl PapersError {
             store: store.into(),
             message: message.to_string(),
         }
+    }
+    /// Bad input rather than a failure of scllm: a bad argument or a server/file whose answer
+    /// cannot be read. The CLI maps these to exit code 2.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            PapersError::InvalidInput(_)
+                | PapersError::Decode { .. }
+                | PapersError::Schema { .. }
+                | PapersError::TooLarge { .. }
+        )
     }
     pub fn decode(what: impl Into<String>, message: impl std::fmt::Display) -> Self {
         PapersError::Decode {

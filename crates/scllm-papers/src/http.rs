@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
 use crate::config::ClientConfig;
 use crate::error::{PapersError, Result};
 
@@ -24,6 +26,16 @@ pub enum CachePolicy {
         kind: &'static str,
     },
 }
+
+/// Most bytes one response body may have once decompressed. Europe PMC's largest search page
+/// (1000 core records) and long JATS full texts stay far below it; a gzip bomb (a few hundred
+/// KiB inflating to gigabytes) is stopped here instead of filling memory. ureq's own `limit`
+/// counts the bytes on the wire, before `Content-Encoding: gzip` is undone, so it is not enough.
+pub const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// When stderr is not a terminal (no spinner), a response still arriving after this long gets a
+/// line on stderr, repeated at this interval.
+const SLOW_NOTICE: Duration = Duration::from_secs(5);
 
 /// A successful response body.
 #[derive(Debug, Clone)]
@@ -46,6 +58,14 @@ pub struct HttpClient {
     config: ClientConfig,
     hosts: Mutex<HashMap<String, HostState>>,
     requests_sent: AtomicU64,
+    /// `ClientConfig::deadline` counts from here.
+    started: Instant,
+    progress: MultiProgress,
+}
+
+enum BodyError {
+    TooLarge,
+    Io(std::io::Error),
 }
 
 impl HttpClient {
@@ -58,11 +78,19 @@ impl HttpClient {
             .max_redirects(5)
             .build()
             .into();
+        // indicatif hides a stderr target by itself when stderr is not a terminal.
+        let progress = if config.progress {
+            MultiProgress::new()
+        } else {
+            MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
+        };
         HttpClient {
             agent,
             config,
             hosts: Mutex::new(HashMap::new()),
             requests_sent: AtomicU64::new(0),
+            started: Instant::now(),
+            progress,
         }
     }
 
@@ -70,9 +98,63 @@ impl HttpClient {
         &self.config
     }
 
+    /// Where per-request spinners are drawn; add other bars here so they do not overwrite them.
+    pub fn progress(&self) -> &MultiProgress {
+        &self.progress
+    }
+
     /// Requests that actually went to a server (cache hits excluded).
     pub fn requests_sent(&self) -> u64 {
         self.requests_sent.load(Ordering::Relaxed)
+    }
+
+    /// Time left before `ClientConfig::deadline`; `None` without a deadline.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.config
+            .deadline
+            .map(|d| d.saturating_sub(self.started.elapsed()))
+    }
+
+    fn deadline_error(&self, url: &str, detail: String) -> PapersError {
+        PapersError::Deadline {
+            url: url.to_string(),
+            seconds: self
+                .config
+                .deadline
+                .unwrap_or_default()
+                .as_secs_f64()
+                .ceil() as u64,
+            detail,
+        }
+    }
+
+    /// Whether the deadline has (all but) passed; ureq's timer starts a little after ours.
+    fn deadline_passed(&self) -> bool {
+        self.remaining()
+            .is_some_and(|r| r <= Duration::from_millis(50))
+    }
+
+    /// Sleeps, unless the sleep would outlast the deadline: then that is the error, with
+    /// `last` (what went wrong before, if anything) in it.
+    fn pause(&self, d: Duration, url: &str, why: &str, last: &str) -> Result<()> {
+        if let Some(left) = self.remaining() {
+            if d >= left {
+                let last = if last.is_empty() {
+                    String::new()
+                } else {
+                    format!("{last}; ")
+                };
+                return Err(self.deadline_error(
+                    url,
+                    format!(
+                        " ({last}the next try would have to wait {:.1} s {why})",
+                        d.as_secs_f64()
+                    ),
+                ));
+            }
+        }
+        std::thread::sleep(d);
+        Ok(())
     }
 
     /// GET `url`, going through the cache according to `policy`. `setting` names the flag or
@@ -106,17 +188,43 @@ impl HttpClient {
         let host = host_of(url);
         let attempts_allowed = self.config.max_retries + 1;
         let mut attempt = 0;
+        let mut last_failure = String::new();
         loop {
             attempt += 1;
             let more = attempt < attempts_allowed;
-            self.wait_for_slot(&host, url);
+            self.wait_for_slot(&host, url, &last_failure)?;
+            let mut timeout = self.config.timeout;
+            if let Some(left) = self.remaining() {
+                if left.is_zero() {
+                    let detail = if last_failure.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({last_failure})")
+                    };
+                    return Err(self.deadline_error(url, detail));
+                }
+                timeout = timeout.min(left);
+            }
             self.requests_sent.fetch_add(1, Ordering::Relaxed);
-            let result = self.agent.get(url).header("Accept", accept).call();
+            let bar = self.request_bar(url);
+            let result = self
+                .agent
+                .get(url)
+                .header("Accept", accept)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .call();
             let mut response = match result {
                 Ok(r) => r,
                 Err(e) => {
+                    bar.finish_and_clear();
+                    if self.deadline_passed() {
+                        return Err(self.deadline_error(url, format!(" ({e})")));
+                    }
                     if more {
-                        self.sleep_backoff(attempt);
+                        last_failure = format!("last attempt: {e}");
+                        self.sleep_backoff(attempt, url, &last_failure)?;
                         continue;
                     }
                     return Err(PapersError::Network {
@@ -137,16 +245,25 @@ impl HttpClient {
             };
             let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v));
             let cf_mitigated = header("cf-mitigated");
-            let body = match response
-                .body_mut()
-                .with_config()
-                .limit(64 * 1024 * 1024)
-                .read_to_string()
-            {
+            let body = self.read_body(response.body_mut(), url, &bar);
+            bar.finish_and_clear();
+            let body = match body {
                 Ok(b) => b,
-                Err(e) => {
+                // Not retried: the same server would send the same bomb again.
+                Err(BodyError::TooLarge) => {
+                    return Err(PapersError::TooLarge {
+                        url: url.to_string(),
+                        limit_mib: MAX_BODY_BYTES >> 20,
+                        setting: setting.to_string(),
+                    })
+                }
+                Err(BodyError::Io(e)) => {
+                    if self.deadline_passed() {
+                        return Err(self.deadline_error(url, format!(" (reading the body: {e})")));
+                    }
                     if more {
-                        self.sleep_backoff(attempt);
+                        last_failure = format!("last attempt: reading the body: {e}");
+                        self.sleep_backoff(attempt, url, &last_failure)?;
                         continue;
                     }
                     return Err(PapersError::Network {
@@ -186,6 +303,7 @@ impl HttpClient {
                             attempts: attempt,
                         });
                     }
+                    last_failure = "last attempt: HTTP 429".into();
                     let wait = retry_after
                         .unwrap_or_else(|| self.backoff(attempt))
                         .min(self.config.max_wait);
@@ -200,9 +318,10 @@ impl HttpClient {
                             hint: "the server keeps failing; try again later".into(),
                         });
                     }
+                    last_failure = format!("last attempt: HTTP {status}");
                     match retry_after {
                         Some(w) => self.cool_down(&host, w.min(self.config.max_wait)),
-                        None => self.sleep_backoff(attempt),
+                        None => self.sleep_backoff(attempt, url, &last_failure)?,
                     }
                 }
                 _ => {
@@ -222,6 +341,81 @@ impl HttpClient {
         }
     }
 
+    /// A spinner for one request: what is being fetched, bytes so far, time spent.
+    fn request_bar(&self, url: &str) -> ProgressBar {
+        let bar = self.progress.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_message(format!("{}: waiting for the server", short_url(url)));
+        if !self.progress.is_hidden() {
+            bar.enable_steady_tick(Duration::from_millis(200));
+        }
+        bar
+    }
+
+    /// The decompressed body, at most [`MAX_BODY_BYTES`], reporting progress as it arrives.
+    fn read_body(
+        &self,
+        body: &mut ureq::Body,
+        url: &str,
+        bar: &ProgressBar,
+    ) -> std::result::Result<String, BodyError> {
+        use std::io::Read;
+        let started = Instant::now();
+        let mut next_notice = SLOW_NOTICE;
+        // The wire limit stops plain oversized bodies early; the count below stops inflated ones.
+        let mut reader = body.with_config().limit(MAX_BODY_BYTES).reader();
+        let mut out = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = match reader.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let over_wire_limit = e
+                        .get_ref()
+                        .and_then(|i| i.downcast_ref::<ureq::Error>())
+                        .is_some_and(|u| matches!(u, ureq::Error::BodyExceedsLimit(_)));
+                    return Err(if over_wire_limit {
+                        BodyError::TooLarge
+                    } else {
+                        BodyError::Io(e)
+                    });
+                }
+            };
+            if (out.len() + n) as u64 > MAX_BODY_BYTES {
+                return Err(BodyError::TooLarge);
+            }
+            out.extend_from_slice(&chunk[..n]);
+            bar.set_message(format!(
+                "{}: {} received",
+                short_url(url),
+                human_bytes(out.len() as u64)
+            ));
+            if self.config.progress && self.progress.is_hidden() && started.elapsed() >= next_notice
+            {
+                eprintln!(
+                    "{}: {} received after {} s, still reading{}",
+                    short_url(url),
+                    human_bytes(out.len() as u64),
+                    started.elapsed().as_secs(),
+                    match self.config.deadline {
+                        Some(d) => format!(" (--deadline {} s)", d.as_secs()),
+                        None => String::new(),
+                    }
+                );
+                next_notice += SLOW_NOTICE;
+            }
+        }
+        Ok(match String::from_utf8(out) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        })
+    }
+
     fn min_interval(&self, url: &str) -> Duration {
         if url.starts_with(&self.config.biorxiv_url) {
             self.config.web_min_interval
@@ -231,7 +425,7 @@ impl HttpClient {
     }
 
     /// Blocks until this host may be asked again, then records the request time.
-    fn wait_for_slot(&self, host: &str, url: &str) {
+    fn wait_for_slot(&self, host: &str, url: &str, last: &str) -> Result<()> {
         let interval = self.min_interval(url);
         loop {
             let wait = {
@@ -253,8 +447,8 @@ impl HttpClient {
                 }
             };
             match wait {
-                None => return,
-                Some(d) => std::thread::sleep(d),
+                None => return Ok(()),
+                Some(d) => self.pause(d, url, "before asking this host again", last)?,
             }
         }
     }
@@ -278,8 +472,8 @@ impl HttpClient {
         (base + jitter).min(self.config.max_wait)
     }
 
-    fn sleep_backoff(&self, attempt: u32) {
-        std::thread::sleep(self.backoff(attempt));
+    fn sleep_backoff(&self, attempt: u32, url: &str, last: &str) -> Result<()> {
+        self.pause(self.backoff(attempt), url, "before retrying", last)
     }
 
     fn cache_path(&self, url: &str, policy: &CachePolicy) -> Option<PathBuf> {
@@ -297,6 +491,9 @@ impl HttpClient {
 
     fn read_cache(&self, path: &PathBuf, policy: &CachePolicy) -> Option<String> {
         let meta = std::fs::metadata(path).ok()?;
+        if meta.len() > MAX_BODY_BYTES {
+            return None;
+        }
         if let CachePolicy::Listing = policy {
             let age = meta.modified().ok()?.elapsed().unwrap_or(Duration::MAX);
             if age > self.config.listing_ttl {
@@ -317,6 +514,27 @@ fn write_cache(path: &Path, body: &str) -> Result<()> {
     }
     // Atomic so a crash never leaves a truncated entry behind.
     scllm_fs::write_atomic(path, body.as_bytes()).map_err(err)
+}
+
+/// A URL short enough for a spinner line: host and the start of the path, no query.
+fn short_url(url: &str) -> String {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let path = rest.split(['?', '#']).next().unwrap_or(rest);
+    if path.chars().count() > 60 {
+        format!("{}...", path.chars().take(57).collect::<String>())
+    } else {
+        path.to_string()
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    if n < 1024 {
+        format!("{n} B")
+    } else if n < 1024 * 1024 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
+    }
 }
 
 /// `scheme://host:port` part of a URL, the unit of rate limiting.

@@ -1,9 +1,12 @@
 //! JATS XML → [`FullText`]: sections with their heading path, figure and table captions,
 //! table cells, and references, each kept apart (BioRxivist flattened all of it into `<p>` text).
 
+use std::collections::HashMap;
+
 use roxmltree::{Document, Node, ParsingOptions};
 
 use crate::error::{PapersError, Result};
+use crate::http::MAX_BODY_BYTES;
 use crate::json_util::squash_ws;
 use crate::paper::{Caption, FullText, Reference, Section, Table};
 
@@ -16,9 +19,29 @@ const SKIP_IN_PARAGRAPHS: &[&str] = &[
     "fn-group",
 ];
 
+/// Most text a document's own entity declarations may expand to. roxmltree caps references per
+/// reference (255) but not their number, so a 100 KB document can inflate to gigabytes.
+pub const MAX_ENTITY_EXPANSION: u64 = MAX_BODY_BYTES;
+
+/// Most XML nodes in one document: a long paper with large tables has a few hundred thousand;
+/// the cap keeps a body of millions of tiny elements from taking gigabytes as a tree.
+pub const MAX_NODES: u32 = 2_000_000;
+
 pub fn parse_jats(xml: &str, source: &str) -> Result<FullText> {
+    let what = || format!("JATS from {source}");
+    let expanded = entity_expansion(xml);
+    if expanded > MAX_ENTITY_EXPANSION {
+        return Err(PapersError::decode(
+            what(),
+            format!(
+                "its DTD entities would expand to more than {} MiB of text (an entity bomb); refusing to parse it",
+                MAX_ENTITY_EXPANSION >> 20
+            ),
+        ));
+    }
     let options = || ParsingOptions {
         allow_dtd: true,
+        nodes_limit: MAX_NODES,
         ..ParsingOptions::default()
     };
     let replaced;
@@ -28,9 +51,9 @@ pub fn parse_jats(xml: &str, source: &str) -> Result<FullText> {
             // Publishers' JATS sometimes uses HTML entities (&nbsp;) their DTD would define.
             replaced = replace_html_entities(xml);
             Document::parse_with_options(&replaced, options())
-                .map_err(|e| PapersError::decode(format!("JATS from {source}"), e))?
+                .map_err(|e| PapersError::decode(what(), e))?
         }
-        Err(e) => return Err(PapersError::decode(format!("JATS from {source}"), e)),
+        Err(e) => return Err(PapersError::decode(what(), e)),
     };
     let root = doc.root_element();
     if root.tag_name().name() != "article" {
@@ -213,6 +236,78 @@ fn parse_reference(node: Node) -> Reference {
     }
 }
 
+/// An upper bound on the text that references to the document's own general entities
+/// (`<!ENTITY name "value">`) expand to. Declarations are found anywhere in the text, which can
+/// only over-count.
+fn entity_expansion(xml: &str) -> u64 {
+    if !xml.contains("<!ENTITY") {
+        return 0;
+    }
+    let mut decls: HashMap<&str, &str> = HashMap::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find("<!ENTITY") {
+        rest = &rest[i + "<!ENTITY".len()..];
+        let decl = rest.trim_start();
+        if decl.starts_with('%') {
+            continue; // parameter entities only shape the DTD
+        }
+        let name_end = decl
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '>')
+            .unwrap_or(decl.len());
+        let (name, tail) = decl.split_at(name_end);
+        let tail = tail.trim_start();
+        let Some(quote) = tail.chars().next().filter(|c| *c == '"' || *c == '\'') else {
+            continue; // SYSTEM/PUBLIC: external, never fetched
+        };
+        let value = &tail[1..];
+        let value = &value[..value.find(quote).unwrap_or(value.len())];
+        decls.entry(name).or_insert(value);
+    }
+    let mut memo: HashMap<&str, u64> = HashMap::new();
+    let mut total = 0u64;
+    for name in references(xml) {
+        total = total.saturating_add(expanded_len(name, &decls, &mut memo, 0));
+    }
+    total
+}
+
+/// Names of the `&name;` references in `text` (character references excluded).
+fn references(text: &str) -> impl Iterator<Item = &str> {
+    text.match_indices('&').filter_map(move |(i, _)| {
+        let tail = &text[i + 1..];
+        let end = tail.find(';')?;
+        let name = &tail[..end];
+        let plain = !name.is_empty()
+            && !name.starts_with('#')
+            && !name.contains(|c: char| c.is_whitespace() || c == '&' || c == '<');
+        plain.then_some(name)
+    })
+}
+
+fn expanded_len<'a>(
+    name: &'a str,
+    decls: &HashMap<&'a str, &'a str>,
+    memo: &mut HashMap<&'a str, u64>,
+    depth: u32,
+) -> u64 {
+    let Some(value) = decls.get(name) else {
+        return name.len() as u64 + 2;
+    };
+    if let Some(&n) = memo.get(name) {
+        return n;
+    }
+    // roxmltree rejects nesting past 10 as a loop; stop counting there.
+    if depth > 12 {
+        return value.len() as u64;
+    }
+    let mut n = value.len() as u64;
+    for inner in references(value) {
+        n = n.saturating_add(expanded_len(inner, decls, memo, depth + 1));
+    }
+    memo.insert(name, n);
+    n
+}
+
 fn replace_html_entities(xml: &str) -> String {
     let mut out = String::with_capacity(xml.len());
     let mut rest = xml;
@@ -263,6 +358,25 @@ mod tests {
         let xml = r#"<article><body><sec><title>Intro</title><p>T&nbsp;cells &amp; B&ndash;cells</p></sec></body></article>"#;
         let t = parse_jats(xml, "test").unwrap();
         assert_eq!(t.sections[0].paragraphs[0], "T cells & B–cells");
+    }
+
+    #[test]
+    fn an_entity_bomb_is_refused_before_parsing() {
+        // 100 KB that roxmltree would inflate to 500 MB (its per-reference cap is 255).
+        let a = "x".repeat(100_000);
+        let b = "&a;".repeat(250);
+        let refs = "&b;".repeat(20);
+        let xml = format!(
+            "<!DOCTYPE article [<!ENTITY a \"{a}\"><!ENTITY b '{b}'>]><article><body><p>{refs}</p></body></article>"
+        );
+        let started = std::time::Instant::now();
+        let err = parse_jats(&xml, "test").unwrap_err();
+        assert!(err.to_string().contains("entity bomb"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // Modest use of declared entities still parses.
+        let xml = "<!DOCTYPE article [<!ENTITY sc \"single-cell\">]><article><body><p>&sc; &sc; data</p></body></article>";
+        let t = parse_jats(xml, "test").unwrap();
+        assert_eq!(t.sections[0].paragraphs[0], "single-cell single-cell data");
     }
 
     #[test]

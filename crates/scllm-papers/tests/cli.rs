@@ -3,44 +3,9 @@
 
 mod common;
 
-use clap::Parser;
-use common::{fixtures_dir, standard_routes, FixtureServer, Reply};
-use scllm_papers::cli::{run, PapersArgs};
+use common::{fixtures_dir, papers, standard_routes, FixtureServer, Reply};
 use scllm_papers::graph::sqlite::SqliteStore;
 use scllm_papers::graph::{CannedQuery, GraphStore, Label};
-
-#[derive(Parser, Debug)]
-#[command(name = "scllm")]
-struct TestCli {
-    #[command(subcommand)]
-    command: Top,
-}
-
-#[derive(clap::Subcommand, Debug)]
-enum Top {
-    Papers(PapersArgs),
-}
-
-fn papers(server: &FixtureServer, args: &[&str]) -> anyhow::Result<()> {
-    let mut argv = vec![
-        "scllm".to_string(),
-        "papers".to_string(),
-        "--europepmc-url".into(),
-        format!("{}/europepmc", server.base),
-        "--biorxiv-api-url".into(),
-        format!("{}/api", server.base),
-        "--biorxiv-url".into(),
-        format!("{}/web", server.base),
-        "--no-cache".into(),
-        "--min-interval-ms".into(),
-        "0".into(),
-        "--resources".into(),
-        fixtures_dir().join("resources").display().to_string(),
-    ];
-    argv.extend(args.iter().map(|s| s.to_string()));
-    let Top::Papers(a) = TestCli::try_parse_from(argv)?.command;
-    run(a)
-}
 
 #[test]
 fn graph_add_from_search_then_queries_through_the_command_path() {

@@ -34,6 +34,7 @@ pub struct ValueReport {
     pub kind: ValueKind,
     pub min: f64,
     pub max: f64,
+    /// Some value is NaN or infinite (every consumer refuses such data).
     pub has_nan: bool,
     /// For log-normalised data: the per-cell total of expm1(x), when it is the same in every cell.
     pub target_sum: Option<f64>,
@@ -44,11 +45,11 @@ pub struct ValueReport {
 /// Inspect every stored value (cheap: one pass) and a sample of rows for the log check.
 pub fn detect_values(m: &Matrix) -> ValueReport {
     let v = m.values();
-    let (mut min, mut max, mut has_nan, mut all_int) =
-        (f64::INFINITY, f64::NEG_INFINITY, false, true);
+    let (mut min, mut max, mut n_bad, mut all_int) =
+        (f64::INFINITY, f64::NEG_INFINITY, 0usize, true);
     let mut scan = |x: f64| {
-        if x.is_nan() {
-            has_nan = true;
+        if !x.is_finite() {
+            n_bad += 1;
             return;
         }
         min = min.min(x);
@@ -66,6 +67,7 @@ pub fn detect_values(m: &Matrix) -> ValueReport {
             }
         }
     }
+    let has_nan = n_bad > 0;
     if v.is_empty() || min > max {
         return ValueReport {
             kind: ValueKind::Empty,
@@ -113,6 +115,14 @@ pub fn detect_values(m: &Matrix) -> ValueReport {
         ValueKind::Normalized => format!("normalized but not log-transformed (non-integer, max {max:.1})"),
         ValueKind::Scaled => format!("scaled (negative values, min {min:.3}, max {max:.3}); counts are not recoverable from X"),
         ValueKind::Empty => unreachable!(),
+    };
+    // never "raw counts" for data no command will accept
+    let explanation = if has_nan {
+        format!(
+            "invalid: {n_bad} NaN or infinite values, where expression is finite (fix or drop them); the others look like {explanation}"
+        )
+    } else {
+        explanation
     };
     ValueReport {
         kind,

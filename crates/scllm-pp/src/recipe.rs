@@ -15,7 +15,7 @@ use scllm_io::{
 use serde::Serialize;
 
 use crate::binning::{BinRng, Binner};
-use crate::stream::{preprocess_stream, StreamOptions};
+use crate::stream::{preprocess_stream, refuse, StreamOptions};
 use crate::{
     check_nonnegative, detect_values, filter_cells, filter_genes, highly_variable_genes, log1p,
     normalize_total, scale, to_csr_f32, CellFilter, GeneFilter, HvgFlavor, HvgOptions, PpError,
@@ -279,9 +279,7 @@ fn preprocess_in_memory(
         ),
     );
     if report.has_nan {
-        return Err(invalid(format!(
-            "{src}: X contains NaN values; remove or impute them first"
-        )));
+        return Err(refuse::non_finite(&src));
     }
 
     let (n0, g0) = (a.n_obs(), a.n_vars());
@@ -330,9 +328,7 @@ fn preprocess_in_memory(
     let mut target_used = None;
     if let Some(t) = job.normalize_total {
         if report.kind == ValueKind::Scaled {
-            return Err(invalid(format!(
-                "{src}: X is scaled (has negative values); normalize_total needs counts. Use --layer counts or --layer raw"
-            )));
+            return Err(refuse::scaled(&src));
         }
         if report.kind == ValueKind::LogNormalized {
             note(show, "note: X already looks log-normalized; normalize_total on it changes values but not scGPT's bins".into());
@@ -348,7 +344,8 @@ fn preprocess_in_memory(
         steps.push(format!("normalize_total({used})"));
     }
     if job.log1p {
-        check_nonnegative(csr(&a, &counts_owned, last), "log1p", "log1p")?;
+        check_nonnegative(csr(&a, &counts_owned, last), "log1p", "log1p")
+            .map_err(|e| refuse::in_file(&src, e))?;
         if report.kind == ValueKind::LogNormalized && job.normalize_total.is_none() {
             note(show, "note: X already looks log-normalized; applying log1p again (scGPT skips it when data_is_raw=False)".into());
         }
@@ -395,7 +392,8 @@ fn preprocess_in_memory(
             csr(&a, &counts_owned, input),
             &HvgOptions::new(n_top, flavor),
             batches.as_deref(),
-        )?;
+        )
+        .map_err(|e| refuse::in_file(&src, e))?;
         r.write_var(&mut a.var);
         a.set_uns(
             "hvg",
@@ -579,6 +577,7 @@ fn preprocess_streamed(job: &PreprocessJob) -> Result<StreamedSummary> {
         hvg: job.hvg.map(|k| HvgOptions::new(k, job.hvg_flavor)),
         batch,
         compression: job.compression,
+        source: Some(job.input.clone()),
     };
     let style = ProgressStyle::with_template(
         "{prefix:>12} [{bar:30}] {pos}/{len} cells {per_sec} ETA {eta}",

@@ -3,7 +3,7 @@
 //! per-gene and per-cell vectors. Numbers equal the in-memory path's (same arithmetic, same order
 //! per gene).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use scllm_io::backed::CsrStreamWriter;
@@ -25,6 +25,8 @@ pub struct StreamOptions {
     /// batch id per input cell, for seurat_v3
     pub batch: Option<Vec<u32>>,
     pub compression: Compression,
+    /// The input file: named in messages about its values, and its `uns` copied into the output.
+    pub source: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -34,6 +36,77 @@ pub struct StreamSummary {
     pub genes: usize,
     pub nnz_out: u64,
     pub hvg: Option<HvgResult>,
+}
+
+/// The errors of values the preprocessing cannot use, worded the same in memory and streamed
+/// (`src`: the input file as the user named it).
+pub(crate) mod refuse {
+    use crate::PpError;
+
+    /// NaN or ±infinity anywhere (the value detection counts both as one kind of bad value).
+    pub(crate) fn non_finite(src: &str) -> PpError {
+        PpError::Invalid(format!(
+            "{src}: X contains NaN or infinite values; remove or impute them first"
+        ))
+    }
+
+    /// A value error of a step (negative counts for log1p or seurat_v3) with the file it is in.
+    pub(crate) fn in_file(src: &str, e: PpError) -> PpError {
+        match e {
+            PpError::Negative { .. } | PpError::NaN { .. } => {
+                PpError::Invalid(format!("{src}: X: {e}"))
+            }
+            other => other,
+        }
+    }
+
+    pub(crate) fn scaled(src: &str) -> PpError {
+        PpError::Invalid(format!(
+            "{src}: X is scaled (has negative values); normalize_total needs counts. Use --layer counts or --layer raw (without --stream)"
+        ))
+    }
+}
+
+/// The in-memory path's checks of one block's stored values, in its order: NaN or infinite
+/// values anywhere, then negatives, for normalize_total in any cell and for log1p and
+/// seurat_v3 in the cells kept (`row` numbers them as the in-memory path does, after filtering).
+fn check_block(
+    b: &Compressed,
+    vals: &[f32],
+    kept_rows: &[usize],
+    kept_before: usize,
+    o: &StreamOptions,
+    src: &str,
+) -> Result<()> {
+    if vals.iter().all(|v| v.is_finite() && *v >= 0.0) {
+        return Ok(()); // the usual case, one pass
+    }
+    if vals.iter().any(|v| !v.is_finite()) {
+        return Err(refuse::non_finite(src));
+    }
+    if o.target_sum.is_some() {
+        return Err(refuse::scaled(src));
+    }
+    let (what, need) = if o.log1p {
+        ("log1p", "log1p")
+    } else if o.hvg.is_some() {
+        ("highly_variable_genes", "the seurat_v3 flavor (raw counts)")
+    } else {
+        return Ok(()); // no step that needs counts
+    };
+    for (j, &i) in kept_rows.iter().enumerate() {
+        if let Some(k) = b.range(i).find(|&k| vals[k] < 0.0) {
+            let e = PpError::Negative {
+                what: what.into(),
+                need: need.into(),
+                value: vals[k],
+                row: kept_before + j,
+                col: b.indices[k] as usize,
+            };
+            return Err(refuse::in_file(src, e));
+        }
+    }
+    Ok(())
 }
 
 fn keep_cell(idx_vals: &[f32], o: &StreamOptions) -> bool {
@@ -156,8 +229,16 @@ pub fn preprocess_stream(
     // that list outgrows its budget is the input read a second time.
     let mut hists: Vec<ClipHist> = levels.iter().map(|_| ClipHist::new(ng)).collect();
 
+    let src_name = o
+        .source
+        .as_ref()
+        .map_or_else(|| "input".to_string(), |p| p.display().to_string());
     let mut w = CsrStreamWriter::create(out, ng, o.compression).map_err(io)?;
+    if let Some(p) = &o.source {
+        w.keep_uns_of(p);
+    }
     let mut nnz: u64 = 0;
+    let mut kept_before = 0usize;
     let t32 = o.target_sum.map(|t| t as f32);
     // Three stages on their own threads: one reads the next block from HDF5, this one computes
     // the current block, one writes the previous block (HDF5 calls are serialised by
@@ -203,6 +284,8 @@ pub fn preprocess_stream(
                     kept[c]
                 })
                 .collect();
+            check_block(&b, &vals, &rows, kept_before, o, &src_name)?;
+            kept_before += rows.len();
             let spans: Vec<(usize, usize)> = rows
                 .iter()
                 .map(|&i| (b.range(i).start, b.range(i).end))
@@ -218,32 +301,26 @@ pub fn preprocess_stream(
             let dst = crate::normalize::row_slices_mut(&mut out_val, &indptr);
             // HVG statistics on the counts and the transform run side by side
             let vals = &vals;
-            let stats = || -> Result<()> {
+            // (values checked above: non-negative counts wherever a step needs them)
+            let stats = || {
                 if o.hvg.is_none() {
-                    return Ok(());
+                    return;
                 }
                 for &i in &rows {
                     let r = b.range(i);
                     let (idx, v) = (&b.indices[r.clone()], &vals[r]);
-                    if let Some(bad) = v.iter().find(|x| **x < 0.0 || x.is_nan()) {
-                        return Err(PpError::Invalid(format!(
-                            "cell {}: value {bad}; seurat_v3 and normalize_total need non-negative counts",
-                            start + i
-                        )));
-                    }
                     let k = slot[&ids[start + i]];
                     state[k].add_moments(idx, v);
                     all.add_moments(idx, v);
                     hists[k].add(idx, v);
                 }
-                Ok(())
             };
             let transform = || {
                 dst.into_par_iter()
                     .zip(spans.par_iter())
                     .for_each(|(out, &(a, z))| transform_row(&vals[a..z], out, t32, o.log1p));
             };
-            rayon::join(stats, transform).0?;
+            rayon::join(stats, transform);
             out_idx.clear();
             for &(a, z) in &spans {
                 out_idx.extend_from_slice(&b.indices[a..z]);
@@ -321,13 +398,17 @@ pub fn preprocess_stream(
             h.n_top_genes
         ));
     }
-    let uns = vec![(
+    // over the input's own uns (copied whole by the writer), as the in-memory path records them
+    let mut uns = vec![(
         "scllm_preprocess".to_string(),
         UnsValue::Dict(vec![
             ("steps".into(), UnsValue::Array(Column::Str(steps))),
             ("streamed".into(), UnsValue::Bool(true)),
         ]),
     )];
+    if o.log1p {
+        uns.push(("log1p".into(), UnsValue::Dict(vec![])));
+    }
     let rows = w.rows_written();
     w.finish(&obs, &var, &[], &uns).map_err(io)?;
     Ok(StreamSummary {

@@ -22,6 +22,7 @@ fn opts() -> StreamOptions {
         hvg: None,
         batch: None,
         compression: Compression::Gzip(4),
+        source: None,
     }
 }
 

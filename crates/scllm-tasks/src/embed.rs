@@ -189,12 +189,14 @@ fn show_load_report(job: &EmbedJob, report: &LoadReport) -> anyhow::Result<()> {
         eprint!("{}", report.to_text());
     }
     if let Some(p) = &job.load_report {
-        std::fs::write(p, serde_json::to_string_pretty(report)?).map_err(|e| {
-            bad(format!(
-                "{}: cannot write the load report: {e}",
-                p.display()
-            ))
-        })?;
+        scllm_fs::write_atomic(p, serde_json::to_string_pretty(report)?.as_bytes()).map_err(
+            |e| {
+                bad(format!(
+                    "{}: cannot write the load report: {e}",
+                    p.display()
+                ))
+            },
+        )?;
     }
     Ok(())
 }
@@ -244,11 +246,16 @@ fn embed_with<F: ModelFolder>(
         let totals = totals_of(folder, &backed.obs);
         let write = !matches!(source, Cells::Backed);
         let mut w = match write {
-            true => Some(scllm_io::backed::CsrStreamWriter::create(
-                &job.output,
-                g,
-                scllm_io::Compression::None,
-            )?),
+            true => {
+                let mut w = scllm_io::backed::CsrStreamWriter::create(
+                    &job.output,
+                    g,
+                    scllm_io::Compression::None,
+                )?;
+                // as the in-memory path, which writes the input's uns back
+                w.keep_uns_of(&job.input);
+                Some(w)
+            }
             false => None,
         };
         let bar = progress(job.progress, n, kernel);

@@ -105,6 +105,16 @@ impl FinetuneRequest {
         )
     }
 
+    /// The flags that define the run (the seed, and the split: a column's value or a fraction),
+    /// saved with the checkpoint so that `--resume` refuses other ones.
+    fn run_flags(&self) -> Vec<(String, String)> {
+        let split = match &self.val_by {
+            Some(v) => ("--val-by".to_string(), v.clone()),
+            None => ("--val-fraction".to_string(), self.val_fraction.to_string()),
+        };
+        vec![("--seed".into(), self.seed.to_string()), split]
+    }
+
     fn split(&self) -> anyhow::Result<SplitSpec> {
         Ok(match &self.val_by {
             Some(v) => SplitSpec::parse_val_by(v)?,
@@ -159,6 +169,7 @@ pub fn run_finetune(req: &FinetuneRequest, cells: Cells) -> anyhow::Result<serde
     );
     tc.out_dir = Some(req.output.clone());
     tc.resume = req.resume;
+    tc.run_flags = req.run_flags();
     tc.progress = req.progress;
     finetune(
         &FinetuneJob {

@@ -457,8 +457,7 @@ pub fn pretrain(run: &PretrainRun) -> Result<PretrainSummary> {
         let op = ck.join("optimizer.bpk");
         opt = opt.load(&op).map_err(|e| ck_err(&op, format!("{e:?}")))?;
     } else {
-        std::fs::write(run.out.join("vocab.json"), vocab.to_json())
-            .map_err(|e| file_err(run.out, format!("cannot write vocab.json: {e}")))?;
+        write_atomic(&run.out.join("vocab.json"), vocab.to_json().as_bytes())?;
         let _ = std::fs::remove_file(&log_path);
     }
     let resumed_from_step = resuming.then_some(st.step);

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use scllm_io::printable;
 use scllm_pp::inspect::{inspect, ColumnSummary, InspectJob};
 
 #[derive(Args, Debug)]
@@ -34,7 +35,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    println!("{}", args.file.display());
+    println!("{}", printable(&args.file.display().to_string()));
     println!("  {} cells x {} genes", s.n_obs, s.n_vars);
     let x = &s.x;
     println!(
@@ -42,20 +43,38 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         x.storage, x.dtype, x.stored, x.density, x.explanation
     );
     if x.has_nan {
-        println!("  warning: X contains NaN values");
+        println!("  warning: X contains NaN or infinite values");
     }
     for l in &s.layers {
-        println!("  layer {}: {} {} ({})", l.name, l.storage, l.dtype, l.kind);
+        println!(
+            "  layer {}: {} {} ({})",
+            printable(&l.name),
+            l.storage,
+            l.dtype,
+            l.kind
+        );
     }
     if let Some(r) = &s.raw {
         println!("  raw: {} genes ({})", r.n_vars, r.kind);
     }
     for o in &s.obsm {
-        println!("  obsm {}: {}x{}", o.name, o.shape[0], o.shape[1]);
+        println!(
+            "  obsm {}: {}x{}",
+            printable(&o.name),
+            o.shape[0],
+            o.shape[1]
+        );
     }
     let cols = |cs: &[ColumnSummary]| -> String {
         cs.iter()
-            .map(|c| format!("{} ({}, {} distinct)", c.name, c.kind, c.distinct))
+            .map(|c| {
+                format!(
+                    "{} ({}, {} distinct)",
+                    printable(&c.name),
+                    c.kind,
+                    c.distinct
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -68,13 +87,13 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(l) = &s.labels {
-        println!("  labels in obs['{}']:", l.column);
+        println!("  labels in obs['{}']:", printable(&l.column));
         for (label, n) in &l.counts {
-            println!("    {n:>7}  {label}");
+            println!("    {n:>7}  {}", printable(label));
         }
     }
     for sk in &s.skipped {
-        println!("  not read: {sk}");
+        println!("  not read: {}", printable(sk));
     }
     Ok(())
 }

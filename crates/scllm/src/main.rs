@@ -65,10 +65,9 @@ enum Command {
 /// Bad input (exit 2) versus a failure of scllm itself (exit 1).
 fn exit_code(e: &anyhow::Error) -> i32 {
     let papers_input = e.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<scllm_papers::PapersError>(),
-            Some(scllm_papers::PapersError::InvalidInput(_))
-        )
+        cause
+            .downcast_ref::<scllm_papers::PapersError>()
+            .is_some_and(scllm_papers::PapersError::is_bad_input)
     });
     if scllm_tasks::is_bad_input(e) || papers_input {
         2
@@ -80,6 +79,15 @@ fn exit_code(e: &anyhow::Error) -> i32 {
 pub use scllm_tasks::bad;
 
 fn main() {
+    // `scllm inspect --json | head -1`: a closed pipe ends the process quietly, as for any Unix
+    // filter (Rust ignores SIGPIPE, so the next print would panic instead)
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of one signal before any thread starts
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    // a damaged HDF5 heap makes the library loop forever: report it and exit instead
+    scllm_io::h5ad::guard::exit_on_damage();
     scllm_models::memory::reuse_freed_memory();
     let cli = Cli::parse();
     let res = match cli.command {
@@ -100,7 +108,8 @@ fn main() {
         Command::Papers(a) => scllm_papers::cli::run(a),
     };
     if let Err(e) = res {
-        eprintln!("error: {}", scllm_tasks::one_line(&e));
+        // messages quote file contents (labels, names): never send their control characters
+        eprintln!("error: {}", scllm_io::printable(&scllm_tasks::one_line(&e)));
         std::process::exit(exit_code(&e));
     }
 }

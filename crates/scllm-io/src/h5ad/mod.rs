@@ -5,10 +5,11 @@
 //! `open` tells a bad file apart; `read` and `write` move a whole [`AnnData`] between memory and
 //! disk; [`crate::backed`] reads and writes in blocks with the same parts.
 
+pub mod guard;
 pub(crate) mod handles;
 pub(crate) mod open;
 pub(crate) mod read;
-mod read_primitives;
+pub(crate) mod read_primitives;
 pub(crate) mod write;
 
 pub use crate::anndata::{AnnData, Raw};

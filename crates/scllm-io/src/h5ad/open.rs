@@ -15,12 +15,12 @@ pub(crate) fn open_h5ad(path: &Path) -> Result<File> {
     if meta.is_dir() {
         return Err(IoError::file(
             path,
-            "is a directory. For a 10x folder (matrix.mtx + features.tsv + barcodes.tsv) name the folder with --format 10x",
+            "is a directory, where this command reads an .h5ad file. Convert a 10x folder (matrix.mtx + features.tsv + barcodes.tsv) once with `scllm preprocess FOLDER -o FILE.h5ad`",
         ));
     }
     if !has_hdf5_signature(path)? {
         let hint = match path.extension().and_then(|e| e.to_str()) {
-            Some("csv") | Some("tsv") | Some("txt") => "It looks like a text table: scllm reads CSV with `--format csv`.",
+            Some("csv") | Some("tsv") | Some("txt") => "It looks like a text table: `scllm inspect` and `scllm preprocess` read a .csv (cells as rows) directly; convert it once with `scllm preprocess FILE.csv -o FILE.h5ad` for the other commands.",
             Some("mtx") | Some("gz") => "For 10x output, name the folder holding matrix.mtx(.gz), features.tsv(.gz) and barcodes.tsv(.gz).",
             _ => "Check that the file was fully downloaded/copied and is an AnnData .h5ad.",
         };
@@ -29,6 +29,7 @@ pub(crate) fn open_h5ad(path: &Path) -> Result<File> {
             hint: hint.into(),
         });
     }
+    super::guard::reading(path);
     let file = super::handles::open_read(path)
         .map_err(|e| IoError::file(path, format!("HDF5 could not open it: {e}")))?;
     let names = file.member_names().at(path, "/")?;

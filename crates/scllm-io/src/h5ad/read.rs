@@ -9,8 +9,9 @@ use hdf5::{Dataset, File, Group, LocationType};
 
 use super::open::open_h5ad;
 use super::read_primitives::{
-    attr_shape, attr_string, attr_strings, encoding, fixed_str, is_string_type, kind_of, number_at,
-    read_bytes, read_index_u32, read_indptr, read_strings_container, read_values,
+    attr_shape, attr_string, attr_strings, check_stored, encoding, fixed_str, is_string_type,
+    kind_of, member_names, number_at, read_bytes, read_codes, read_index_u32, read_indptr,
+    read_strings_container, read_values,
 };
 use crate::anndata::{AnnData, Raw};
 use crate::error::{H5Context, IoError, Result};
@@ -19,6 +20,41 @@ use crate::matrix::{Compressed, Matrix, Values};
 
 /// `uns` as read: named values in file order.
 type Uns = Vec<(String, UnsValue)>;
+
+/// The shape a matrix must have where the file's other parts already fix it (`None`: free),
+/// checked before its values are read so a damaged shape never drives an allocation.
+#[derive(Clone, Copy)]
+struct Expect {
+    rows: Option<usize>,
+    cols: Option<usize>,
+}
+
+impl Expect {
+    fn rows(rows: usize) -> Self {
+        Expect {
+            rows: Some(rows),
+            cols: None,
+        }
+    }
+    fn both(rows: usize, cols: usize) -> Self {
+        Expect {
+            rows: Some(rows),
+            cols: Some(cols),
+        }
+    }
+    /// Why `(nrows, ncols)` does not fit, if it does not.
+    fn mismatch(&self, nrows: usize, ncols: usize) -> Option<String> {
+        let bad = |want: Option<usize>, got: usize| want.is_some_and(|w| w != got);
+        (bad(self.rows, nrows) || bad(self.cols, ncols)).then(|| {
+            let show = |w: Option<usize>| w.map_or("any".to_string(), |w| w.to_string());
+            format!(
+                "shape {nrows}x{ncols} does not match the {}x{} that obs/var fix; the file is damaged",
+                show(self.rows),
+                show(self.cols)
+            )
+        })
+    }
+}
 
 struct Reader<'a> {
     path: &'a Path,
@@ -51,7 +87,13 @@ impl<'a> Reader<'a> {
     }
 
     /// A matrix stored as a dense dataset or as a CSR/CSC group (new or h5sparse-style).
-    fn matrix(&mut self, parent: &Group, name: &str, field: &str) -> Result<Option<Matrix>> {
+    fn matrix(
+        &mut self,
+        parent: &Group,
+        name: &str,
+        field: &str,
+        expect: Expect,
+    ) -> Result<Option<Matrix>> {
         match kind_of(parent, name) {
             Some(LocationType::Dataset) => {
                 let ds = parent.dataset(name).at(self.path, field)?;
@@ -69,12 +111,21 @@ impl<'a> Reader<'a> {
                 let (nrows, ncols) = match shape.len() {
                     2 => (shape[0], shape[1]),
                     1 => (shape[0], 1),
-                    _ => {
-                        self.skipped
-                            .push(format!("{field}: {}-D array", shape.len()));
+                    // X, layers and pairwise matrices must be 2-D; obsm/varm may hold more
+                    d if expect.cols.is_some() => {
+                        return Err(self.err(
+                            field,
+                            format!("a {d}-D array where a 2-D matrix is expected"),
+                        ))
+                    }
+                    d => {
+                        self.skipped.push(format!("{field}: {d}-D array"));
                         return Ok(None);
                     }
                 };
+                if let Some(why) = expect.mismatch(nrows, ncols) {
+                    return Err(self.err(field, why));
+                }
                 let data = read_values(&ds).at(self.path, field)?;
                 Ok(Some(Matrix::Dense { nrows, ncols, data }))
             }
@@ -95,7 +146,15 @@ impl<'a> Reader<'a> {
                 };
                 let (nrows, ncols) = attr_shape(&g, "shape")
                     .or_else(|| attr_shape(&g, "h5sparse_shape"))
-                    .ok_or_else(|| self.err(field, "sparse matrix without a `shape` attribute"))?;
+                    .ok_or_else(|| {
+                        self.err(
+                            field,
+                            "sparse matrix without a valid `shape` attribute (two non-negative integers)",
+                        )
+                    })?;
+                if let Some(why) = expect.mismatch(nrows, ncols) {
+                    return Err(self.err(field, why));
+                }
                 let data = read_values(&g.dataset("data").at(self.path, &format!("{field}/data"))?)
                     .at(self.path, &format!("{field}/data"))?;
                 let indices = read_index_u32(&g.dataset("indices").at(self.path, field)?)
@@ -103,15 +162,20 @@ impl<'a> Reader<'a> {
                 let indptr = read_indptr(&g.dataset("indptr").at(self.path, field)?)
                     .at(self.path, &format!("{field}/indptr"))?;
                 let (major, minor) = if csr { (nrows, ncols) } else { (ncols, nrows) };
+                // every later pass slices rows by indptr: it must start at 0, never decrease and
+                // end at the stored count, and the count cannot exceed the matrix
                 if indptr.len() != major + 1
                     || indices.len() != data.len()
+                    || indptr.first() != Some(&0)
+                    || indptr.windows(2).any(|w| w[0] > w[1])
                     || *indptr.last().unwrap_or(&0) as usize != data.len()
+                    || data.len() as u128 > nrows as u128 * ncols as u128
                     || indices.iter().any(|&j| j as usize >= minor)
                 {
                     return Err(self.err(
                         field,
                         format!(
-                            "inconsistent sparse matrix (shape {nrows}x{ncols}, indptr {}, indices {}, data {}); the file is damaged",
+                            "inconsistent sparse matrix (shape {nrows}x{ncols}, indptr {} entries not rising from 0 to the stored count, indices {} within bounds, data {}); the file is damaged",
                             indptr.len(),
                             indices.len(),
                             data.len()
@@ -132,8 +196,20 @@ impl<'a> Reader<'a> {
     }
 
     /// anndata 0.6 `obsm`/`varm`: one structured array whose fields are the matrices.
-    fn compound_matrices(&mut self, ds: &Dataset, field: &str) -> Result<Vec<(String, Matrix)>> {
+    fn compound_matrices(
+        &mut self,
+        ds: &Dataset,
+        field: &str,
+        expect: Expect,
+    ) -> Result<Vec<(String, Matrix)>> {
+        check_stored(ds).at(self.path, field)?;
         let (buf, td, n) = read_bytes(ds, false).at(self.path, field)?;
+        if let Some(rows) = expect.rows.filter(|&r| r != n) {
+            return Err(self.err(
+                field,
+                format!("{n} rows where obs/var fix {rows}; the file is damaged"),
+            ));
+        }
         let TypeDescriptor::Compound(ct) = td else {
             return Err(self.err(field, "expected a structured array"));
         };
@@ -170,14 +246,20 @@ impl<'a> Reader<'a> {
     }
 
     /// A dictionary of matrices (`obsm`, `layers`, ...), new or old layout.
-    fn matrices(&mut self, root: &Group, name: &str) -> Result<Vec<(String, Matrix)>> {
+    /// A dictionary of matrices whose shapes `expect` constrains (`obsm`: rows = cells, ...).
+    fn matrices(
+        &mut self,
+        root: &Group,
+        name: &str,
+        expect: Expect,
+    ) -> Result<Vec<(String, Matrix)>> {
         match kind_of(root, name) {
             Some(LocationType::Group) => {
                 let g = root.group(name).at(self.path, name)?;
                 let mut out = Vec::new();
-                for m in g.member_names().at(self.path, name)? {
+                for m in member_names(&g).at(self.path, name)? {
                     let field = format!("{name}/{m}");
-                    if let Some(mat) = self.matrix(&g, &m, &field)? {
+                    if let Some(mat) = self.matrix(&g, &m, &field, expect)? {
                         out.push((m, mat));
                     }
                 }
@@ -185,7 +267,7 @@ impl<'a> Reader<'a> {
             }
             Some(LocationType::Dataset) => {
                 let ds = root.dataset(name).at(self.path, name)?;
-                self.compound_matrices(&ds, name)
+                self.compound_matrices(&ds, name, expect)
             }
             _ => Ok(Vec::new()),
         }
@@ -220,9 +302,10 @@ impl<'a> Reader<'a> {
                     "categorical" => {
                         let codes = g
                             .dataset("codes")
-                            .and_then(|d| d.read_raw::<i32>())
+                            .and_then(|d| read_codes(&d))
                             .at(self.path, &format!("{field}/codes"))?;
                         let categories = sub(self, "categories")?;
+                        check_codes(&codes, categories.len(), self.path, field)?;
                         let ordered = g
                             .attr("ordered")
                             .and_then(|a| a.read_scalar::<bool>())
@@ -280,6 +363,7 @@ impl<'a> Reader<'a> {
     }
 
     fn column_dataset(&mut self, ds: &Dataset, field: &str) -> Result<Column> {
+        check_stored(ds).at(self.path, field)?;
         let td = ds
             .dtype()
             .and_then(|d| d.to_descriptor())
@@ -326,8 +410,7 @@ impl<'a> Reader<'a> {
                 let mut order = attr_strings(&g, "column-order");
                 if order.is_empty() {
                     // older writers: every member but the index (and 0.7's __categories)
-                    order = g
-                        .member_names()
+                    order = member_names(&g)
                         .at(self.path, name)?
                         .into_iter()
                         .filter(|m| m != &index_name && m != "__categories")
@@ -367,6 +450,7 @@ impl<'a> Reader<'a> {
             }
             Some(LocationType::Dataset) => {
                 let ds = root.dataset(name).at(self.path, name)?;
+                check_stored(&ds).at(self.path, name)?;
                 let (buf, td, n) = read_bytes(&ds, false).at(self.path, name)?;
                 let TypeDescriptor::Compound(ct) = td else {
                     return Err(self.err(name, "expected a data frame (group or structured array)"));
@@ -437,7 +521,7 @@ impl<'a> Reader<'a> {
 
     fn uns_group(&mut self, g: &Group, prefix: &str) -> Result<Vec<(String, UnsValue)>> {
         let mut out = Vec::new();
-        for m in g.member_names().at(self.path, prefix)? {
+        for m in member_names(g).at(self.path, prefix)? {
             let field = format!("{prefix}/{m}");
             match kind_of(g, &m) {
                 Some(LocationType::Group) => {
@@ -503,19 +587,29 @@ fn codes_to_categorical(
             ))
         }
     };
-    let n = categories.len() as i32;
-    if let Some(bad) = codes.iter().find(|&&c| c >= n || c < -1) {
-        return Err(IoError::field(
-            path,
-            field,
-            format!("categorical code {bad} out of range (0..{n})"),
-        ));
-    }
+    check_codes(&codes, categories.len(), path, field)?;
     Ok(Column::Categorical {
         codes,
         categories: Box::new(categories),
         ordered: false,
     })
+}
+
+/// Codes index the categories; -1 is pandas' missing value.
+fn check_codes(codes: &[i32], n_categories: usize, path: &Path, field: &str) -> Result<()> {
+    match codes
+        .iter()
+        .find(|&&c| c < -1 || c as i64 >= n_categories as i64)
+    {
+        Some(bad) => Err(IoError::field(
+            path,
+            field,
+            format!(
+                "categorical code {bad} out of range (-1 for missing, else 0..{n_categories}); the file is damaged"
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Only `obs` and `var` (for backed access).
@@ -527,50 +621,42 @@ pub(crate) fn read_frames(path: &Path, file: &File) -> Result<(DataFrame, DataFr
 /// Read a whole `.h5ad` file into memory.
 pub fn read_h5ad(path: impl AsRef<Path>) -> Result<AnnData> {
     let path = path.as_ref();
+    super::guard::reading(path);
+    super::guard::structure(|| read_whole(path))
+}
+
+fn read_whole(path: &Path) -> Result<AnnData> {
     let file = open_h5ad(path)?;
     let root: &Group = &file;
     let mut r = Reader::new(path);
     let (mut uns, obs, var) = r.uns_and_frames(root)?;
-    let x = r.matrix(root, "X", "X")?;
-    if let Some(m) = &x {
-        let (n, g) = m.shape();
-        if n != obs.nrows() || g != var.nrows() {
-            return Err(IoError::field(
-                path,
-                "X",
-                format!(
-                    "shape {n}x{g} does not match obs ({}) x var ({})",
-                    obs.nrows(),
-                    var.nrows()
-                ),
-            ));
-        }
-    }
-    let obsm = r.matrices(root, "obsm")?;
-    let varm = r.matrices(root, "varm")?;
-    let obsp = r.matrices(root, "obsp")?;
-    let varp = r.matrices(root, "varp")?;
-    let layers = r.matrices(root, "layers")?;
+    let (n_obs, n_var) = (obs.nrows(), var.nrows());
+    let x = r.matrix(root, "X", "X", Expect::both(n_obs, n_var))?;
+    let obsm = r.matrices(root, "obsm", Expect::rows(n_obs))?;
+    let varm = r.matrices(root, "varm", Expect::rows(n_var))?;
+    let obsp = r.matrices(root, "obsp", Expect::both(n_obs, n_obs))?;
+    let varp = r.matrices(root, "varp", Expect::both(n_var, n_var))?;
+    let layers = r.matrices(root, "layers", Expect::both(n_obs, n_var))?;
 
     let raw = if let Some(LocationType::Group) = kind_of(root, "raw") {
         let g = root.group("raw").at(path, "raw")?;
         let mut none = Vec::new();
-        let rx = r
-            .matrix(&g, "X", "raw/X")?
-            .ok_or_else(|| IoError::field(path, "raw/X", "missing"))?;
         let rvar = r.dataframe(&g, "var", &mut none)?;
-        let rvarm = r.matrices(&g, "varm")?;
+        let rx = r
+            .matrix(&g, "X", "raw/X", Expect::both(n_obs, rvar.nrows()))?
+            .ok_or_else(|| IoError::field(path, "raw/X", "missing"))?;
+        let rvarm = r.matrices(&g, "varm", Expect::rows(rvar.nrows()))?;
         Some(Raw {
             x: rx,
             var: rvar,
             varm: rvarm,
         })
     } else if kind_of(root, "raw.X").is_some() {
-        let rx = r
-            .matrix(root, "raw.X", "raw.X")?
-            .ok_or_else(|| IoError::field(path, "raw.X", "unreadable"))?;
         let rvar = r.dataframe(root, "raw.var", &mut uns)?;
-        let rvarm = r.matrices(root, "raw.varm")?;
+        let rx = r
+            .matrix(root, "raw.X", "raw.X", Expect::both(n_obs, rvar.nrows()))?
+            .ok_or_else(|| IoError::field(path, "raw.X", "unreadable"))?;
+        let rvarm = r.matrices(root, "raw.varm", Expect::rows(rvar.nrows()))?;
         Some(Raw {
             x: rx,
             var: rvar,
@@ -579,20 +665,6 @@ pub fn read_h5ad(path: impl AsRef<Path>) -> Result<AnnData> {
     } else {
         None
     };
-    if let Some(raw) = &raw {
-        let (n, g) = raw.x.shape();
-        if n != obs.nrows() || g != raw.var.nrows() {
-            return Err(IoError::field(
-                path,
-                "raw/X",
-                format!(
-                    "shape {n}x{g} does not match obs ({}) x raw.var ({})",
-                    obs.nrows(),
-                    raw.var.nrows()
-                ),
-            ));
-        }
-    }
     Ok(AnnData {
         x,
         obs,

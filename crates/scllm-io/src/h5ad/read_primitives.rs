@@ -57,19 +57,33 @@ pub(super) fn is_string_type(td: &TypeDescriptor) -> bool {
     )
 }
 
+/// Text of a variable-length string, checked: hdf5's `as_str` trusts the file to hold UTF-8
+/// (undefined behaviour on a damaged one), so the bytes are validated here.
+fn checked_utf8(bytes: &[u8]) -> hdf5::Result<String> {
+    String::from_utf8(bytes.to_vec()).map_err(|e| {
+        hdf5::Error::from(format!(
+            "a string is not valid UTF-8 (byte {} of {:?}); the file is damaged",
+            e.utf8_error().valid_up_to(),
+            String::from_utf8_lossy(bytes)
+        ))
+    })
+}
+
 pub(super) fn read_strings_container(c: &Container, is_attr: bool) -> hdf5::Result<Vec<String>> {
     let td = c.dtype()?.to_descriptor()?;
     Ok(match td {
-        TypeDescriptor::VarLenUnicode => c
-            .read_raw::<VarLenUnicode>()?
-            .into_iter()
-            .map(|s| s.as_str().to_string())
-            .collect(),
-        TypeDescriptor::VarLenAscii => c
-            .read_raw::<VarLenAscii>()?
-            .into_iter()
-            .map(|s| s.as_str().to_string())
-            .collect(),
+        TypeDescriptor::VarLenUnicode => {
+            super::guard::strings(c.space()?.size(), || c.read_raw::<VarLenUnicode>())?
+                .iter()
+                .map(|s| checked_utf8(s.as_bytes()))
+                .collect::<hdf5::Result<_>>()?
+        }
+        TypeDescriptor::VarLenAscii => {
+            super::guard::strings(c.space()?.size(), || c.read_raw::<VarLenAscii>())?
+                .iter()
+                .map(|s| checked_utf8(s.as_bytes()))
+                .collect::<hdf5::Result<_>>()?
+        }
         TypeDescriptor::FixedAscii(n) | TypeDescriptor::FixedUnicode(n) => {
             let (buf, _, count) = read_bytes(c, is_attr)?;
             (0..count)
@@ -84,12 +98,12 @@ pub(super) fn read_strings_container(c: &Container, is_attr: bool) -> hdf5::Resu
     })
 }
 
-pub(super) fn attr_string(loc: &Location, name: &str) -> Option<String> {
+pub(crate) fn attr_string(loc: &Location, name: &str) -> Option<String> {
     let a: Attribute = loc.attr(name).ok()?;
     read_strings_container(&a, true).ok()?.into_iter().next()
 }
 
-pub(super) fn attr_strings(loc: &Location, name: &str) -> Vec<String> {
+pub(crate) fn attr_strings(loc: &Location, name: &str) -> Vec<String> {
     let Ok(a) = loc.attr(name) else {
         return Vec::new();
     };
@@ -102,10 +116,44 @@ pub(super) fn attr_strings(loc: &Location, name: &str) -> Vec<String> {
     read_strings_container(&a, true).unwrap_or_default()
 }
 
-pub(super) fn attr_shape(loc: &Location, name: &str) -> Option<(usize, usize)> {
+/// A sparse matrix's `shape` attribute: two non-negative integers, else `None`.
+pub(crate) fn attr_shape(loc: &Location, name: &str) -> Option<(usize, usize)> {
     let a = loc.attr(name).ok()?;
     let v = a.read_raw::<i64>().ok()?;
-    (v.len() == 2).then(|| (v[0] as usize, v[1] as usize))
+    match v[..] {
+        [r, c] if r >= 0 && c >= 0 => Some((r as usize, c as usize)),
+        _ => None,
+    }
+}
+
+/// Deflate's largest compression ratio is 1032:1 (zlib's technical details); LZF and shuffle
+/// reach less. More values than that from the stored bytes means a damaged file.
+const MAX_INFLATION: u64 = 1032;
+/// Datasets this small are read whatever they claim (small unwritten datasets are legal).
+const ALWAYS_READABLE: u64 = 1 << 20;
+
+/// Refuse a dataset that claims more values than its stored bytes can hold, before anything is
+/// allocated for it: reading one allocates what it claims, and a 1 MB damaged file can claim
+/// gigabytes (an unwritten chunked `indptr` of 10⁹ entries, a `data` of 4·10⁹ values).
+pub(crate) fn check_stored(ds: &Dataset) -> hdf5::Result<()> {
+    let claimed = (ds.space()?.size() as u64).saturating_mul(ds.dtype()?.size() as u64);
+    super::guard::allow(claimed);
+    if claimed <= ALWAYS_READABLE {
+        return Ok(());
+    }
+    let stored = ds.storage_size();
+    let factor = if ds.filters().is_empty() {
+        1
+    } else {
+        MAX_INFLATION
+    };
+    if claimed > stored.saturating_mul(factor) {
+        return Err(hdf5::Error::from(format!(
+            "claims {} values ({claimed} bytes) but the file stores {stored} bytes for them; the file is damaged or truncated",
+            ds.space()?.size()
+        )));
+    }
+    Ok(())
 }
 
 pub(super) fn encoding(loc: &Location) -> Option<String> {
@@ -113,6 +161,7 @@ pub(super) fn encoding(loc: &Location) -> Option<String> {
 }
 
 pub(super) fn read_values(ds: &Dataset) -> hdf5::Result<Values> {
+    check_stored(ds)?;
     let td = ds.dtype()?.to_descriptor()?;
     Ok(match td {
         TypeDescriptor::Float(FloatSize::U4) => Values::F32(ds.read_raw()?),
@@ -134,12 +183,67 @@ pub(super) fn read_values(ds: &Dataset) -> hdf5::Result<Values> {
     })
 }
 
+/// Column (CSR) or row (CSC) indices. Signed ones are read as stored and checked: HDF5's
+/// signed-to-unsigned conversion clips a negative index to 0, which would silently become
+/// column 0.
 pub(super) fn read_index_u32(ds: &Dataset) -> hdf5::Result<Vec<u32>> {
-    ds.read_raw::<u32>()
+    check_stored(ds)?;
+    match ds.dtype()?.to_descriptor()? {
+        TypeDescriptor::Integer(IntSize::U1 | IntSize::U2 | IntSize::U4) => {
+            non_negative(ds.read_raw::<i32>()?, "index")
+        }
+        TypeDescriptor::Integer(IntSize::U8) => {
+            let v: Vec<u64> = non_negative(ds.read_raw::<i64>()?, "index")?;
+            v.into_iter()
+                .map(|x| {
+                    u32::try_from(x).map_err(|_| {
+                        hdf5::Error::from(format!("index {x} is beyond 2^32; the file is damaged"))
+                    })
+                })
+                .collect()
+        }
+        _ => ds.read_raw::<u32>(),
+    }
 }
 
-pub(super) fn read_indptr(ds: &Dataset) -> hdf5::Result<Vec<u64>> {
-    ds.read_raw::<u64>()
+/// Row (CSR) or column (CSC) pointers, read signed for the same reason as the indices.
+pub(crate) fn read_indptr(ds: &Dataset) -> hdf5::Result<Vec<u64>> {
+    check_stored(ds)?;
+    non_negative(ds.read_raw::<i64>()?, "indptr entry")
+}
+
+/// The values as unsigned, or an error naming the first negative one.
+fn non_negative<S, U>(v: Vec<S>, what: &str) -> hdf5::Result<Vec<U>>
+where
+    S: Copy + PartialOrd + Default + std::fmt::Display + TryInto<U>,
+{
+    if let Some(bad) = v.iter().find(|&&x| x < S::default()) {
+        return Err(hdf5::Error::from(format!(
+            "negative {what} {bad}; the file is damaged"
+        )));
+    }
+    // in place: same size and alignment (i32 -> u32, i64 -> u64)
+    Ok(v.into_iter()
+        .map(|x| {
+            x.try_into()
+                .unwrap_or_else(|_| unreachable!("checked non-negative"))
+        })
+        .collect())
+}
+
+/// Categorical codes: integers, checked against the stored size.
+pub(super) fn read_codes(ds: &Dataset) -> hdf5::Result<Vec<i32>> {
+    check_stored(ds)?;
+    ds.read_raw::<i32>()
+}
+
+/// A group's members in name order, as HDF5 1.10's symbol tables listed them: HDF5 2.x writes
+/// link messages, which iterate in storage order, and `uns`/`obsm` would change order in a
+/// round trip.
+pub(super) fn member_names(g: &Group) -> hdf5::Result<Vec<String>> {
+    let mut names = g.member_names()?;
+    names.sort_unstable();
+    Ok(names)
 }
 
 pub(super) fn kind_of(g: &Group, name: &str) -> Option<LocationType> {

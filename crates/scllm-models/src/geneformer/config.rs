@@ -106,6 +106,19 @@ impl BertConfig {
                 self.hidden_size, self.num_attention_heads
             ));
         }
+        let dropouts = [
+            ("hidden_dropout_prob", Some(self.hidden_dropout_prob)),
+            (
+                "attention_probs_dropout_prob",
+                Some(self.attention_probs_dropout_prob),
+            ),
+            ("classifier_dropout", self.classifier_dropout),
+        ];
+        for (name, p) in dropouts {
+            if let Some(p) = p.filter(|p| !(0.0..1.0).contains(p)) {
+                return Err(format!("{name} {p} must be in [0, 1)"));
+            }
+        }
         if !matches!(self.hidden_act.as_str(), "relu" | "gelu") {
             return Err(format!(
                 "hidden_act \"{}\" is not supported (Geneformer uses relu; gelu is also read)",

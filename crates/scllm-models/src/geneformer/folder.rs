@@ -80,6 +80,23 @@ impl ModelFolder for GeneformerFolder {
     fn n_layers(&self) -> usize {
         self.config.num_hidden_layers
     }
+    fn planned_params(&self) -> u64 {
+        let c = &self.config;
+        let (h, i, l) = (
+            c.hidden_size as u64,
+            c.intermediate_size as u64,
+            c.num_hidden_layers as u64,
+        );
+        let tables = (c.vocab_size as u64).saturating_add(c.max_position_embeddings as u64);
+        // token and position tables, then per layer the attention (4 h²) and the feed-forward
+        tables.saturating_mul(h).saturating_add(
+            l.saturating_mul(
+                4u64.saturating_mul(h)
+                    .saturating_mul(h)
+                    .saturating_add(2u64.saturating_mul(h).saturating_mul(i)),
+            ),
+        )
+    }
     fn describe(&self) -> String {
         let c = &self.config;
         format!(

@@ -226,6 +226,22 @@ impl ModelFolder for ScBertFolder {
     fn n_layers(&self) -> usize {
         self.config.depth
     }
+    fn planned_params(&self) -> u64 {
+        let c = &self.config;
+        let (d, inner, l) = (c.dim as u64, c.inner_dim() as u64, c.depth as u64);
+        let ff = 2u64
+            .saturating_mul(d)
+            .saturating_mul(d)
+            .saturating_mul(c.ff_mult() as u64);
+        // token table, then per layer q/k/v/out (4 d·inner) and the feed-forward
+        (c.num_tokens as u64).saturating_mul(d).saturating_add(
+            l.saturating_mul(
+                4u64.saturating_mul(d)
+                    .saturating_mul(inner)
+                    .saturating_add(ff),
+            ),
+        )
+    }
     fn describe(&self) -> String {
         let c = &self.config;
         format!(

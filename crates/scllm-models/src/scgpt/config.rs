@@ -170,6 +170,9 @@ impl ScGptConfig {
         if self.n_layers_cls == 0 {
             return Err("n_layers_cls must be at least 1".into());
         }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!("dropout {} must be in [0, 1)", self.dropout));
+        }
         Ok(())
     }
 }

@@ -92,6 +92,23 @@ impl ModelFolder for ScGptFolder {
     fn n_layers(&self) -> usize {
         self.config.nlayers
     }
+    fn planned_params(&self) -> u64 {
+        let c = &self.config;
+        let (v, d, h, l) = (
+            self.vocab.len() as u64,
+            c.embsize as u64,
+            c.d_hid as u64,
+            c.nlayers as u64,
+        );
+        // gene embedding, then per layer the attention (4 d²) and the feed-forward (2 d·d_hid)
+        v.saturating_mul(d).saturating_add(
+            l.saturating_mul(
+                4u64.saturating_mul(d)
+                    .saturating_mul(d)
+                    .saturating_add(2u64.saturating_mul(d).saturating_mul(h)),
+            ),
+        )
+    }
     fn describe(&self) -> String {
         let c = &self.config;
         format!(

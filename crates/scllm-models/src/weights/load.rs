@@ -114,6 +114,18 @@ impl Loader<'_> {
             return None;
         }
         match self.ckpt.read_f32(key) {
+            // one NaN weight turns every embedding into NaN: refuse the file, not the output
+            Ok(v) if v.iter().any(|x| !x.is_finite()) => {
+                let bad = v.iter().filter(|x| !x.is_finite()).count();
+                self.error = Some(ModelError::file(
+                    &self.ckpt.path,
+                    format!(
+                        "tensor `{key}` holds {bad} NaN or infinite values of {}; the weights are damaged (re-download or re-train them)",
+                        v.len()
+                    ),
+                ));
+                None
+            }
             Ok(v) => {
                 self.report.loaded.push(key.to_string());
                 Some(v)

@@ -26,26 +26,35 @@ pub fn fixtures_dir() -> PathBuf {
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    pub body: String,
+    /// Bytes, so a test can serve gzip.
+    pub body: Vec<u8>,
+    /// Send the body one byte per this interval (a slow server).
+    pub trickle: Option<Duration>,
 }
 
 impl Reply {
-    pub fn ok(body: impl Into<String>) -> Self {
+    pub fn ok(body: impl Into<Vec<u8>>) -> Self {
         Reply {
             status: 200,
             headers: vec![],
             body: body.into(),
+            trickle: None,
         }
     }
-    pub fn json(body: impl Into<String>) -> Self {
+    pub fn json(body: impl Into<Vec<u8>>) -> Self {
         Reply::ok(body).header("Content-Type", "application/json")
     }
-    pub fn status(status: u16, body: impl Into<String>) -> Self {
+    pub fn status(status: u16, body: impl Into<Vec<u8>>) -> Self {
         Reply {
             status,
             headers: vec![],
             body: body.into(),
+            trickle: None,
         }
+    }
+    pub fn trickle(mut self, every: Duration) -> Self {
+        self.trickle = Some(every);
+        self
     }
     pub fn header(mut self, k: &str, v: &str) -> Self {
         self.headers.push((k.into(), v.into()));
@@ -185,7 +194,17 @@ fn serve(
     }
     head.push_str("\r\n");
     out.write_all(head.as_bytes())?;
-    out.write_all(reply.body.as_bytes())?;
+    match reply.trickle {
+        None => out.write_all(&reply.body)?,
+        Some(every) => {
+            // Stops when the client hangs up (the write fails) or the server is dropped.
+            for b in &reply.body {
+                std::thread::sleep(every);
+                out.write_all(std::slice::from_ref(b))?;
+                out.flush()?;
+            }
+        }
+    }
     out.flush()
 }
 
@@ -261,4 +280,40 @@ pub fn standard_routes(target: &str, _n: usize, _body: &str) -> Reply {
         "/web/search/synthetic%20numresults%3A75" => Reply::ok(fixture("web/search_page0.html")),
         _ => Reply::status(404, "not found"),
     }
+}
+
+#[derive(clap::Parser, Debug)]
+#[command(name = "scllm")]
+struct TestCli {
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Top {
+    Papers(scllm_papers::cli::PapersArgs),
+}
+
+/// `scllm papers ARGS` in-process against `server`: its three services, no cache, no pacing,
+/// the committed resources.
+pub fn papers(server: &FixtureServer, args: &[&str]) -> anyhow::Result<()> {
+    use clap::Parser;
+    let mut argv = vec![
+        "scllm".to_string(),
+        "papers".to_string(),
+        "--europepmc-url".into(),
+        format!("{}/europepmc", server.base),
+        "--biorxiv-api-url".into(),
+        format!("{}/api", server.base),
+        "--biorxiv-url".into(),
+        format!("{}/web", server.base),
+        "--no-cache".into(),
+        "--min-interval-ms".into(),
+        "0".into(),
+        "--resources".into(),
+        fixtures_dir().join("resources").display().to_string(),
+    ];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    let Top::Papers(a) = TestCli::try_parse_from(argv)?.command;
+    scllm_papers::cli::run(a)
 }

@@ -84,6 +84,10 @@ pub struct TrainConfig {
     pub out_dir: Option<PathBuf>,
     /// Continue from `OUT/checkpoint/`.
     pub resume: bool,
+    /// The choices that define the run as the user gave them, e.g. `("--seed", "1")`,
+    /// `("--val-fraction", "0.1")`: saved in the checkpoint, and a resume that gives others is
+    /// refused (the same counts of cells do not make the same split).
+    pub run_flags: Vec<(String, String)>,
     /// Show a progress bar on stderr.
     pub progress: bool,
     /// Stop (as if interrupted) after this many epochs in this call; for tests and time limits.
@@ -112,6 +116,7 @@ impl Default for TrainConfig {
             seed: 0,
             out_dir: None,
             resume: false,
+            run_flags: Vec::new(),
             progress: true,
             stop_after_epochs: None,
         }

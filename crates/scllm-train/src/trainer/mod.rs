@@ -143,6 +143,7 @@ pub fn train<M: TokenModel>(
         n_val: data.val.len(),
         n_classes: k,
         history: Vec::new(),
+        run_flags: cfg.run_flags.clone(),
     };
     let mut best: Option<M> = None;
     let mut resumed_from = None;
@@ -164,6 +165,9 @@ pub fn train<M: TokenModel>(
         let sp = ck.join("state.json");
         let text = std::fs::read_to_string(&sp).map_err(|e| ck_err(&sp, e))?;
         let s: TrainState = serde_json::from_str(&text).map_err(|e| ck_err(&sp, e))?;
+        if let Some(why) = resume::other_run_flags(&s.run_flags, &cfg.run_flags) {
+            return Err(ck_err(&sp, why));
+        }
         if s.version != STATE_VERSION
             || s.n_train != st.n_train
             || s.n_val != st.n_val

@@ -28,6 +28,29 @@ pub(crate) struct TrainState {
     pub(crate) n_val: usize,
     pub(crate) n_classes: usize,
     pub(crate) history: Vec<EpochLog>,
+    /// [`crate::TrainConfig::run_flags`] of the run (absent in checkpoints of earlier versions).
+    #[serde(default)]
+    pub(crate) run_flags: Vec<(String, String)>,
+}
+
+/// Why a run given `now` cannot resume the run that saved `saved` (flags pair up by position:
+/// the same choice, possibly made with another flag, e.g. `--val-by` for `--val-fraction`).
+pub(crate) fn other_run_flags(
+    saved: &[(String, String)],
+    now: &[(String, String)],
+) -> Option<String> {
+    if saved.is_empty() {
+        return None; // an earlier version's checkpoint: nothing to compare
+    }
+    saved
+        .iter()
+        .zip(now)
+        .find(|(a, b)| a != b)
+        .map(|((sf, sv), (nf, nv))| {
+            format!(
+                "this run's {nf} {nv} differs from the run being resumed ({sf} {sv}): resume with {sf} {sv}, or start afresh without --resume"
+            )
+        })
 }
 
 pub(crate) const STATE_VERSION: u32 = 1;
