@@ -154,7 +154,6 @@ impl BackedAnnData {
                         format!("a {}-D array where a 2-D matrix is expected", shape.len()),
                     ));
                 }
-                check_stored(&ds).at(path, element)?;
                 let dtype = read_slice_dense(&ds, 0, 0, shape[1])
                     .at(path, element)?
                     .dtype();
@@ -162,20 +161,21 @@ impl BackedAnnData {
             }
             _ => return Err(missing()),
         };
-        if nrows != obs.nrows() {
+        // raw/X has its own var; X and layers have this one's
+        if nrows != obs.nrows() || (!element.starts_with("raw") && ncols != var.nrows()) {
             return Err(IoError::field(
                 path,
                 element,
-                format!("{nrows} rows but obs has {}", obs.nrows()),
+                format!(
+                    "shape {nrows}x{ncols} does not match the {} cells of obs and {} genes of var; the file is damaged",
+                    obs.nrows(),
+                    var.nrows()
+                ),
             ));
         }
-        // raw/X has its own var; X and layers have this one's
-        if !element.starts_with("raw") && ncols != var.nrows() {
-            return Err(IoError::field(
-                path,
-                element,
-                format!("{ncols} columns but var has {}", var.nrows()),
-            ));
+        // only now that the shape is right: what a dense X claims against what is stored
+        if let Layout::Dense { ds } = &layout {
+            check_stored(ds).at(path, element)?;
         }
         Ok(BackedAnnData {
             path: path.to_path_buf(),
@@ -194,6 +194,13 @@ impl BackedAnnData {
     }
     pub fn dtype(&self) -> &'static str {
         self.dtype
+    }
+    /// `csr` or `dense`, as [`crate::Matrix::kind`] names them.
+    pub fn storage(&self) -> &'static str {
+        match self.layout {
+            Layout::Csr { .. } => "csr",
+            Layout::Dense { .. } => "dense",
+        }
     }
     /// Stored non-zeros (CSR) or entries (dense).
     pub fn stored(&self) -> u64 {

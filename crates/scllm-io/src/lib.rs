@@ -16,4 +16,4 @@ pub use frame::{Column, DataFrame, UnsValue};
 pub use h5ad::{read_h5ad, write_h5ad, AnnData, Compression, Raw};
 pub use matrix::{Compressed, Matrix, Values};
 pub use terminal::printable;
-pub use text::{read_10x_dir, read_any, read_csv};
+pub use text::{is_h5ad_path, read_10x_dir, read_any, read_csv};

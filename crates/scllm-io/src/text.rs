@@ -313,17 +313,27 @@ pub fn read_csv(path: impl AsRef<Path>) -> Result<AnnData> {
 /// Read any supported input: a 10x folder, a CSV/TSV table, or an `.h5ad` file.
 pub fn read_any(path: impl AsRef<Path>) -> Result<AnnData> {
     let path = path.as_ref();
-    let lower = path.to_string_lossy().to_lowercase();
     if path.is_dir() {
         read_10x_dir(path)
-    } else if [".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz"]
-        .iter()
-        .any(|e| lower.ends_with(e))
-    {
+    } else if is_table(path) {
         read_csv(path)
     } else {
         read_h5ad(path)
     }
+}
+
+/// A text table by its name (`.csv`, `.tsv`, `.txt`, each maybe `.gz`): what [`read_any`] reads
+/// as CSV.
+fn is_table(path: &Path) -> bool {
+    let lower = path.to_string_lossy().to_lowercase();
+    [".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz"]
+        .iter()
+        .any(|e| lower.ends_with(e))
+}
+
+/// Whether [`read_any`] reads `path` as `.h5ad` (neither a folder nor a text table).
+pub fn is_h5ad_path(path: &Path) -> bool {
+    !path.is_dir() && !is_table(path)
 }
 
 #[cfg(test)]

@@ -5,10 +5,11 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
-use scllm_io::{read_any, AnnData, Column};
+use scllm_io::h5ad::Outline;
+use scllm_io::{is_h5ad_path, read_any, AnnData, BackedAnnData, Column, Values};
 use serde::Serialize;
 
-use crate::{detect_values, Result};
+use crate::{detect_values, Result, ValueReport, ValueScan};
 
 /// One `scllm inspect` run.
 #[derive(Clone, Debug)]
@@ -89,10 +90,107 @@ pub struct DatasetSummary {
     pub skipped: Vec<String>,
 }
 
-/// Read `job.file` and describe it.
+/// An `.h5ad` whose X would take more memory than this is scanned in blocks of rows instead of
+/// read whole (a million cells × 2,000 genes dense is 8 GB).
+const STREAM_ABOVE_BYTES: u64 = 1 << 30;
+/// Rows per block of a streamed scan.
+const BLOCK_ROWS: usize = 4096;
+
+/// Read `job.file` and describe it (in blocks of rows when X would take over 1 GiB).
 pub fn inspect(job: &InspectJob) -> Result<DatasetSummary> {
+    inspect_in_blocks_above(job, STREAM_ABOVE_BYTES)
+}
+
+/// [`inspect`], reading X in blocks when it would take more than `bytes` in memory.
+pub fn inspect_in_blocks_above(job: &InspectJob, bytes: u64) -> Result<DatasetSummary> {
+    if is_h5ad_path(&job.file) {
+        let outline = scllm_io::h5ad::outline(&job.file)?;
+        // CSC cannot be read by cells: such a file is read whole, as before
+        if outline.x_bytes > bytes && !outline.x_by_columns {
+            return inspect_in_blocks(job, &outline);
+        }
+    }
     let a = read_any(&job.file)?;
     describe(&a, job.label.as_deref())
+}
+
+/// The summary of a large `.h5ad` in the memory of `obs`/`var` and one block of rows: X scanned
+/// block by block, layers, obsm, raw and uns named from the file's outline but not scanned.
+fn inspect_in_blocks(job: &InspectJob, outline: &Outline) -> Result<DatasetSummary> {
+    let b = BackedAnnData::open(&job.file, "X")?;
+    let mut scan = ValueScan::default();
+    for block in b.blocks(BLOCK_ROWS) {
+        let block = block?.1;
+        scan.add_rows(&block);
+        // blocks come as CSR: a dense X's zeros are stored values, as when read whole
+        if b.storage() == "dense" && block.data.len() < block.nrows * block.ncols {
+            scan.add_values(&Values::F64(vec![0.0]));
+        }
+    }
+    let (n, g) = b.shape();
+    let x = x_summary(
+        b.storage(),
+        b.dtype(),
+        b.stored() as usize,
+        n,
+        g,
+        scan.finish(),
+    );
+    let shell = AnnData {
+        obs: b.obs.clone(),
+        var: b.var.clone(),
+        source: Some(job.file.clone()),
+        ..AnnData::default()
+    };
+    let mut s = frame_summary(&shell, job.label.as_deref(), x)?;
+    let unscanned = "not scanned (X read in blocks)";
+    s.layers = outline
+        .layers
+        .iter()
+        .map(|(name, _)| LayerSummary {
+            name: name.clone(),
+            storage: "unread",
+            dtype: "unread",
+            kind: unscanned,
+        })
+        .collect();
+    s.obsm = outline
+        .obsm
+        .iter()
+        .filter_map(|(name, shape)| {
+            shape.map(|(r, c)| ObsmSummary {
+                name: name.clone(),
+                shape: [r, c],
+            })
+        })
+        .collect();
+    s.raw = outline.raw.map(|(_, g)| RawSummary {
+        n_vars: g,
+        kind: unscanned,
+    });
+    s.uns = outline.uns.clone();
+    Ok(s)
+}
+
+fn x_summary(
+    storage: &'static str,
+    dtype: &'static str,
+    stored: usize,
+    n_obs: usize,
+    n_vars: usize,
+    report: ValueReport,
+) -> XSummary {
+    XSummary {
+        storage,
+        dtype,
+        stored,
+        density: stored as f64 / (n_obs as f64 * n_vars as f64).max(1.0),
+        kind: report.kind.as_str(),
+        min: report.min,
+        max: report.max,
+        has_nan: report.has_nan,
+        explanation: report.explanation,
+    }
 }
 
 fn label_counts(col: &Column) -> Vec<(String, usize)> {
@@ -122,7 +220,43 @@ fn columns(cols: &[(String, Column)]) -> Vec<ColumnSummary> {
 /// Describe `a`; `label` must name an obs column when given.
 pub fn describe(a: &AnnData, label: Option<&str>) -> Result<DatasetSummary> {
     let x = a.x()?;
-    let report = detect_values(x);
+    let xs = x_summary(
+        x.kind(),
+        x.values().dtype(),
+        x.stored(),
+        a.n_obs(),
+        a.n_vars(),
+        detect_values(x),
+    );
+    let mut s = frame_summary(a, label, xs)?;
+    s.layers = a
+        .layers
+        .iter()
+        .map(|(n, m)| LayerSummary {
+            name: n.clone(),
+            storage: m.kind(),
+            dtype: m.values().dtype(),
+            kind: detect_values(m).kind.as_str(),
+        })
+        .collect();
+    s.obsm = a
+        .obsm
+        .iter()
+        .map(|(n, m)| ObsmSummary {
+            name: n.clone(),
+            shape: [m.shape().0, m.shape().1],
+        })
+        .collect();
+    s.raw = a.raw.as_ref().map(|r| RawSummary {
+        n_vars: r.var.nrows(),
+        kind: detect_values(&r.x).kind.as_str(),
+    });
+    Ok(s)
+}
+
+/// What `obs`, `var` and `uns` of `a` tell, around the summary of X (layers, obsm and raw left
+/// empty).
+fn frame_summary(a: &AnnData, label: Option<&str>, x: XSummary) -> Result<DatasetSummary> {
     let label_name = match label {
         Some(l) => {
             a.obs_column(l)?;
@@ -144,39 +278,10 @@ pub fn describe(a: &AnnData, label: Option<&str>) -> Result<DatasetSummary> {
         file: a.source.as_ref().map(|p| p.display().to_string()),
         n_obs: a.n_obs(),
         n_vars: a.n_vars(),
-        x: XSummary {
-            storage: x.kind(),
-            dtype: x.values().dtype(),
-            stored: x.stored(),
-            density: x.stored() as f64 / (a.n_obs() as f64 * a.n_vars() as f64).max(1.0),
-            kind: report.kind.as_str(),
-            min: report.min,
-            max: report.max,
-            has_nan: report.has_nan,
-            explanation: report.explanation,
-        },
-        layers: a
-            .layers
-            .iter()
-            .map(|(n, m)| LayerSummary {
-                name: n.clone(),
-                storage: m.kind(),
-                dtype: m.values().dtype(),
-                kind: detect_values(m).kind.as_str(),
-            })
-            .collect(),
-        obsm: a
-            .obsm
-            .iter()
-            .map(|(n, m)| ObsmSummary {
-                name: n.clone(),
-                shape: [m.shape().0, m.shape().1],
-            })
-            .collect(),
-        raw: a.raw.as_ref().map(|r| RawSummary {
-            n_vars: r.var.nrows(),
-            kind: detect_values(&r.x).kind.as_str(),
-        }),
+        x,
+        layers: Vec::new(),
+        obsm: Vec::new(),
+        raw: None,
         obs: columns(&a.obs.columns),
         var: columns(&a.var.columns),
         duplicate_gene_names: dup.len(),

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use scllm_io::{read_h5ad, Column, DataFrame, Matrix, UnsValue};
-use scllm_pp::inspect::{inspect, InspectJob};
+use scllm_pp::inspect::{inspect, inspect_in_blocks_above, InspectJob};
 use scllm_pp::recipe::{
     preprocess, PreprocessJob, PreprocessOutcome, PreprocessSummary, TotalTarget, VocabMatch,
     VocabMatcher,
@@ -318,4 +318,51 @@ fn inspect_describes_a_committed_file() {
     })
     .unwrap_err();
     assert!(e.to_string().contains("celltype"), "{e}");
+}
+
+#[test]
+fn inspect_in_blocks_tells_what_reading_whole_tells() {
+    // sparse counts, dense counts, dense log data (the log check reads the first 200 rows)
+    for name in [
+        "kang2018_pbmc_400.h5ad",
+        "pbmc3k_40_csv_scanpy.h5ad",
+        "anndata_features.h5ad",
+    ] {
+        let job = InspectJob {
+            file: fixture(name),
+            label: None,
+        };
+        let whole = inspect(&job).unwrap();
+        let blocks = inspect_in_blocks_above(&job, 0).unwrap();
+        let (w, b) = (&whole.x, &blocks.x);
+        assert_eq!(
+            (w.storage, w.dtype, w.stored, w.kind, w.has_nan),
+            (b.storage, b.dtype, b.stored, b.kind, b.has_nan),
+            "{name}"
+        );
+        assert_eq!(
+            (w.min, w.max, &w.explanation),
+            (b.min, b.max, &b.explanation),
+            "{name}"
+        );
+        assert_eq!((whole.n_obs, whole.n_vars), (blocks.n_obs, blocks.n_vars));
+        assert_eq!(
+            serde_json::to_value(&whole.obs).unwrap(),
+            serde_json::to_value(&blocks.obs).unwrap()
+        );
+        assert_eq!(
+            serde_json::to_value(&whole.labels).unwrap(),
+            serde_json::to_value(&blocks.labels).unwrap()
+        );
+        assert_eq!(whole.uns, blocks.uns, "{name}");
+        let shapes = |s: &scllm_pp::inspect::DatasetSummary| -> Vec<(String, [usize; 2])> {
+            s.obsm.iter().map(|o| (o.name.clone(), o.shape)).collect()
+        };
+        assert_eq!(shapes(&whole), shapes(&blocks), "{name}");
+        // layers are named, not scanned
+        let names = |s: &scllm_pp::inspect::DatasetSummary| -> Vec<String> {
+            s.layers.iter().map(|l| l.name.clone()).collect()
+        };
+        assert_eq!(names(&whole), names(&blocks), "{name}");
+    }
 }

@@ -8,10 +8,12 @@
 pub mod guard;
 pub(crate) mod handles;
 pub(crate) mod open;
+pub mod outline;
 pub(crate) mod read;
 pub(crate) mod read_primitives;
 pub(crate) mod write;
 
 pub use crate::anndata::{AnnData, Raw};
+pub use outline::{outline, Outline};
 pub use read::read_h5ad;
 pub use write::{write_h5ad, Compression};
