@@ -6,7 +6,7 @@
 //! A crash (panic or signal), an allocation past the cap or a hang fails the test; mutants that
 //! did it are kept under `target/fuzz-findings/` to reproduce.
 //!
-//! CI runs a fixed seed and `SCLLM_FUZZ_CASES` (default 120) mutants per reader; the long
+//! CI runs a fixed seed and `SCLLM_FUZZ_CASES` (default 300) mutants per reader; the long
 //! campaign (`bench/fuzz_campaign.sh`) sets it to 10,000 and `SCLLM_FUZZ_REPORT` to a JSON path.
 //! `SCLLM_FUZZ_BIN` runs another binary (the campaign's "before" column); `SCLLM_FUZZ_ONLY`
 //! picks readers by name; `SCLLM_FUZZ_CASE` runs one case and keeps its mutant.
@@ -275,7 +275,7 @@ fn fuzz(t: &Target, cases: usize, seed: u64, bin: &Path, work: &Path, keep: &Pat
 
 #[test]
 fn mutated_inputs_give_errors_never_crashes_blow_ups_or_hangs() {
-    let cases = env_usize("SCLLM_FUZZ_CASES", 120);
+    let cases = env_usize("SCLLM_FUZZ_CASES", 300);
     let seed = env_usize("SCLLM_FUZZ_SEED", 19) as u64;
     let bin = std::env::var_os("SCLLM_FUZZ_BIN")
         .filter(|b| !b.is_empty())

@@ -7,9 +7,7 @@ use std::path::Path;
 use hdf5::{Group, LocationType};
 
 use super::open::open_h5ad;
-use super::read_primitives::{
-    attr_shape, attr_string, encoding, kind_of, member_names,
-};
+use super::read_primitives::{attr_shape, attr_string, encoding, kind_of, member_names};
 use crate::error::{H5Context, Result};
 
 /// A named part and its shape (`None` where the layout gives none cheaply).
