@@ -11,7 +11,9 @@ use crate::error::{H5Context, IoError, Result};
 use crate::frame::{DataFrame, UnsValue};
 use crate::h5ad::open::open_h5ad;
 use crate::h5ad::read::read_frames;
-use crate::h5ad::read_primitives::{attr_shape, attr_string, check_stored, read_indptr};
+use crate::h5ad::read_primitives::{
+    attr_shape, attr_string, check_stored, compressed_layout_fits, read_indptr,
+};
 use crate::h5ad::write::{
     close_checked, copy_uns, verify_written, write_failed, write_uns, Compression, Expected, Writer,
 };
@@ -112,16 +114,9 @@ impl BackedAnnData {
                     .dataset("indptr")
                     .and_then(|d| read_indptr(&d))
                     .at(path, &format!("{element}/indptr"))?;
-                // blocks are sliced by indptr: it must rise from 0 to the stored count, which
-                // cannot exceed the matrix
+                // blocks are sliced by indptr
                 let stored = data.size();
-                if indptr.len() != nrows + 1
-                    || indices.size() != stored
-                    || indptr.first() != Some(&0)
-                    || indptr.windows(2).any(|w| w[0] > w[1])
-                    || indptr[nrows] as usize != stored
-                    || stored as u128 > nrows as u128 * ncols as u128
-                {
+                if !compressed_layout_fits(&indptr, nrows, indices.size(), stored, (nrows, ncols)) {
                     return Err(IoError::field(
                         path,
                         element,

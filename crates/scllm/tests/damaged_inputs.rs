@@ -84,6 +84,18 @@ fn replace<T: hdf5::H5Type>(g: &hdf5::Group, name: &str, data: &[T]) {
         .unwrap();
 }
 
+/// The fixture with its first `cell_type` category renamed to `name`.
+fn first_cell_type_named(dir: &Path, name: &str) -> PathBuf {
+    damaged(dir, |h| {
+        let g = h.group("obs/cell_type").unwrap();
+        let cats: Vec<VarLenUnicode> = g.dataset("categories").unwrap().read_raw().unwrap();
+        let mut cats: Vec<String> = cats.iter().map(|c| c.as_str().to_string()).collect();
+        cats[0] = name.into();
+        let cats: Vec<VarLenUnicode> = cats.iter().map(|c| c.parse().unwrap()).collect();
+        replace(&g, "categories", &cats);
+    })
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -154,14 +166,7 @@ fn a_negative_column_index_is_refused_not_read_as_column_0() {
 #[test]
 fn names_that_are_not_utf8_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let f = damaged(dir.path(), |h| {
-        let g = h.group("obs/cell_type").unwrap();
-        let cats: Vec<VarLenUnicode> = g.dataset("categories").unwrap().read_raw().unwrap();
-        let mut cats: Vec<String> = cats.iter().map(|c| c.as_str().to_string()).collect();
-        cats[0] = "ZZ\u{e9}ZZ".into();
-        let cats: Vec<VarLenUnicode> = cats.iter().map(|c| c.parse().unwrap()).collect();
-        replace(&g, "categories", &cats);
-    });
+    let f = first_cell_type_named(dir.path(), "ZZ\u{e9}ZZ");
     // HDF5 writes what it is given: make the é (C3 A9) an invalid sequence in the file itself
     let mut bytes = std::fs::read(&f).unwrap();
     let at = bytes
@@ -389,14 +394,7 @@ fn inspect_never_calls_nan_data_raw_counts() {
 #[test]
 fn escape_sequences_in_labels_are_shown_not_sent_to_the_terminal() {
     let dir = tempfile::tempdir().unwrap();
-    let f = damaged(dir.path(), |h| {
-        let g = h.group("obs/cell_type").unwrap();
-        let cats: Vec<VarLenUnicode> = g.dataset("categories").unwrap().read_raw().unwrap();
-        let mut cats: Vec<String> = cats.iter().map(|c| c.as_str().to_string()).collect();
-        cats[0] = "\u{1b}]0;pwned\u{7}\u{1b}[31mB cells".into();
-        let cats: Vec<VarLenUnicode> = cats.iter().map(|c| c.parse().unwrap()).collect();
-        replace(&g, "categories", &cats);
-    });
+    let f = first_cell_type_named(dir.path(), "\u{1b}]0;pwned\u{7}\u{1b}[31mB cells");
     let (code, out, err) = scllm(&["inspect", s(&f), "--label", "cell_type"]);
     assert_eq!(code, 0, "{err}");
     assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");

@@ -244,6 +244,24 @@ where
         .collect())
 }
 
+/// Whether a compressed matrix's layout can be sliced: `indptr` has `major + 1` entries rising
+/// from 0 to the stored count, indices and values are as many, and the count cannot exceed the
+/// `nrows × ncols` matrix. The one rule of the whole and the block readers.
+pub(crate) fn compressed_layout_fits(
+    indptr: &[u64],
+    major: usize,
+    n_indices: usize,
+    n_values: usize,
+    (nrows, ncols): (usize, usize),
+) -> bool {
+    indptr.len() == major + 1
+        && n_indices == n_values
+        && indptr.first() == Some(&0)
+        && indptr.windows(2).all(|w| w[0] <= w[1])
+        && indptr[major] as usize == n_values
+        && n_values as u128 <= nrows as u128 * ncols as u128
+}
+
 /// Categorical codes: integers, checked against the stored size.
 pub(super) fn read_codes(ds: &Dataset) -> hdf5::Result<Vec<i32>> {
     check_stored(ds)?;
