@@ -143,8 +143,9 @@ def embed(
         sc.pp.neighbors(adata, use_rep="X_scGPT")
 
     A backed AnnData (``read_h5ad(..., backed="r")``) is read from its file block by block, as
-    ``scllm embed --stream`` does, so X never sits whole in memory (token families; CellPLM
-    needs the cells in memory).
+    ``scllm embed --stream`` does, so X never sits whole in memory (CellPLM: each set runs once
+    its last cell is read, so the cells of unfinished sets are held; the numbers are the
+    in-memory ones).
 
     Returns the run's summary (cells/s, genes matched, the load report). ``adata`` is changed
     only when the embedding succeeded (``copy=True``: a copy is, and is under ``"adata"``).

@@ -95,8 +95,13 @@ def test_a_backed_anndata_streams_from_its_file(tmp_path, family):
     assert np.array_equal(a.obsm[key], m.obsm[key])
 
 
-def test_a_backed_anndata_with_cellplm_says_what_to_do():
-    a = ad.read_h5ad(fixture("cellplm/cells.h5ad"), backed="r")
-    with pytest.raises(ValueError, match="backed"):
-        scllm.tl.embed(a, model=fixture("cellplm"))
-    assert "X_cellplm" not in a.obsm
+def test_a_backed_cellplm_anndata_gets_the_in_memory_embedding():
+    path = fixture("cellplm/cells.h5ad")
+    for kwargs in ({}, {"batch_size": 5}):
+        a = ad.read_h5ad(path, backed="r")
+        out = scllm.tl.embed(a, model=fixture("cellplm"), **kwargs)
+        assert out["streamed"] is True
+        m = read(path)
+        scllm.tl.embed(m, model=fixture("cellplm"), **kwargs)
+        assert np.array_equal(a.obsm["X_cellplm"], m.obsm["X_cellplm"])
+        assert dict(a.uns["cellplm_sets"]) == dict(m.uns["cellplm_sets"])

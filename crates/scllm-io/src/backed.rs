@@ -184,6 +184,11 @@ impl BackedAnnData {
         })
     }
 
+    /// The file read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn shape(&self) -> (usize, usize) {
         (self.nrows, self.ncols)
     }

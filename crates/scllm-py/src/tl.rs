@@ -115,7 +115,8 @@ fn embed<'py>(
         return Err(value_error("internal: the embedding is not dense"));
     };
     let uns = PyDict::new(py);
-    for (k, v) in a.iter().flat_map(|a| &a.uns) {
+    // in memory: the AnnData's uns (the family's entries among them); backed: the family's
+    for (k, v) in a.iter().flat_map(|a| &a.uns).chain(&out.uns) {
         uns.set_item(k, uns_to_py(py, v)?)?;
     }
     let mut summary = out.summary;

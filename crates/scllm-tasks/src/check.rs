@@ -4,9 +4,10 @@
 
 use std::path::PathBuf;
 
-use scllm_io::Matrix;
+use scllm_io::{AnnData, Matrix};
 use scllm_models::{with_folder, Family, ModelFolder};
 use scllm_pp::{detect_values, ValueKind};
+use scllm_tokenize::GeneMatch;
 use serde::Serialize;
 
 use crate::bad;
@@ -56,18 +57,111 @@ pub struct CheckReport {
 /// Run the check. Problems (too few genes matched, values the model cannot use) are listed in
 /// the report; the caller decides whether they stop the run.
 pub fn check(job: &CheckJob) -> anyhow::Result<CheckReport> {
+    if scllm_models::cellplm::is_cellplm_dir(&job.model) {
+        return check_cellplm(job);
+    }
     let folder = crate::model_dir::open(&job.model, None, job.dictionaries.as_deref())?;
     with_folder!(&folder, |f| check_with(f, job))
 }
 
 fn check_with<F: ModelFolder>(f: &F, job: &CheckJob) -> anyhow::Result<CheckReport> {
+    let a = read_input(job)?;
+    let genes = f.match_genes(&a.var, job.gene_col.as_deref(), &job.input)?;
+    // Geneformer ranks raw counts; scBERT normalises them over its panel
+    let needs_counts = matches!(f.family(), Family::Geneformer | Family::ScBert);
+    let wrong_values = |kind: &str, nan: bool| {
+        if needs_counts {
+            format!(
+                "X holds {kind} values; {} tokenises raw counts (use the counts layer with --layer)",
+                f.family()
+            )
+        } else {
+            format!(
+                "X holds {kind} values{}; the model needs non-negative expression",
+                if nan { " with NaN" } else { "" }
+            )
+        }
+    };
+    let model = Model {
+        family: f.family(),
+        description: f.describe(),
+        needs_counts,
+        wrong_values: &wrong_values,
+    };
+    report(job, &a, &genes, &model)
+}
+
+/// `check` against a CellPLM folder: genes matched by `var.index` against the config's
+/// `gene_list` as `embed` matches them (docs/models/cellplm.md §2), and X's raw counts, which
+/// CellPLM takes `log1p` of with no library-size normalisation.
+fn check_cellplm(job: &CheckJob) -> anyhow::Result<CheckReport> {
+    let unsupported = [
+        (job.dictionaries.is_some(), "--dictionaries"),
+        (job.gene_col.is_some(), "--gene-col"),
+        (job.layer.is_some(), "--layer"),
+    ];
+    crate::error::refuse_flags(&unsupported, |flag| {
+        format!(
+            "{flag} is not supported for CellPLM models (`scllm embed` reads X's raw counts, \
+             genes matched by var.index)"
+        )
+    })?;
+    let folder = scllm_models::cellplm::CellPlmFolder::open(&job.model)?;
+    let shape = folder.shape()?;
+    let a = read_input(job)?;
+    let genes =
+        scllm_tokenize::cellplm::match_gene_list(&a.var, &folder.config.gene_list, &job.input)?;
+    let wrong_values = |kind: &str, nan: bool| {
+        format!(
+            "X holds {kind} values{}; CellPLM embeds log1p of raw counts (put the counts in X)",
+            if nan { " with NaN" } else { "" }
+        )
+    };
+    let model = Model {
+        family: Family::CellPlm,
+        description: format!(
+            "CellPLM: {} layers, d {}, {} heads, latent {}, {} genes ({})",
+            shape.n_layers,
+            shape.d_model,
+            shape.heads,
+            shape.gmvae.map_or(shape.latent, |(_, _, l)| l),
+            folder.config.gene_list.len(),
+            folder.ckpt_path.display()
+        ),
+        needs_counts: true,
+        wrong_values: &wrong_values,
+    };
+    report(job, &a, &genes, &model)
+}
+
+/// What the report says of the model.
+struct Model<'a> {
+    family: Family,
+    description: String,
+    /// The family reads raw counts (not any non-negative expression).
+    needs_counts: bool,
+    /// The problem line for values the model cannot use (what X holds, NaN present).
+    wrong_values: &'a dyn Fn(&str, bool) -> String,
+}
+
+/// The input file, once `--min-gene-match` is known to be a fraction.
+fn read_input(job: &CheckJob) -> anyhow::Result<AnnData> {
     if !(0.0..=1.0).contains(&job.min_gene_match) {
         return Err(bad(format!(
             "--min-gene-match must be in [0, 1], got {}",
             job.min_gene_match
         )));
     }
-    let a = scllm_io::read_h5ad(&job.input)?;
+    Ok(scllm_io::read_h5ad(&job.input)?)
+}
+
+/// The report of `a`'s X (or `--layer`) against a model whose genes matched as `genes`.
+fn report(
+    job: &CheckJob,
+    a: &AnnData,
+    genes: &GeneMatch,
+    model: &Model,
+) -> anyhow::Result<CheckReport> {
     let m: &Matrix = match &job.layer {
         None => a.x()?,
         Some(l) => a.layer(l).ok_or_else(|| {
@@ -88,7 +182,6 @@ fn check_with<F: ModelFolder>(f: &F, job: &CheckJob) -> anyhow::Result<CheckRepo
         Matrix::Csc(_) => "sparse (CSC)",
     }
     .to_string();
-    let genes = f.match_genes(&a.var, job.gene_col.as_deref(), &job.input)?;
     let v = detect_values(m);
     let x = scllm_pp::to_csr_f32(m);
     let vals = x.data.to_f32();
@@ -107,12 +200,10 @@ fn check_with<F: ModelFolder>(f: &F, job: &CheckJob) -> anyhow::Result<CheckRepo
         })
         .count();
     let frac = genes.n_matched as f64 / genes.n_genes.max(1) as f64;
-    // Geneformer ranks raw counts; scBERT normalises them over its panel
-    let needs_counts = matches!(f.family(), Family::Geneformer | Family::ScBert);
     let fits = match v.kind {
         ValueKind::Scaled | ValueKind::Empty => false,
         ValueKind::Counts => true,
-        _ => !needs_counts,
+        _ => !model.needs_counts,
     } && !v.has_nan;
     let mut problems = Vec::new();
     if frac < job.min_gene_match {
@@ -126,25 +217,13 @@ fn check_with<F: ModelFolder>(f: &F, job: &CheckJob) -> anyhow::Result<CheckRepo
         ));
     }
     if !fits {
-        problems.push(if needs_counts {
-            format!(
-                "X holds {} values; {} tokenises raw counts (use the counts layer with --layer)",
-                v.kind.as_str(),
-                f.family()
-            )
-        } else {
-            format!(
-                "X holds {} values{}; the model needs non-negative expression",
-                v.kind.as_str(),
-                if v.has_nan { " with NaN" } else { "" }
-            )
-        });
+        problems.push((model.wrong_values)(v.kind.as_str(), v.has_nan));
     }
     Ok(CheckReport {
         input: job.input.display().to_string(),
         model: job.model.display().to_string(),
-        family: f.family(),
-        model_description: f.describe(),
+        family: model.family,
+        model_description: model.description.clone(),
         cells: x.nrows,
         genes: genes.n_genes,
         genes_matched: genes.n_matched,

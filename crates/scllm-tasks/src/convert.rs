@@ -34,6 +34,9 @@ pub struct ConvertOutcome {
 
 pub fn convert(job: &ConvertJob) -> anyhow::Result<ConvertOutcome> {
     let dev = scllm_models::device(scllm_models::DeviceKind::Cpu)?;
+    if scllm_models::cellplm::is_cellplm_dir(&job.model) {
+        return convert_cellplm(job, &dev);
+    }
     let folder = crate::model_dir::open(
         &job.model,
         job.weights.as_deref(),
@@ -57,6 +60,45 @@ fn convert_with<F: ModelFolder>(
     };
     Ok(ConvertOutcome {
         family: f.family(),
+        report,
+        written,
+    })
+}
+
+/// `convert` for a CellPLM folder (`{prefix}.config.json` + `{prefix}.best.ckpt`): every tensor
+/// scllm reads, under the reference's state-dict keys (`model_state_dict` of
+/// `CellPLM/pipeline/__init__.py`'s checkpoints) — the pretraining parts (GMVAE variance and
+/// prior, decoder) included when the checkpoint has them, so that nothing `pretrain` would
+/// continue from is lost. The checkpoint's other tensors (the positional table, `norm0`) are
+/// listed as unexpected, as `embed` lists them.
+fn convert_cellplm(job: &ConvertJob, dev: &scllm_models::Device) -> anyhow::Result<ConvertOutcome> {
+    use scllm_models::cellplm::CellPlmFolder;
+    let unsupported = [
+        (job.weights.is_some(), "--weights"),
+        (job.dictionaries.is_some(), "--dictionaries"),
+        (job.n_cls > 0, "--n-cls"),
+    ];
+    crate::error::refuse_flags(&unsupported, |flag| {
+        format!(
+            "{flag} is not supported for CellPLM models (the folder's one config + checkpoint \
+             pair is converted; a CellPLM head is built by `scllm finetune`)"
+        )
+    })?;
+    let folder = CellPlmFolder::open(&job.model)?;
+    // every tensor the embedding reads must be there whatever --strict says (as `embed`)
+    let (model, report) = match folder.decoder_shape()? {
+        Some(_) => folder.load_pretrain(dev)?,
+        None => folder.load(dev)?,
+    };
+    let written = match &job.output {
+        Some(o) => {
+            scllm_models::save_safetensors_as(&model, o, job.precision)?;
+            Some(scllm_models::param_table(&model).len())
+        }
+        None => None,
+    };
+    Ok(ConvertOutcome {
+        family: scllm_models::Family::CellPlm,
         report,
         written,
     })

@@ -47,8 +47,8 @@ pub struct EmbedJob {
     pub gene_col: Option<String>,
     /// Use this layer instead of X.
     pub layer: Option<String>,
-    /// Read X in blocks of `block_cells` (bounded memory); the output then holds obs, var and the
-    /// embeddings, not X.
+    /// Read X in blocks of `block_cells` (bounded memory); the output's X is the input's as
+    /// CSR float32.
     pub stream: bool,
     pub block_cells: usize,
     /// Pooling and layer of the embedding (default: the family's).
@@ -115,6 +115,8 @@ pub struct EmbedOutcome {
     pub check: Option<scllm_eval::embedding_agreement::Agreement>,
     /// [`embed_backed`]: the embedding (cells × d), which no file holds.
     pub embedding: Option<Matrix>,
+    /// [`embed_backed`]: the `uns` entries the family records (CellPLM: `cellplm_sets`).
+    pub uns: Vec<(String, scllm_io::UnsValue)>,
 }
 
 /// Embed `job.input`'s cells with the model in `job.model` and write `job.output`.
@@ -228,11 +230,7 @@ fn embed_with<F: ModelFolder>(
     let max_len = job.max_len.unwrap_or_else(|| folder.max_len());
     let d = scllm_models::CellModel::d_model(&model);
     let src = job.input.display().to_string();
-    let emb_matrix = |n: usize, emb: Vec<f32>| Matrix::Dense {
-        nrows: n,
-        ncols: d,
-        data: Values::F32(emb),
-    };
+    let emb_matrix = |n: usize, emb: Vec<f32>| dense(n, d, emb);
     let (mut check, mut check_secs) = (None, 0.0);
     let mut streamed = None;
     let (n_cells, stats, n_matched, n_genes, totals_from) = if job.stream {
@@ -358,6 +356,7 @@ fn embed_with<F: ModelFolder>(
         report,
         check,
         embedding: streamed,
+        uns: Vec::new(),
     })
 }
 
@@ -500,16 +499,18 @@ fn embed_options<F: ModelFolder>(
 /// `embed` for a family whose cells attend to each other (CellPLM: docs/models/cellplm.md §7):
 /// the cells of each `obs` group form one attention set, optionally cut into sets of at most
 /// `--batch-size` consecutive cells; output rows in input order, the grouping in
-/// `uns['cellplm_sets']`.
+/// `uns['cellplm_sets']`. With `--stream` X is read block by block and each set runs once its
+/// last cell is read (the same numbers as in memory).
 fn embed_sets(
     job: &EmbedJob,
     mut source: Cells,
     kernel: &str,
     dev: &scllm_models::Device,
 ) -> anyhow::Result<EmbedOutcome> {
-    use scllm_models::cellplm::{embed_anndata, CellPlmFolder, GroupBy, SetOptions, OBSM_KEY};
+    use scllm_models::cellplm::{
+        embed_anndata, embed_blocks, CellPlmFolder, GroupBy, SetOptions, OBSM_KEY,
+    };
     let unsupported = [
-        (job.stream, "--stream (or a backed AnnData)"),
         (job.layer.is_some(), "--layer"),
         (job.gene_col.is_some(), "--gene-col"),
         (job.weights.is_some(), "--weights"),
@@ -534,44 +535,83 @@ fn embed_sets(
         group_by: GroupBy::from_flag(job.group_by.as_deref()),
         batch_size: job.set_size,
     };
-    let mut owned = None;
-    let (a, write) = source.get(&job.input, &mut owned)?;
+    let key = job.obsm_key.clone().unwrap_or_else(|| OBSM_KEY.to_string());
+    let gene_list = &folder.config.gene_list;
     let t1 = Instant::now();
-    let e = embed_anndata(&model, &folder.config.gene_list, a, &job.input, &opts, dev)?;
-    let embed_secs = t1.elapsed().as_secs_f64();
-    if let Some(c) = &job.cells_done {
-        c.fetch_add(a.n_obs() as u64, Ordering::Relaxed);
-    }
+    let (mut check, mut check_secs) = (None, 0.0);
+    let mut streamed = None;
+    let mut uns = Vec::new();
+    let (e, n) = if job.stream {
+        // X goes to the output block by block as it is read: the matrix is never whole in memory
+        let backed = scllm_io::BackedAnnData::open(&job.input, "X")?;
+        let (n, g) = backed.shape();
+        let mut w = match source {
+            Cells::Backed => None,
+            _ => {
+                let mut w = scllm_io::backed::CsrStreamWriter::create(
+                    &job.output,
+                    g,
+                    scllm_io::Compression::None,
+                )?;
+                // as the in-memory path, which writes the input's uns back
+                w.keep_uns_of(&job.input);
+                Some(w)
+            }
+        };
+        let bar = progress(job.progress, n, kernel);
+        let e = embed_blocks(
+            &model,
+            gene_list,
+            &backed,
+            &opts,
+            job.block_cells.max(1),
+            dev,
+            &mut |block, k| {
+                if let Some(w) = w.as_mut() {
+                    w.append(block)?;
+                }
+                tick(&bar, job, k);
+                Ok(())
+            },
+        )?;
+        bar.finish();
+        let emb = dense(n, e.dim, e.latent.clone());
+        uns.push(("cellplm_sets".to_string(), e.sets.to_uns()));
+        match w {
+            Some(w) => w.finish(&backed.obs, &backed.var, &[(key.clone(), emb)], &uns)?,
+            None => streamed = Some(emb),
+        }
+        (e, n)
+    } else {
+        let mut owned = None;
+        let (a, write) = source.get(&job.input, &mut owned)?;
+        let e = embed_anndata(&model, gene_list, a, &job.input, &opts, dev)?;
+        if let Some(c) = &job.cells_done {
+            c.fetch_add(a.n_obs() as u64, Ordering::Relaxed);
+        }
+        if job.check > 0 {
+            let tc = Instant::now();
+            let c =
+                precision_check::check_cells(a, job.check, job.check_label.as_deref(), &job.input)?;
+            let agreement = precision_check::compare(&c, e.dim, job.precision, |p, cells| {
+                model.set_precision(p);
+                Ok(embed_anndata(&model, gene_list, cells, &job.input, &opts, dev)?.latent)
+            })?;
+            check = Some(agreement);
+            check_secs = tc.elapsed().as_secs_f64();
+        }
+        let n = a.n_obs();
+        a.obsm.retain(|(k, _)| k != &key);
+        a.set_obsm(&key, dense(n, e.dim, e.latent.clone()));
+        a.set_uns("cellplm_sets", e.sets.to_uns());
+        if write {
+            scllm_io::write_h5ad(a, &job.output, scllm_io::Compression::None)?;
+        }
+        (e, n)
+    };
+    let embed_secs = t1.elapsed().as_secs_f64() - check_secs;
     if job.progress {
         eprintln!("{}; {}; {kernel}", e.genes.summary(), e.sets.describe());
-    }
-    let tc = Instant::now();
-    let check = if job.check > 0 {
-        let c = precision_check::check_cells(a, job.check, job.check_label.as_deref(), &job.input)?;
-        let agreement = precision_check::compare(&c, e.dim, job.precision, |p, cells| {
-            model.set_precision(p);
-            let gl = &folder.config.gene_list;
-            Ok(embed_anndata(&model, gl, cells, &job.input, &opts, dev)?.latent)
-        })?;
-        Some(agreement)
-    } else {
-        None
-    };
-    let check_secs = tc.elapsed().as_secs_f64();
-    let key = job.obsm_key.clone().unwrap_or_else(|| OBSM_KEY.to_string());
-    let n = a.n_obs();
-    a.obsm.retain(|(k, _)| k != &key);
-    a.set_obsm(
-        &key,
-        Matrix::Dense {
-            nrows: n,
-            ncols: e.dim,
-            data: Values::F32(e.latent),
-        },
-    );
-    a.set_uns("cellplm_sets", e.sets.to_uns());
-    if write {
-        scllm_io::write_h5ad(a, &job.output, scllm_io::Compression::None)?;
     }
     let secs = t0.elapsed().as_secs_f64() - check_secs;
     let summary = json!({
@@ -588,6 +628,7 @@ fn embed_sets(
         "set_size": e.sets.batch_size,
         "groups": e.sets.n_groups,
         "sets": e.sets.sets.len(),
+        "streamed": job.stream,
         "tokens": n,
         "padded_tokens": n,
         "seconds": secs,
@@ -606,6 +647,16 @@ fn embed_sets(
         summary,
         report,
         check,
-        embedding: None,
+        embedding: streamed,
+        uns,
     })
+}
+
+/// A row-major `n × d` float32 matrix.
+fn dense(n: usize, d: usize, data: Vec<f32>) -> Matrix {
+    Matrix::Dense {
+        nrows: n,
+        ncols: d,
+        data: Values::F32(data),
+    }
 }

@@ -13,7 +13,8 @@ use scllm_tasks::{bad, model_dir};
 file's genes are in the model's vocabulary (gene symbols, or Ensembl ids with or without a \
 version, through the bundled GENCODE map; Geneformer also by var['ensembl_id']), what X holds \
 (raw counts, log-normalized, scaled, floats that look like counts) against what the model needs \
-(Geneformer: raw counts), dense or sparse, and how many cells have no vocabulary gene. Exits \
+(Geneformer, scBERT, CellPLM: raw counts; CellPLM matches var.index against its config's \
+gene_list, as embed does), dense or sparse, and how many cells have no vocabulary gene. Exits \
 with 2 when fewer than --min-gene-match of the genes match or the values do not fit.\n\n\
 Example:\n  \
 scllm check pbmc.h5ad --model scGPT_human\n  \

@@ -127,7 +127,9 @@ pub struct EmbedArgs {
     after_help = "Reads a PyTorch .pt/.bin (never executing its pickle: any object other than \
 tensors is refused) or a safetensors file into the model its folder describes (any family), \
 reports every key (loaded, skipped for a shape mismatch, missing, unexpected), and with -o saves \
-the weights as safetensors in the released layout (PyTorch names and shapes).\n\n\
+the weights as safetensors in the released layout (PyTorch names and shapes). A CellPLM folder \
+({prefix}.config.json + {prefix}.best.ckpt): every tensor scllm reads, the pretraining parts \
+included when the checkpoint has them, under the reference's model_state_dict keys.\n\n\
 Example:\n  scllm convert --model scGPT_human -o scGPT_human/model.safetensors --strict"
 )]
 pub struct ConvertArgs {

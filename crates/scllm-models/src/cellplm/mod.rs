@@ -22,7 +22,7 @@ pub mod sites;
 pub mod write;
 
 pub use config::CellPlmConfig;
-pub use embed::{embed_anndata, CellPlmEmbedding, OBSM_KEY};
+pub use embed::{embed_anndata, embed_blocks, CellPlmEmbedding, OBSM_KEY};
 pub use folder::{is_cellplm_dir, CellPlmFolder};
 pub use model::{CellPlm, CellPlmShape, SetInput, SetOutput};
 pub use sets::{GroupBy, SetOptions, Sets};
