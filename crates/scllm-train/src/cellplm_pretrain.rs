@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use scllm_models::cellplm::decoder::{DecoderShape, N_DEC_1};
@@ -32,6 +32,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ck_err, file_err, invalid, Result};
 use crate::sampler::SplitMix64;
 use crate::trainer::loss::{clip_global_norm, scalar};
+use crate::trainer::resume::write_checkpoint;
+use crate::trainer::{checkpoint_dir, load_module};
 
 /// `[model]`: the sizes (`OmicsFormer`'s keyword names).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -99,6 +101,9 @@ pub struct CellPlmTrainSection {
     pub mask_feature_rate: f64,
     #[serde(default = "d_log")]
     pub log_every: usize,
+    /// Write `checkpoint/` (model, optimizer, state) every this many steps, for `--resume`.
+    #[serde(default = "d_checkpoint")]
+    pub checkpoint_every: usize,
     #[serde(default)]
     pub seed: u64,
 }
@@ -162,6 +167,9 @@ fn d_mask_feature() -> f64 {
 }
 fn d_log() -> usize {
     10
+}
+fn d_checkpoint() -> usize {
+    100
 }
 
 impl CellPlmPretrainConfig {
@@ -362,21 +370,98 @@ pub struct CellPlmPretrainSummary {
     pub files: Vec<(String, usize)>,
     pub final_loss: Option<f64>,
     pub output: String,
+    pub resumed_from_step: Option<usize>,
+    /// All `steps` done and the model written (else a checkpoint to resume from).
+    pub finished: bool,
 }
 
-/// Pretrain a CellPLM model from `cfg` on `inputs` and write it to `out` in the released layout
-/// (`cellplm.config.json` + `cellplm.best.ckpt`), with `pretrain_log.jsonl` and `loss_curve.png`.
-pub fn pretrain_cellplm(
-    cfg: &CellPlmPretrainConfig,
-    inputs: &[PathBuf],
-    out: &Path,
-    progress: bool,
-) -> Result<CellPlmPretrainSummary> {
+/// Where inputs and outputs go (as [`crate::PretrainRun`] for scGPT).
+pub struct CellPlmPretrainRun<'a> {
+    pub config: &'a CellPlmPretrainConfig,
+    pub inputs: &'a [PathBuf],
+    pub out: &'a Path,
+    /// Continue from `out/checkpoint` (the same config and inputs).
+    pub resume: bool,
+    pub progress: bool,
+    /// Stop (as if interrupted, a checkpoint written) after this many steps in this call.
+    pub stop_after_steps: Option<usize>,
+}
+
+/// The loss sums of the log window in progress.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Window {
+    loss: f64,
+    nb: f64,
+    latent: f64,
+    steps: usize,
+    cells: usize,
+}
+
+/// `checkpoint/state.json`: with the model and optimizer beside it, all a resumed run needs to
+/// take the same steps (every random choice comes from `rng`, dropout seeded from it per step).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct CellPlmState {
+    version: u32,
+    /// Steps done.
+    step: usize,
+    rng: SplitMix64,
+    cells_seen: usize,
+    window: Window,
+    log: Vec<CellPlmStepLog>,
+    /// The run's config and gene list: a resumed run must have the same.
+    config: serde_json::Value,
+    genes: Vec<String>,
+}
+
+const STATE_VERSION: u32 = 1;
+
+/// Why a run with config `now` cannot resume one saved with `saved` (the first field that
+/// differs), if it cannot.
+fn config_differs(saved: &serde_json::Value, now: &serde_json::Value) -> Option<String> {
+    let (Some(a), Some(b)) = (saved.as_object(), now.as_object()) else {
+        return (saved != now).then(|| "the config differs".to_string());
+    };
+    for (section, sv) in a {
+        let nv = b.get(section).unwrap_or(&serde_json::Value::Null);
+        let (Some(sf), Some(nf)) = (sv.as_object(), nv.as_object()) else {
+            continue;
+        };
+        let keys: std::collections::BTreeSet<&String> = sf.keys().chain(nf.keys()).collect();
+        for k in keys {
+            let (x, y) = (sf.get(k), nf.get(k));
+            if x != y {
+                let show =
+                    |v: Option<&serde_json::Value>| v.map_or("unset".into(), |v| v.to_string());
+                return Some(format!(
+                    "[{section}] {k} is {} in this config but {} in the run being resumed",
+                    show(y),
+                    show(x)
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Pretrain a CellPLM model as `run.config` says on `run.inputs` and write it to `run.out` in
+/// the released layout (`cellplm.config.json` + `cellplm.best.ckpt`), with
+/// `pretrain_log.jsonl`, `loss_curve.png` and, every `checkpoint_every` steps, `checkpoint/`
+/// (model, optimizer, state) from which `resume` continues exactly.
+pub fn pretrain_cellplm(run: &CellPlmPretrainRun) -> Result<CellPlmPretrainSummary> {
+    let (cfg, out) = (run.config, run.out);
     let t0 = Instant::now();
-    let (gene_list, files) = read_corpus(inputs, &cfg.data)?;
+    let (gene_list, files) = read_corpus(run.inputs, &cfg.data)?;
     let g = gene_list.len();
     let m = &cfg.model;
     let t = &cfg.train;
+    std::fs::create_dir_all(out).map_err(|e| ck_err(out, e))?;
+    let found = checkpoint_dir(out);
+    if run.resume && found.is_none() {
+        return Err(file_err(
+            &out.join("checkpoint"),
+            "no checkpoint to resume from (expected checkpoint/state.json): run without --resume",
+        ));
+    }
     let dev = Device::flex();
     dev.seed(t.seed);
     let shape = CellPlmShape {
@@ -401,17 +486,66 @@ pub fn pretrain_cellplm(
     };
     let mut model = CellPlm::new(&shape, &dev).train();
     let parameters = model.num_params();
-    std::fs::create_dir_all(out).map_err(|e| ck_err(out, e))?;
-    let log_path = out.join("pretrain_log.jsonl");
-    let mut log_file = std::fs::File::create(&log_path).map_err(|e| ck_err(&log_path, e))?;
-    let mut opt = AdamWConfig::new()
+    let mut opt: ModuleOptimizer = AdamWConfig::new()
         .with_epsilon(1e-8)
         .with_weight_decay(t.weight_decay as f32)
         .init();
+    let config_json = serde_json::to_value(cfg).expect("a plain config");
+    let log_path = out.join("pretrain_log.jsonl");
+    let mut st = CellPlmState {
+        version: STATE_VERSION,
+        step: 0,
+        rng: SplitMix64::new(t.seed ^ 0x5EED),
+        cells_seen: 0,
+        window: Window::default(),
+        log: Vec::new(),
+        config: config_json.clone(),
+        genes: gene_list.clone(),
+    };
+    let resumed_from_step = match (run.resume, &found) {
+        (true, Some(ck)) => {
+            let sp = ck.join("state.json");
+            let text = std::fs::read_to_string(&sp).map_err(|e| ck_err(&sp, e))?;
+            st = serde_json::from_str(&text).map_err(|e| ck_err(&sp, e))?;
+            if let Some(why) = config_differs(&st.config, &config_json) {
+                return Err(file_err(
+                    &sp,
+                    format!(
+                        "{why}: resume with the run's config, or start afresh without --resume"
+                    ),
+                ));
+            }
+            if st.genes != gene_list {
+                return Err(file_err(
+                    &sp,
+                    format!(
+                        "the inputs give another gene list ({g} genes) than the run being resumed \
+                         ({}): resume with the run's --data, or start afresh without --resume",
+                        st.genes.len()
+                    ),
+                ));
+            }
+            load_module(&mut model, &ck.join("model.bpk"))?;
+            let op = ck.join("optimizer.bpk");
+            opt = opt.load(&op).map_err(|e| ck_err(&op, format!("{e:?}")))?;
+            Some(st.step)
+        }
+        _ => None,
+    };
+    // the log as of the checkpoint (lines a killed run wrote after it are taken back)
+    let mut text = String::new();
+    for l in &st.log {
+        text.push_str(&serde_json::to_string(l).expect("serialisable"));
+        text.push('\n');
+    }
+    scllm_fs::write_atomic(&log_path, text.as_bytes()).map_err(|e| ck_err(&log_path, e))?;
+    let mut log_file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| ck_err(&log_path, e))?;
     let adev = dev.clone().autodiff();
-    let mut rng = SplitMix64::new(t.seed ^ 0x5EED);
     let total: usize = files.iter().map(|f| f.cells.len()).sum();
-    let bar = if progress {
+    let bar = if run.progress {
         let b = ProgressBar::new(t.steps as u64);
         b.set_style(
             ProgressStyle::with_template(
@@ -420,15 +554,16 @@ pub fn pretrain_cellplm(
             .expect("valid template")
             .progress_chars("=> "),
         );
+        b.set_position(st.step as u64);
         b
     } else {
         ProgressBar::hidden()
     };
-    let mut logs: Vec<CellPlmStepLog> = Vec::new();
-    let (mut acc, mut acc_nb, mut acc_lat, mut acc_n, mut acc_cells) = (0.0, 0.0, 0.0, 0, 0);
     let mut t_win = Instant::now();
-    let mut cells_seen = 0;
-    for step in 0..t.steps {
+    let mut steps_now = 0;
+    while st.step < t.steps && run.stop_after_steps.is_none_or(|k| steps_now < k) {
+        let step = st.step;
+        let rng = &mut st.rng;
         // a file in proportion to its cells, then `set_size` of its cells
         let mut pick = rng.below(total);
         let f = files
@@ -461,104 +596,115 @@ pub fn pretrain_cellplm(
                 }
             }
         }
-        if n_mask == 0 || !mask.iter().any(|&v| v > 0.0) {
-            continue;
-        }
-        let mut counts = vec![0f32; n * g];
-        let mut values: Vec<Vec<f32>> = Vec::with_capacity(n);
-        for (i, &r) in rows.iter().enumerate() {
-            let (genes, raw) = &f.cells[r];
-            let mut v = Vec::with_capacity(genes.len());
-            for (&gid, &c) in genes.iter().zip(raw) {
-                counts[i * g + gid as usize] += c;
-                v.push(if mask[i * g + gid as usize] > 0.0 {
-                    0.0
-                } else {
-                    c.ln_1p()
-                });
+        // nothing masked: no loss to learn from, the step passes
+        if n_mask > 0 && mask.iter().any(|&v| v > 0.0) {
+            let mut counts = vec![0f32; n * g];
+            let mut values: Vec<Vec<f32>> = Vec::with_capacity(n);
+            for (i, &r) in rows.iter().enumerate() {
+                let (genes, raw) = &f.cells[r];
+                let mut v = Vec::with_capacity(genes.len());
+                for (&gid, &c) in genes.iter().zip(raw) {
+                    counts[i * g + gid as usize] += c;
+                    v.push(if mask[i * g + gid as usize] > 0.0 {
+                        0.0
+                    } else {
+                        c.ln_1p()
+                    });
+                }
+                values.push(v);
             }
-            values.push(v);
-        }
-        let input = PretrainInput {
-            input: SetInput {
-                genes: rows.iter().map(|&r| f.cells[r].0.as_slice()).collect(),
-                values: values.iter().map(Vec::as_slice).collect(),
-            },
-            counts: &counts,
-            mask: Some(&mask),
-        };
-        adev.seed(rng.next_u64());
-        let o = model.pretrain_loss(&input, &adev)?;
-        let (nb, lat) = (
-            scalar(o.nb_loss.clone().detach())?,
-            scalar(o.latent_loss.clone().detach())?,
-        );
-        let loss = o.nb_loss + o.latent_loss;
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-        clip_global_norm(&model, &mut grads, t.grad_clip_norm)?;
-        let lr = cfg.lr_at(step);
-        model = opt.step(lr, model, grads);
-        cells_seen += n;
-        acc += nb + lat;
-        acc_nb += nb;
-        acc_lat += lat;
-        acc_n += 1;
-        acc_cells += n;
-        if acc_n == t.log_every.max(1) || step + 1 == t.steps {
-            let k = acc_n as f64;
-            let l = CellPlmStepLog {
-                step: step + 1,
-                lr,
-                loss: acc / k,
-                nb: acc_nb / k,
-                latent: acc_lat / k,
-                cells_per_s: acc_cells as f64 / t_win.elapsed().as_secs_f64().max(1e-9),
+            let input = PretrainInput {
+                input: SetInput {
+                    genes: rows.iter().map(|&r| f.cells[r].0.as_slice()).collect(),
+                    values: values.iter().map(Vec::as_slice).collect(),
+                },
+                counts: &counts,
+                mask: Some(&mask),
             };
-            writeln!(
-                log_file,
-                "{}",
-                serde_json::to_string(&l).expect("serialisable")
-            )
-            .map_err(|e| ck_err(&log_path, e))?;
-            bar.set_message(format!("loss {:.2} (NB {:.2})", l.loss, l.nb));
-            logs.push(l);
-            (acc, acc_nb, acc_lat, acc_n, acc_cells) = (0.0, 0.0, 0.0, 0, 0);
-            t_win = Instant::now();
+            adev.seed(rng.next_u64());
+            let o = model.pretrain_loss(&input, &adev)?;
+            let (nb, lat) = (
+                scalar(o.nb_loss.clone().detach())?,
+                scalar(o.latent_loss.clone().detach())?,
+            );
+            let loss = o.nb_loss + o.latent_loss;
+            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            clip_global_norm(&model, &mut grads, t.grad_clip_norm)?;
+            let lr = cfg.lr_at(step);
+            model = opt.step(lr, model, grads);
+            st.cells_seen += n;
+            let w = &mut st.window;
+            w.loss += nb + lat;
+            w.nb += nb;
+            w.latent += lat;
+            w.steps += 1;
+            w.cells += n;
+            if w.steps == t.log_every.max(1) || step + 1 == t.steps {
+                let k = w.steps as f64;
+                let l = CellPlmStepLog {
+                    step: step + 1,
+                    lr,
+                    loss: w.loss / k,
+                    nb: w.nb / k,
+                    latent: w.latent / k,
+                    cells_per_s: w.cells as f64 / t_win.elapsed().as_secs_f64().max(1e-9),
+                };
+                writeln!(
+                    log_file,
+                    "{}",
+                    serde_json::to_string(&l).expect("serialisable")
+                )
+                .map_err(|e| ck_err(&log_path, e))?;
+                bar.set_message(format!("loss {:.2} (NB {:.2})", l.loss, l.nb));
+                st.log.push(l);
+                st.window = Window::default();
+                t_win = Instant::now();
+            }
         }
+        st.step += 1;
+        steps_now += 1;
         bar.inc(1);
+        let stopping = run.stop_after_steps.is_some_and(|k| steps_now == k);
+        if st.step.is_multiple_of(t.checkpoint_every.max(1)) || st.step == t.steps || stopping {
+            let state = serde_json::to_string(&st).map_err(|e| ck_err(&log_path, e))?;
+            write_checkpoint(out, &model, &opt, &state, |_, _| Ok(()))?;
+        }
     }
     bar.finish_and_clear();
-    let model = model.valid();
-    let config = config_of(
-        &model,
-        &gene_list,
-        &serde_json::json!({
-            "dec_layers": 2, "dec_hid": m.enc_hid, "batch_num": 0, "dataset_num": 0,
-            "w_li": m.w_li, "w_en": m.w_en, "lamda": m.lamda,
-            "mask_node_rate": t.mask_node_rate, "mask_feature_rate": t.mask_feature_rate,
-            "drop_node_rate": t.drop_node_rate, "max_batch_size": t.max_batch_size,
-        }),
-    )?;
-    write_folder(out, "cellplm", &config, &model)?;
-    if !logs.is_empty() {
-        let pts = |f: fn(&CellPlmStepLog) -> f64| -> Vec<(f64, f64)> {
-            logs.iter().map(|l| (l.step as f64, f(l))).collect()
-        };
-        scllm_eval::plot::plot_lines(
-            out.join("loss_curve.png"),
-            "CellPLM pretraining loss",
-            "step",
-            "loss per cell",
-            &[
-                ("NB reconstruction".to_string(), pts(|l| l.nb)),
-                ("GMVAE latent".to_string(), pts(|l| l.latent)),
-            ],
-        )
-        .map_err(|e| file_err(out, e.to_string()))?;
+    let finished = st.step == t.steps;
+    if finished {
+        let model = model.valid();
+        let config = config_of(
+            &model,
+            &gene_list,
+            &serde_json::json!({
+                "dec_layers": 2, "dec_hid": m.enc_hid, "batch_num": 0, "dataset_num": 0,
+                "w_li": m.w_li, "w_en": m.w_en, "lamda": m.lamda,
+                "mask_node_rate": t.mask_node_rate, "mask_feature_rate": t.mask_feature_rate,
+                "drop_node_rate": t.drop_node_rate, "max_batch_size": t.max_batch_size,
+            }),
+        )?;
+        write_folder(out, "cellplm", &config, &model)?;
+        if !st.log.is_empty() {
+            let pts = |f: fn(&CellPlmStepLog) -> f64| -> Vec<(f64, f64)> {
+                st.log.iter().map(|l| (l.step as f64, f(l))).collect()
+            };
+            scllm_eval::plot::plot_lines(
+                out.join("loss_curve.png"),
+                "CellPLM pretraining loss",
+                "step",
+                "loss per cell",
+                &[
+                    ("NB reconstruction".to_string(), pts(|l| l.nb)),
+                    ("GMVAE latent".to_string(), pts(|l| l.latent)),
+                ],
+            )
+            .map_err(|e| file_err(out, e.to_string()))?;
+        }
     }
     Ok(CellPlmPretrainSummary {
-        steps: t.steps,
-        cells_seen,
+        steps: st.step,
+        cells_seen: st.cells_seen,
         seconds: t0.elapsed().as_secs_f64(),
         genes: g,
         parameters,
@@ -566,7 +712,9 @@ pub fn pretrain_cellplm(
             .iter()
             .map(|f| (f.name.clone(), f.cells.len()))
             .collect(),
-        final_loss: logs.last().map(|l| l.loss),
+        final_loss: st.log.last().map(|l| l.loss),
         output: out.display().to_string(),
+        resumed_from_step,
+        finished,
     })
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use scllm_train::cellplm_pretrain::{pretrain_cellplm, CellPlmPretrainConfig};
+use scllm_train::cellplm_pretrain::{pretrain_cellplm, CellPlmPretrainConfig, CellPlmPretrainRun};
 use scllm_train::{pretrain, PretrainConfig, PretrainRun};
 
 #[derive(Args, Debug)]
@@ -17,7 +17,9 @@ buffer (bounded memory); [data] exclude leaves out test cells (e.g. \
 \"kang2018_pbmc.h5ad:donor=1015\"). Warm-up then cosine learning rate, global gradient clipping, \
 checkpoints every [train] checkpoint_every steps; --resume continues exactly. MODEL_DIR receives \
 args.json, vocab.json, best_model.pt (loads in the reference scgpt too), model.safetensors, \
-pretrain_log.jsonl and loss_curve.png.\n\n\
+pretrain_log.jsonl and loss_curve.png. A config with [model] family = \"cellplm\" pretrains \
+CellPLM (masked-feature NB autoencoding, docs/models/cellplm.md), checkpointed and resumable the \
+same way, into cellplm.config.json + cellplm.best.ckpt.\n\n\
 Example:\n  \
 scllm pretrain --data ../shared/data --config configs/pretrain_small.toml -o models/scllm-small\n  \
 scllm pretrain --data a.h5ad b.h5ad --config cfg.toml -o out/ --resume"
@@ -80,25 +82,34 @@ pub fn run(a: PretrainArgs) -> anyhow::Result<()> {
 
 /// `[model] family = "cellplm"`: CellPLM's masked NB autoencoding (docs/models/cellplm.md §7.7).
 fn run_cellplm(a: &PretrainArgs) -> anyhow::Result<()> {
-    if a.resume || a.max_steps_now.is_some() {
-        return Err(scllm_tasks::bad(
-            "--resume and --max-steps-now are not supported for CellPLM pretraining yet",
-        ));
-    }
     let cfg = CellPlmPretrainConfig::from_toml_file(&a.config)?;
-    let s = pretrain_cellplm(&cfg, &a.data, &a.output, !a.json)?;
+    let s = pretrain_cellplm(&CellPlmPretrainRun {
+        config: &cfg,
+        inputs: &a.data,
+        out: &a.output,
+        resume: a.resume,
+        progress: !a.json,
+        stop_after_steps: a.max_steps_now,
+    })?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
         eprintln!(
-            "{} steps, {} cells seen in {:.0} s, final loss {:.3}; {} parameters, {} genes; model in {}",
+            "{} steps, {} cells seen in {:.0} s, final loss {:.3}; {} parameters, {} genes; {}",
             s.steps,
             s.cells_seen,
             s.seconds,
             s.final_loss.unwrap_or(f64::NAN),
             s.parameters,
             s.genes,
-            s.output
+            if s.finished {
+                format!("model in {}", s.output)
+            } else {
+                format!(
+                    "checkpoint in {}/checkpoint (continue with --resume)",
+                    s.output
+                )
+            }
         );
     }
     Ok(())

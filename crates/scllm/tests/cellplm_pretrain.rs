@@ -107,3 +107,109 @@ fn pretrain_a_small_cellplm_then_embed_with_it() {
         "{err}"
     );
 }
+
+/// A run stopped and resumed (twice, once with a log line a killed run wrote after its last
+/// checkpoint) ends with the bytes and losses of a run that was never stopped; a resume with
+/// another config, or without a checkpoint, is refused.
+#[test]
+fn pretraining_resumed_is_the_run_never_stopped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("cellplm.toml");
+    let config = CONFIG
+        .replace("steps = 80", "steps = 30\ncheckpoint_every = 7")
+        .replace("log_every = 10", "log_every = 4");
+    std::fs::write(&cfg, &config).unwrap();
+    let cells = fixtures().join("cellplm/cells.h5ad");
+    let pretrain = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "pretrain",
+            "--config",
+            s(&cfg),
+            "-o",
+            s(out),
+            "--data",
+            s(&cells),
+            "--json",
+        ];
+        args.extend(extra);
+        let (code, stdout, err) = scllm(&args);
+        (code, stdout, err)
+    };
+    let whole = tmp.path().join("whole");
+    let (code, _, err) = pretrain(&whole, &[]);
+    assert_eq!(code, 0, "{err}");
+
+    let parts = tmp.path().join("parts");
+    let (code, stdout, err) = pretrain(&parts, &["--max-steps-now", "10"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (v["steps"].as_u64(), v["finished"].as_bool()),
+        (Some(10), Some(false))
+    );
+    assert!(
+        !parts.join("cellplm.best.ckpt").exists(),
+        "no model before the last step"
+    );
+    let (code, stdout, err) = pretrain(&parts, &["--resume", "--max-steps-now", "9"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["resumed_from_step"], 10);
+    // as if killed after logging past the checkpoint at step 19
+    let log = parts.join("pretrain_log.jsonl");
+    let mut text = std::fs::read_to_string(&log).unwrap();
+    text.push_str(
+        "{\"step\":20,\"lr\":0.0,\"loss\":1.0,\"nb\":1.0,\"latent\":0.0,\"cells_per_s\":1.0}\n",
+    );
+    std::fs::write(&log, text).unwrap();
+    // another config does not resume this run
+    let other = tmp.path().join("other.toml");
+    std::fs::write(&other, config.replace("lr = 5e-3", "lr = 1e-3")).unwrap();
+    let (code, _, err) = scllm(&[
+        "pretrain",
+        "--config",
+        s(&other),
+        "-o",
+        s(&parts),
+        "--data",
+        s(&cells),
+        "--resume",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("[train] lr"), "{err}");
+    let (code, stdout, err) = pretrain(&parts, &["--resume"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (v["resumed_from_step"].as_u64(), v["finished"].as_bool()),
+        (Some(19), Some(true))
+    );
+
+    for f in ["cellplm.best.ckpt", "cellplm.config.json"] {
+        let (a, b) = (
+            std::fs::read(whole.join(f)).unwrap(),
+            std::fs::read(parts.join(f)).unwrap(),
+        );
+        assert!(a == b, "{f} differs between the whole and the resumed run");
+    }
+    // the same log, the timing column aside
+    let losses = |dir: &std::path::Path| -> Vec<(u64, String)> {
+        std::fs::read_to_string(dir.join("pretrain_log.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let k = |n: &str| v[n].to_string();
+                (
+                    v["step"].as_u64().unwrap(),
+                    [k("lr"), k("loss"), k("nb"), k("latent")].join(" "),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(losses(&whole), losses(&parts));
+
+    let (code, _, err) = pretrain(&tmp.path().join("none"), &["--resume"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no checkpoint to resume from"), "{err}");
+}
