@@ -9,6 +9,7 @@ temporary file. Verbs follow scanpy's layout:
 - :mod:`scllm.pl` -- pictures (confusion matrix, per-class F1, UMAP, learning curves);
 - ``scllm.benchmark(config, out)`` -- ``scllm benchmark``: baselines beside model methods, as a table;
 - :mod:`scllm.metrics` -- ``evaluate``: ``scllm evaluate``'s metrics, equal to scikit-learn's;
+- :mod:`scllm.papers` -- ``search`` / ``show``: bioRxiv preprints and their full text as DataFrames;
 - :mod:`scllm.dask` -- ``embed_files``: many ``.h5ad`` shards across a ``dask.distributed``
   cluster (imported on use: ``import scllm.dask``).
 
@@ -20,8 +21,8 @@ Example::
     sc.pp.neighbors(adata, use_rep="X_cellplm")
 """
 
-from . import metrics, pl, pp, tl
+from . import metrics, papers, pl, pp, tl
 from ._benchmark import benchmark
 from ._scllm import __version__
 
-__all__ = ["benchmark", "metrics", "pl", "pp", "tl", "__version__"]
+__all__ = ["benchmark", "metrics", "papers", "pl", "pp", "tl", "__version__"]

@@ -197,3 +197,30 @@ def learning_curves(path: str, train_log: str, title: str) -> None: ...
 
 def benchmark(config: str, out: str, fewshot: bool = True, progress: bool = False) -> Tuple[str, str]:
     """results.json's content (JSON) and the main table (markdown)."""
+
+def papers_search(
+    query: str,
+    limit: int = 25,
+    html_search: bool = False,
+    europepmc_url: Optional[str] = None,
+    biorxiv_api_url: Optional[str] = None,
+    biorxiv_url: Optional[str] = None,
+    cache_dir: Optional[str] = None,
+    no_cache: bool = False,
+    min_interval_ms: int = 1000,
+    deadline: int = 120,
+) -> str:
+    """`scllm papers search --json`: a JSON list of papers."""
+
+def papers_show(
+    doi: str,
+    full_text: bool = False,
+    europepmc_url: Optional[str] = None,
+    biorxiv_api_url: Optional[str] = None,
+    biorxiv_url: Optional[str] = None,
+    cache_dir: Optional[str] = None,
+    no_cache: bool = False,
+    min_interval_ms: int = 1000,
+    deadline: int = 120,
+) -> str:
+    """JSON with ``paper``, ``versions`` (papers) and ``full_text`` (``null`` unless asked)."""

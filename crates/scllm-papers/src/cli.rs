@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde_json::{json, Value};
 
 use crate::chunk::{chunk_paper, DEFAULT_MAX_CHARS};
@@ -16,6 +16,7 @@ use crate::embed::HashingEmbedder;
 use crate::extract::Vocabulary;
 use crate::graph::build::{benchmark_batch, paper_batch, parse_benchmark_records};
 use crate::graph::{self, CannedQuery, QueryRows};
+use crate::lookup::{self, progress, Shown};
 use crate::paper::{FullTextOutcome, Paper};
 
 pub const ENV_STORE: &str = "SCLLM_PAPERS_STORE";
@@ -278,7 +279,7 @@ pub fn run(args: PapersArgs) -> anyhow::Result<()> {
             } else {
                 SearchBackend::EuropePmc
             };
-            let papers = search(&client, &query, backend, limit)?;
+            let papers = lookup::search(&client, &query, backend, limit)?;
             if json {
                 print_json(&papers)?;
             } else {
@@ -302,14 +303,11 @@ pub fn run(args: PapersArgs) -> anyhow::Result<()> {
             full_text,
             json,
         } => {
-            let doi = normalize_doi(&doi)?;
-            let versions = client.details_by_doi(&doi, None)?;
-            let mut paper = client.paper(&doi)?;
-            let outcome = if full_text {
-                Some(full_text_outcome(&client, &mut paper)?)
-            } else {
-                None
-            };
+            let Shown {
+                paper,
+                versions,
+                full_text: outcome,
+            } = lookup::show(&client, &doi, full_text)?;
             if json {
                 print_json(&json!({
                     "paper": paper,
@@ -590,25 +588,6 @@ fn load_vocab(dir: Option<&std::path::Path>) -> anyhow::Result<Vocabulary> {
     Ok(v)
 }
 
-fn search(
-    client: &PapersClient,
-    query: &str,
-    backend: SearchBackend,
-    limit: usize,
-) -> anyhow::Result<Vec<Paper>> {
-    let mut results = client.search(query, backend, limit.clamp(1, 100));
-    let bar = progress(client, limit as u64, "searching");
-    while results.results.len() < limit && !results.is_exhausted() {
-        if results.more()? == 0 {
-            break;
-        }
-        bar.set_position(results.results.len().min(limit) as u64);
-    }
-    bar.finish_and_clear();
-    results.results.truncate(limit);
-    Ok(results.results)
-}
-
 /// Papers by DOI or from a search; each enriched from `details`, with full text when asked.
 /// A paper that fails is reported and skipped; if all fail, the last error is returned.
 fn collect_papers(
@@ -626,7 +605,7 @@ fn collect_papers(
         });
     }
     if let Some(q) = from_search {
-        seeds.extend(search(client, q, SearchBackend::EuropePmc, limit)?);
+        seeds.extend(lookup::search(client, q, SearchBackend::EuropePmc, limit)?);
     }
     let bar = progress(client, seeds.len() as u64, "fetching papers");
     let mut out = Vec::new();
@@ -679,14 +658,6 @@ fn collect_papers(
         }
     }
     Ok(out)
-}
-
-fn full_text_outcome(client: &PapersClient, paper: &mut Paper) -> anyhow::Result<FullTextOutcome> {
-    let outcome = client.full_text(paper)?;
-    if let FullTextOutcome::Jats(t) = &outcome {
-        paper.full_text = Some(t.clone());
-    }
-    Ok(outcome)
 }
 
 fn print_paper(
@@ -814,18 +785,7 @@ fn summarize(counts: &std::collections::BTreeMap<String, u64>) -> String {
         .join(", ")
 }
 
-/// A bar drawn with the client's per-request spinners, so neither overwrites the other.
-fn progress(client: &PapersClient, len: u64, what: &str) -> ProgressBar {
-    let bar = client.http().progress().add(ProgressBar::new(len));
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({elapsed})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_message(what.to_string());
-    bar
-}
-
+/// A spinner drawn with the client's per-request spinners, so neither overwrites the other.
 fn spinner(client: &PapersClient, msg: String) -> ProgressBar {
     let s = client.http().progress().add(ProgressBar::new_spinner());
     s.set_message(msg);

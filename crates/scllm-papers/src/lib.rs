@@ -26,6 +26,7 @@ pub mod html;
 pub mod http;
 pub mod jats;
 mod json_util;
+pub mod lookup;
 pub mod paper;
 
 pub use client::{PapersClient, SearchBackend, SearchResults};

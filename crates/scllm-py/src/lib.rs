@@ -1,5 +1,6 @@
 //! `scllm._scllm`, the native half of the Python package (`python/scllm`): the same library
-//! functions the CLI calls (scllm-pp's preprocessing, scllm-tasks' embedding), on arrays numpy
+//! functions the CLI calls (scllm-pp's preprocessing, scllm-tasks' embedding, scllm-papers'
+//! lookups), on arrays numpy
 //! and scipy hand over, with no subprocess and no file in between. The Python half turns an
 //! `AnnData` into these arguments and writes the results back into it.
 
@@ -12,6 +13,7 @@ mod benchmark;
 mod errors;
 mod interruptible;
 mod metrics;
+mod papers;
 mod pl;
 mod pp;
 mod tl;
@@ -27,5 +29,6 @@ fn _scllm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     baselines::register(m)?;
     pl::register(m)?;
     benchmark::register(m)?;
+    papers::register(m)?;
     Ok(())
 }
