@@ -198,6 +198,9 @@ def learning_curves(path: str, train_log: str, title: str) -> None: ...
 def benchmark(config: str, out: str, fewshot: bool = True, progress: bool = False) -> Tuple[str, str]:
     """results.json's content (JSON) and the main table (markdown)."""
 
+def forget_model() -> None:
+    """Drop the model `embed` / `annotate` kept for the next call."""
+
 def papers_search(
     query: str,
     limit: int = 25,

@@ -1,8 +1,11 @@
 """Embedding or annotating many ``.h5ad`` shards across a ``dask.distributed`` cluster: one
 task per shard, each read, embedded with :func:`scllm.tl.embed` (or annotated with
 :func:`scllm.tl.annotate`) and written by the worker that ran it, so no expression matrix
-travels through the scheduler. Each shard loads the model again (no per-worker cache yet). The same code runs on a ``LocalCluster`` and on
-any Dask cluster whose workers can read the shards and the model folder.
+travels through the scheduler. Each worker reads the model once: ``scllm.tl.embed`` and
+``annotate`` keep the last model they loaded for the next call in the same process (the table's
+``model_reused`` column says which shards found it loaded; :func:`scllm.tl.forget_model`). The
+same code runs on a ``LocalCluster`` and on any Dask cluster whose workers can read the shards
+and the model folder.
 
 Example::
 
@@ -51,6 +54,7 @@ def run_shard(verb: str, src: str, dst: str, model: Optional[str], options: Dict
         "obsm_key": summary.get("obsm_key"),
         "family": summary.get("family"),
         "verb_seconds": summary.get("seconds"),
+        "model_reused": bool(summary.get("model_reused")),
         "seconds": time.perf_counter() - t0,
         "worker": f"{socket.gethostname()}:{os.getpid()}",
     }
@@ -108,8 +112,8 @@ def embed_files(
     in ``obsm``. ``options`` go to :func:`scllm.tl.embed` (``key_added``, ``threads``,
     ``precision``, ...; set ``threads`` to the worker's thread count).
 
-    Returns a pandas DataFrame, one row per shard: its cells, the worker that ran it and the
-    seconds taken. A shard that fails raises its error here, naming the file; the shards that
+    Returns a pandas DataFrame, one row per shard: its cells, the worker that ran it, the
+    seconds taken and ``model_reused`` (the worker had read the model for an earlier shard). A shard that fails raises its error here, naming the file; the shards that
     finished keep their outputs.
     """
     return _run_files("embed", files, out_dir, model, client, options)

@@ -105,6 +105,23 @@ def _progress(total: int, what: str):
     return update, bar.close
 
 
+def forget_model() -> None:
+    """Free the model that :func:`embed` and :func:`annotate` keep loaded.
+
+    Both keep the last model they read (with its adapter, for ``annotate``) for the next call in
+    this process, so embedding AnnData after AnnData -- or shard after shard on a Dask worker --
+    reads a checkpoint once (the summary's ``model_reused`` says which calls did). A different
+    model, adapter or ``precision``, or a checkpoint rewritten in place, is read afresh and
+    replaces it. Call this to give its memory back.
+
+    Example::
+
+        scllm.tl.embed(adata, model="models/cellplm-small")
+        scllm.tl.forget_model()
+    """
+    _scllm.forget_model()
+
+
 def embed(
     adata: Any,
     model: Optional[PathLike] = None,

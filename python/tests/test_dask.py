@@ -41,6 +41,7 @@ def test_two_workers_equal_one_process(tmp_path, client):
     table = scllm.dask.embed_files(files, out, model=model, client=client)
     assert list(table["cells"]) == [150, 110, 140]
     assert table["worker"].nunique() >= 1
+    each_worker_reads_the_model_once(table)
     for f in files:
         local = ad.read_h5ad(f)
         scllm.tl.embed(local, model=model)
@@ -48,6 +49,13 @@ def test_two_workers_equal_one_process(tmp_path, client):
         assert list(got.obs_names) == list(local.obs_names)
         assert np.array_equal(got.obsm["X_cellplm"], local.obsm["X_cellplm"])
     assert sorted(p.name for p in out.iterdir()) == [f.name for f in files]
+
+
+def each_worker_reads_the_model_once(table):
+    # 3 shards on 2 single-threaded workers: one worker takes two, and reads the model once
+    loads = (~table["model_reused"]).groupby(table["worker"]).sum()
+    assert (loads <= 1).all(), table
+    assert table["model_reused"].sum() >= 3 - table["worker"].nunique(), table
 
 
 def test_a_bad_shard_is_named(tmp_path, client):
@@ -76,6 +84,7 @@ def test_annotate_files_equals_one_process(tmp_path, client):
     table = scllm.dask.annotate_files(files, out, model=model, adapter=adapter, client=client,
                                       max_len=64, unknown_below=0.5)
     assert list(table["cells"]) == [150, 110, 140]
+    each_worker_reads_the_model_once(table)
     for f in files:
         local = ad.read_h5ad(f)
         scllm.tl.annotate(local, model, adapter=adapter, max_len=64, unknown_below=0.5)

@@ -105,3 +105,19 @@ def test_a_backed_cellplm_anndata_gets_the_in_memory_embedding():
         scllm.tl.embed(m, model=fixture("cellplm"), **kwargs)
         assert np.array_equal(a.obsm["X_cellplm"], m.obsm["X_cellplm"])
         assert dict(a.uns["cellplm_sets"]) == dict(m.uns["cellplm_sets"])
+
+
+def test_the_last_model_is_kept_for_the_next_call():
+    model = fixture("cellplm")
+    scllm.tl.forget_model()
+    a, b = read("cellplm/cells.h5ad"), read("cellplm/cells.h5ad")
+    first = scllm.tl.embed(a, model=model)
+    again = scllm.tl.embed(b, model=model)
+    assert (first["model_reused"], again["model_reused"]) == (False, True)
+    assert np.array_equal(a.obsm["X_cellplm"], b.obsm["X_cellplm"])
+    # another precision is another load; forgetting empties the slot
+    c = read("cellplm/cells.h5ad")
+    assert scllm.tl.embed(c, model=model, precision="bf16")["model_reused"] is False
+    scllm.tl.forget_model()
+    assert scllm.tl.embed(c, model=model, precision="bf16")["model_reused"] is False
+    scllm.tl.forget_model()

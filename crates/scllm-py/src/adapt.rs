@@ -141,6 +141,8 @@ fn annotate<'py>(
         seed,
         progress,
         precision,
+        // a notebook or Dask worker annotating one AnnData after another reads the model once
+        keep_model: true,
     };
     let (s, a) = run(py, None, move || {
         let s = annotate_in_memory(&job, &mut a);

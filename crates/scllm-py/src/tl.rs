@@ -17,6 +17,7 @@ use crate::interruptible::{run, Progress};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(embed, m)?)?;
+    m.add_function(wrap_pyfunction!(forget_model, m)?)?;
     Ok(())
 }
 
@@ -25,6 +26,12 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 enum Source<'py> {
     Cells(CellsIn<'py>),
     Backed((PathBuf, usize)),
+}
+
+/// Drop the model `embed` / `annotate` kept for the next call (`scllm_tasks::model_cache`).
+#[pyfunction]
+fn forget_model() {
+    scllm_tasks::model_cache::forget();
 }
 
 /// Embed the cells (cells × genes counts) with the model in `model`: returns the `obsm` key,
@@ -80,6 +87,8 @@ fn embed<'py>(
     job.dictionaries = dictionaries;
     job.weights = weights;
     job.strict = strict;
+    // a notebook or Dask worker embedding one AnnData after another reads the model once
+    job.keep_model = true;
     // the bar is Python's (a notebook does not show the CLI's, drawn on stderr)
     job.progress = false;
     let done = Arc::new(AtomicU64::new(0));

@@ -19,6 +19,7 @@ pub use crate::annotate_job::AnnotateJob;
 use crate::annotation_output::{validation_needed, write_annotation, AnnotatedBy, Annotation};
 use crate::bad;
 use crate::cells::Cells;
+use crate::model_cache;
 
 /// The base model of `model` with the adapter of `adapter` attached (its hash checked).
 pub fn load_adapted<F: ModelFolder>(
@@ -135,8 +136,15 @@ fn annotate_with<F: ModelFolder>(
     mut cells: Cells,
 ) -> anyhow::Result<serde_json::Value> {
     let t0 = std::time::Instant::now();
-    let (mut m, meta) = load_adapted(folder, &job.adapter)?;
-    m.set_precision(job.precision);
+    let ((m, meta), reused) = model_cache::get_or_load(
+        job.keep_model,
+        || job.load_key(),
+        || {
+            let (mut m, meta) = load_adapted(folder, &job.adapter)?;
+            m.set_precision(job.precision);
+            Ok((m, meta))
+        },
+    )?;
     validation_needed(job, &meta)?;
     let mut owned = None;
     let (adata, write) = cells.get(&job.query, &mut owned)?;
@@ -155,7 +163,7 @@ fn annotate_with<F: ModelFolder>(
             only_genes: meta.genes.clone(),
         },
     )?;
-    write_annotation(
+    let mut summary = write_annotation(
         job,
         adata,
         write,
@@ -168,7 +176,9 @@ fn annotate_with<F: ModelFolder>(
             uns: Vec::new(),
         },
         t0,
-    )
+    )?;
+    summary["model_reused"] = reused.into();
+    Ok(summary)
 }
 
 /// What the fine-tuning validation cells of `split` say about `model`'s confidence (stored in

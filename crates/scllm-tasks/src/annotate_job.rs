@@ -37,4 +37,17 @@ pub struct AnnotateJob {
     pub progress: bool,
     /// Number format of the linear layers' products (`scllm_models::nn::precision`).
     pub precision: scllm_models::Precision,
+    /// Keep the adapted model for the next call in this process ([`crate::model_cache`]; the
+    /// Python package asks, the CLI does not).
+    pub keep_model: bool,
+}
+
+impl AnnotateJob {
+    /// What the adapted model's load depends on ([`crate::model_cache::key`]).
+    pub(crate) fn load_key(&self) -> String {
+        let mut paths = vec![self.model.as_path(), self.adapter.as_path()];
+        paths.extend(self.dictionaries.as_deref());
+        let options = format!("annotate precision={:?}", self.precision);
+        crate::model_cache::key(&paths, &options)
+    }
 }

@@ -330,15 +330,22 @@ pub fn annotate_cellplm(job: &AnnotateJob, mut cells: Cells) -> anyhow::Result<s
         }
     }
     let t0 = Instant::now();
-    let (mut m, meta, folder) = load_adapted(&job.model, &job.adapter)?;
-    scllm_models::CellModel::set_precision(&mut m, job.precision);
+    let ((m, meta, gene_list), reused) = crate::model_cache::get_or_load(
+        job.keep_model,
+        || job.load_key(),
+        || {
+            let (mut m, meta, folder) = load_adapted(&job.model, &job.adapter)?;
+            scllm_models::CellModel::set_precision(&mut m, job.precision);
+            Ok((m, meta, folder.config.gene_list))
+        },
+    )?;
     validation_needed(job, &meta)?;
     let mut owned = None;
     let (adata, write) = cells.get(&job.query, &mut owned)?;
     let p = predict_cellplm(
         &m,
         &meta,
-        &folder.config.gene_list,
+        &gene_list,
         adata,
         &job.query,
         &SetOptions {
@@ -357,7 +364,7 @@ pub fn annotate_cellplm(job: &AnnotateJob, mut cells: Cells) -> anyhow::Result<s
         dim: pr.dim,
         n_genes: p.n_genes,
     };
-    write_annotation(
+    let mut summary = write_annotation(
         job,
         adata,
         write,
@@ -370,7 +377,9 @@ pub fn annotate_cellplm(job: &AnnotateJob, mut cells: Cells) -> anyhow::Result<s
             uns: vec![("cellplm_sets".into(), sets.to_uns())],
         },
         t0,
-    )
+    )?;
+    summary["model_reused"] = reused.into();
+    Ok(summary)
 }
 
 /// Parameter counts of every strategy CellPLM hosts, on the folder's shape with an `n_cls`-class

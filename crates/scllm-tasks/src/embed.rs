@@ -15,7 +15,7 @@ use scllm_models::{
 use serde_json::json;
 
 use crate::cells::Cells;
-use crate::{bad, precision_check};
+use crate::{bad, model_cache, precision_check};
 
 /// One `scllm embed` run.
 #[derive(Clone, Debug)]
@@ -70,6 +70,9 @@ pub struct EmbedJob {
     /// Counts the cells embedded so far, as batches finish (the Python package draws its
     /// progress bar from it).
     pub cells_done: Option<Arc<AtomicU64>>,
+    /// Keep the loaded model for the next call in this process ([`crate::model_cache`]; the
+    /// Python package asks, the CLI, which embeds once, does not).
+    pub keep_model: bool,
 }
 
 impl EmbedJob {
@@ -102,6 +105,7 @@ impl EmbedJob {
             check: 0,
             check_label: None,
             cells_done: None,
+            keep_model: false,
         }
     }
 }
@@ -185,6 +189,18 @@ fn run(job: &EmbedJob, source: Cells) -> anyhow::Result<EmbedOutcome> {
     with_folder!(&folder, |f| embed_with(f, job, source, &kernel, &dev))
 }
 
+/// What `embed`'s model load depends on ([`model_cache::key`]).
+fn load_key(job: &EmbedJob) -> String {
+    let mut paths = vec![job.model.as_path()];
+    paths.extend(job.weights.as_deref());
+    paths.extend(job.dictionaries.as_deref());
+    let options = format!(
+        "embed strict={} precision={:?} device={}",
+        job.strict, job.precision, job.device
+    );
+    model_cache::key(&paths, &options)
+}
+
 /// The checkpoint's load report on stderr (with progress) and in `--load-report FILE`.
 fn show_load_report(job: &EmbedJob, report: &LoadReport) -> anyhow::Result<()> {
     if job.progress {
@@ -211,9 +227,16 @@ fn embed_with<F: ModelFolder>(
     dev: &scllm_models::Device,
 ) -> anyhow::Result<EmbedOutcome> {
     let t0 = Instant::now();
-    let (mut model, report) = folder.load(0, job.strict, dev)?;
+    let ((mut model, report), reused) = model_cache::get_or_load(
+        job.keep_model,
+        || load_key(job),
+        || {
+            let (mut m, r) = folder.load(0, job.strict, dev)?;
+            m.set_precision(job.precision);
+            Ok((m, r))
+        },
+    )?;
     show_load_report(job, &report)?;
-    model.set_precision(job.precision);
     let defaults = folder.embedding();
     let spec = EmbeddingSpec {
         pooling: job.pooling.unwrap_or(defaults.spec.pooling),
@@ -329,6 +352,7 @@ fn embed_with<F: ModelFolder>(
         "batch_size": job.batch_size,
         "seed": job.seed,
         "streamed": job.stream,
+        "model_reused": reused,
         "tokens": stats.tokens,
         "padded_tokens": stats.padded_tokens,
         "batches": stats.batches,
@@ -527,8 +551,15 @@ fn embed_sets(
     })?;
     let t0 = Instant::now();
     let folder = CellPlmFolder::open(&job.model)?;
-    let (mut model, report) = folder.load(dev)?;
-    model.set_precision(job.precision);
+    let ((mut model, report), reused) = model_cache::get_or_load(
+        job.keep_model,
+        || load_key(job),
+        || {
+            let (mut m, r) = folder.load(dev)?;
+            m.set_precision(job.precision);
+            Ok((m, r))
+        },
+    )?;
     let load_secs = t0.elapsed().as_secs_f64();
     show_load_report(job, &report)?;
     let opts = SetOptions {
@@ -629,6 +660,7 @@ fn embed_sets(
         "groups": e.sets.n_groups,
         "sets": e.sets.sets.len(),
         "streamed": job.stream,
+        "model_reused": reused,
         "tokens": n,
         "padded_tokens": n,
         "seconds": secs,

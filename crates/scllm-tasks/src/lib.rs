@@ -31,6 +31,7 @@ pub mod finetune;
 pub mod finetune_request;
 pub mod integration_bench;
 pub mod learning_curves;
+pub mod model_cache;
 pub mod model_dir;
 pub mod precision_check;
 pub mod strategy_counts;

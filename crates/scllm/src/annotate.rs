@@ -98,6 +98,7 @@ pub fn run(a: AnnotateArgs) -> anyhow::Result<()> {
         seed: a.seed,
         progress: !a.json,
         precision: a.precision,
+        keep_model: false,
     })?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
