@@ -44,6 +44,7 @@ def highly_variable_genes(
     span: float = 0.3,
     n_bins: int = 20,
     batches: Optional[npt.NDArray[np.uint32]] = None,
+    gene_names: Optional[List[str]] = None,
 ) -> Dict[str, Any]:
     """The var columns scanpy writes, by name."""
 

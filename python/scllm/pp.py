@@ -138,9 +138,11 @@ def highly_variable_genes(
     inplace: bool = True,
 ) -> Optional[Any]:
     """Highly variable genes as ``scanpy.pp.highly_variable_genes`` with ``n_top_genes``:
-    flavors ``seurat`` and ``cell_ranger`` (log data), ``seurat_v3`` (counts, with
-    ``batch_key``). Writes ``var['highly_variable']``, ``var['means']`` and the flavor's
-    columns, and ``uns['hvg'] = {'flavor': flavor}``.
+    flavors ``seurat`` and ``cell_ranger`` (log data), ``seurat_v3`` (counts), each with or
+    without ``batch_key`` (seurat/cell_ranger: genes chosen in most batches first, as scanpy;
+    ``highly_variable_nbatches`` and ``highly_variable_intersection`` added). Writes
+    ``var['highly_variable']``, ``var['means']`` and the flavor's columns, and
+    ``uns['hvg'] = {'flavor': flavor}``.
 
     Example::
 
@@ -166,8 +168,10 @@ def highly_variable_genes(
             raise ValueError(f"obs[{batch_key!r}] has missing values")
         _, inv = np.unique(np.asarray(col).astype(str), return_inverse=True)
         batches = np.ascontiguousarray(inv.reshape(-1), dtype=np.uint32)
+    # batched seurat/cell_ranger break ties by gene name, as scanpy's groupby
+    names = None if batches is None else [str(g) for g in adata.var_names]
     cols: Dict[str, Any] = _scllm.highly_variable_genes(
-        x, int(n_top_genes), flavor, span, n_bins, batches
+        x, int(n_top_genes), flavor, span, n_bins, batches, names
     )
     df = pd.DataFrame(cols, index=adata.var_names)
     if not inplace:

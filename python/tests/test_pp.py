@@ -102,6 +102,17 @@ def test_hvg_on_log_data_equals_scanpy(flavor):
     assert ours.uns["hvg"] == {"flavor": flavor}
 
 
+@pytest.mark.parametrize("flavor", ["seurat", "cell_ranger"])
+def test_batched_hvg_on_log_data_equals_scanpy(flavor):
+    ours, ref = log_normed(DATASETS[0]), log_normed(DATASETS[0])
+    scllm.pp.highly_variable_genes(ours, n_top_genes=200, flavor=flavor, batch_key="donor")
+    sc.pp.highly_variable_genes(ref, n_top_genes=200, flavor=flavor, batch_key="donor")
+    for col in ["highly_variable", "highly_variable_nbatches", "highly_variable_intersection"]:
+        assert np.array_equal(ours.var[col], ref.var[col]), col
+    for col in ["means", "dispersions", "dispersions_norm"]:
+        np.testing.assert_allclose(ours.var[col], ref.var[col], rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
 @pytest.mark.parametrize("batch", [None, "donor"])
 def test_hvg_seurat_v3_equals_scanpy(batch):
     ours, ref = counts(DATASETS[0]), counts(DATASETS[0])

@@ -74,6 +74,18 @@ pub struct HvgResult {
     pub variances_norm: Option<Vec<f64>>,
     pub highly_variable_rank: Option<Vec<f64>>,
     pub highly_variable_nbatches: Option<Vec<i64>>,
+    /// Batched seurat/cell_ranger: selected in every batch.
+    pub highly_variable_intersection: Option<Vec<bool>>,
+}
+
+/// The batch of each cell (`batch_key`).
+#[derive(Clone, Copy, Debug)]
+pub struct Batches<'a> {
+    /// One id per cell; batches are processed in ascending id order.
+    pub ids: &'a [u32],
+    /// The genes' names in `var` order. Batched seurat/cell_ranger break ties between genes by
+    /// name, as scanpy's `groupby("gene")` orders them; without names, by position.
+    pub gene_names: Option<&'a [String]>,
 }
 
 impl HvgResult {
@@ -102,6 +114,9 @@ impl HvgResult {
         }
         if let Some(n) = &self.highly_variable_nbatches {
             var.set("highly_variable_nbatches", Column::I64(n.clone()));
+        }
+        if let Some(b) = &self.highly_variable_intersection {
+            var.set("highly_variable_intersection", Column::Bool(b.clone()));
         }
     }
     pub fn n_selected(&self) -> usize {
@@ -298,23 +313,42 @@ fn top_by_norm(norm: &[f64], n_top: usize) -> Vec<bool> {
     norm.iter().map(|&x| !x.is_nan() && x >= cut).collect()
 }
 
-/// Highly variable genes of `x` (CSR float32, cells × genes). `batches`: one id per cell
-/// (seurat_v3 only), batches processed in ascending id order as numpy's `unique` would.
+/// Highly variable genes of `x` (CSR float32, cells × genes), per batch when `batches` is given
+/// (batches processed in ascending id order as numpy's `unique` would).
 pub fn highly_variable_genes(
     x: &Compressed,
     opts: &HvgOptions,
-    batches: Option<&[u32]>,
+    batches: Option<Batches>,
 ) -> Result<HvgResult> {
     if opts.n_top_genes == 0 {
         return Err(PpError::Invalid("--hvg must be at least 1".into()));
     }
-    match opts.flavor {
-        HvgFlavor::SeuratV3 => seurat_v3(x, opts, batches),
-        _ if batches.is_some() => Err(PpError::Invalid(
-            "a batch key is supported with the seurat_v3 flavor only (scanpy's batched seurat/cell_ranger merge rules are not implemented yet)".into(),
-        )),
-        HvgFlavor::Seurat | HvgFlavor::CellRanger => dispersion_based(x, opts),
+    if let Some(b) = batches {
+        if b.ids.len() != x.nrows {
+            return Err(PpError::Invalid(format!(
+                "{} batch labels for {} cells",
+                b.ids.len(),
+                x.nrows
+            )));
+        }
+        if b.gene_names.is_some_and(|g| g.len() != x.ncols) {
+            return Err(PpError::Invalid(format!(
+                "{} gene names for {} genes",
+                b.gene_names.map_or(0, <[String]>::len),
+                x.ncols
+            )));
+        }
     }
+    match (opts.flavor, batches) {
+        (HvgFlavor::SeuratV3, b) => seurat_v3(x, opts, b.map(|b| b.ids)),
+        (_, Some(b)) => dispersion_batched(x, opts, b),
+        (HvgFlavor::Seurat | HvgFlavor::CellRanger, None) => dispersion_based(x, opts),
+    }
+}
+
+/// The flavor's transform of the values before their moments (seurat: `expm1` of log data).
+fn dispersion_transform(flavor: HvgFlavor) -> Option<fn(f32) -> f32> {
+    (flavor == HvgFlavor::Seurat).then_some(|v: f32| v.exp_m1())
 }
 
 fn dispersion_based(x: &Compressed, opts: &HvgOptions) -> Result<HvgResult> {
@@ -323,13 +357,132 @@ fn dispersion_based(x: &Compressed, opts: &HvgOptions) -> Result<HvgResult> {
         "highly_variable_genes",
         "the seurat/cell_ranger flavors (log-normalised data)",
     )?;
-    let seurat = opts.flavor == HvgFlavor::Seurat;
-    let expm1: Option<fn(f32) -> f32> = if seurat {
-        Some(|v: f32| v.exp_m1())
-    } else {
-        None
+    let (mean, var) = mean_var(x, None, dispersion_transform(opts.flavor));
+    let (mean, disp, norm) = dispersions(mean, var, opts)?;
+    Ok(HvgResult {
+        highly_variable: top_by_norm(&norm, opts.n_top_genes),
+        means: mean,
+        dispersions: Some(disp),
+        dispersions_norm: Some(norm),
+        ..Default::default()
+    })
+}
+
+/// scanpy's `_highly_variable_genes_batched` for seurat/cell_ranger: in each batch, the genes
+/// with a positive value there (its `filter_genes(min_cells=1)`) get the single-batch means,
+/// dispersions, normalised dispersions and top genes; a gene's results are then averaged over
+/// the batches (0 where a batch lacks it; NaN skipped, as pandas' `mean`), `nbatches` counts the
+/// batches that selected it, and the top genes are the first `n_top_genes` by (nbatches,
+/// normalised dispersion) descending, NaN last, ties in gene-name order.
+fn dispersion_batched(x: &Compressed, opts: &HvgOptions, b: Batches) -> Result<HvgResult> {
+    crate::check_nonnegative(
+        x,
+        "highly_variable_genes",
+        "the seurat/cell_ranger flavors (log-normalised data)",
+    )?;
+    let ng = x.ncols;
+    let mut levels = b.ids.to_vec();
+    levels.sort_unstable();
+    levels.dedup();
+    let vals = crate::normalize::values_f32(x);
+    let (mut means, mut disp, mut norm) = (vec![0.0; ng], vec![0.0; ng], vec![0.0; ng]);
+    // values that are not NaN (a batch lacking a gene counts as 0 there)
+    let (mut n_disp, mut n_norm) = (vec![0usize; ng], vec![0usize; ng]);
+    let mut nbatches = vec![0i64; ng];
+    for &level in &levels {
+        let rows: Vec<usize> = (0..x.nrows).filter(|&i| b.ids[i] == level).collect();
+        let mut expressed = vec![false; ng];
+        for &i in &rows {
+            for k in x.range(i) {
+                if vals[k] > 0.0 {
+                    expressed[x.indices[k] as usize] = true;
+                }
+            }
+        }
+        let kept: Vec<usize> = (0..ng).filter(|&j| expressed[j]).collect();
+        if kept.is_empty() {
+            // no gene to rank: every gene counts as 0 in this batch
+            n_disp
+                .iter_mut()
+                .chain(n_norm.iter_mut())
+                .for_each(|n| *n += 1);
+            continue;
+        }
+        let (m, v) = mean_var(x, Some(&rows), dispersion_transform(opts.flavor));
+        let (bm, bd, bn) = dispersions(
+            kept.iter().map(|&j| m[j]).collect(),
+            kept.iter().map(|&j| v[j]).collect(),
+            opts,
+        )
+        .map_err(|e| PpError::Invalid(format!("batch {level}: {e}")))?;
+        let hv = top_by_norm(&bn, opts.n_top_genes);
+        let mut seen = vec![false; ng];
+        for (t, &j) in kept.iter().enumerate() {
+            seen[j] = true;
+            means[j] += bm[t];
+            if !bd[t].is_nan() {
+                disp[j] += bd[t];
+                n_disp[j] += 1;
+            }
+            if !bn[t].is_nan() {
+                norm[j] += bn[t];
+                n_norm[j] += 1;
+            }
+            nbatches[j] += hv[t] as i64;
+        }
+        for j in (0..ng).filter(|&j| !seen[j]) {
+            n_disp[j] += 1;
+            n_norm[j] += 1;
+        }
+    }
+    let nb = levels.len() as f64;
+    let avg = |s: &[f64], n: &[usize]| -> Vec<f64> {
+        s.iter()
+            .zip(n)
+            .map(|(&s, &n)| if n == 0 { f64::NAN } else { s / n as f64 })
+            .collect()
     };
-    let (mut mean, var) = mean_var(x, None, expm1);
+    let means: Vec<f64> = means.iter().map(|m| m / nb).collect();
+    let (disp, norm) = (avg(&disp, &n_disp), avg(&norm, &n_norm));
+    // pandas: groupby("gene") orders genes by name, then a stable sort by the two keys
+    let mut order: Vec<usize> = (0..ng).collect();
+    if let Some(names) = b.gene_names {
+        order.sort_by(|&p, &q| names[p].cmp(&names[q]));
+    }
+    order.sort_by(|&p, &q| {
+        nbatches[q]
+            .cmp(&nbatches[p])
+            .then_with(|| match (norm[p].is_nan(), norm[q].is_nan()) {
+                (false, false) => norm[q].total_cmp(&norm[p]),
+                (a, b) => a.cmp(&b),
+            })
+    });
+    let mut hv = vec![false; ng];
+    for &j in order.iter().take(opts.n_top_genes) {
+        hv[j] = true;
+    }
+    Ok(HvgResult {
+        highly_variable: hv,
+        means,
+        dispersions: Some(disp),
+        dispersions_norm: Some(norm),
+        highly_variable_intersection: Some(
+            nbatches.iter().map(|&n| n == levels.len() as i64).collect(),
+        ),
+        highly_variable_nbatches: Some(nbatches),
+        ..Default::default()
+    })
+}
+
+/// scanpy's `_highly_variable_genes_single_batch` from the genes' column means and variances
+/// (of `expm1` of the log data for seurat): the means it reports (`log1p` for seurat), the
+/// dispersions (`log` for seurat) and the dispersions normalised within mean bins.
+fn dispersions(
+    mut mean: Vec<f64>,
+    var: Vec<f64>,
+    opts: &HvgOptions,
+) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    let seurat = opts.flavor == HvgFlavor::Seurat;
     for m in mean.iter_mut() {
         if *m == 0.0 {
             *m = 1e-12;
@@ -363,13 +516,7 @@ fn dispersion_based(x: &Compressed, opts: &HvgOptions) -> Result<HvgResult> {
         (cut_with_edges(&mean, &edges), n)
     };
     let norm = normalise_in_bins(&disp, &bins, n_bins, opts.flavor);
-    Ok(HvgResult {
-        highly_variable: top_by_norm(&norm, opts.n_top_genes),
-        means: mean,
-        dispersions: Some(disp),
-        dispersions_norm: Some(norm),
-        ..Default::default()
-    })
+    Ok((mean, disp, norm))
 }
 
 /// Per-batch state of seurat_v3: moments, then the loess trend and clip values.

@@ -18,8 +18,8 @@ use crate::binning::{BinRng, Binner};
 use crate::stream::{preprocess_stream, refuse, StreamOptions};
 use crate::{
     check_nonnegative, detect_values, filter_cells, filter_genes, highly_variable_genes, log1p,
-    normalize_total, scale, to_csr_f32, CellFilter, GeneFilter, HvgFlavor, HvgOptions, PpError,
-    Result, ValueKind,
+    normalize_total, scale, to_csr_f32, Batches, CellFilter, GeneFilter, HvgFlavor, HvgOptions,
+    PpError, Result, ValueKind,
 };
 
 /// What `normalize_total` scales every cell to.
@@ -391,7 +391,10 @@ fn preprocess_in_memory(
         let r = highly_variable_genes(
             csr(&a, &counts_owned, input),
             &HvgOptions::new(n_top, flavor),
-            batches.as_deref(),
+            batches.as_deref().map(|ids| Batches {
+                ids,
+                gene_names: Some(&a.var.index),
+            }),
         )
         .map_err(|e| refuse::in_file(&src, e))?;
         r.write_var(&mut a.var);

@@ -197,7 +197,10 @@ fn v3_overlap(file: &PathBuf, json: &PathBuf) -> (f64, usize) {
     let r = highly_variable_genes(
         &x,
         &HvgOptions::new(n_top, HvgFlavor::SeuratV3),
-        batches.as_deref(),
+        batches.as_deref().map(|ids| scllm_pp::Batches {
+            ids,
+            gene_names: None,
+        }),
     )
     .unwrap();
     let want: HashSet<&str> = exp["highly_variable"]
@@ -257,5 +260,83 @@ fn seurat_v3_selects_at_least_99_percent_of_scanpys_genes_on_shared_data() {
             o * 100.0
         );
         assert!(o >= 0.99, "{json}: only {:.2}% shared", o * 100.0);
+    }
+}
+
+/// scanpy's batched seurat / cell_ranger (`_highly_variable_genes_batched`; fixture made by
+/// tools/make_hvg_batched_fixture.py with scanpy 1.11.5): per-batch genes, averaged columns,
+/// `nbatches`, `intersection` and the top genes by (nbatches, normalised dispersion).
+#[test]
+fn batched_seurat_and_cell_ranger_match_scanpy() {
+    let exp: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("parity/hvg_batched_kang2018_pbmc_400.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let a = read_h5ad(fixtures().join("data/kang2018_pbmc_400.h5ad")).unwrap();
+    let (n, _, _) = normalize_total(&to_csr_f32(a.x().unwrap()), Some(1e4));
+    let lx = log1p(&n);
+    for run in exp["runs"].as_array().unwrap() {
+        let (flavor, key) = (
+            run["flavor"].as_str().unwrap(),
+            run["batch_key"].as_str().unwrap(),
+        );
+        let ids: Vec<u32> = match a.obs.column(key).unwrap() {
+            Column::Categorical { codes, .. } => codes.iter().map(|&c| c as u32).collect(),
+            _ => panic!("{key} is not categorical"),
+        };
+        let n_top = run["n_top_genes"].as_u64().unwrap() as usize;
+        let r = highly_variable_genes(
+            &lx,
+            &HvgOptions::new(n_top, flavor.parse().unwrap()),
+            Some(Batches {
+                ids: &ids,
+                gene_names: Some(&a.var.index),
+            }),
+        )
+        .unwrap();
+        let cols = &run["columns"];
+        let want_bool = |c: &str| -> Vec<bool> {
+            cols[c]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_bool().unwrap())
+                .collect()
+        };
+        let what = format!("{flavor} by {key}");
+        assert_eq!(r.highly_variable, want_bool("highly_variable"), "{what}");
+        assert_eq!(
+            r.highly_variable_intersection.as_ref().unwrap(),
+            &want_bool("highly_variable_intersection"),
+            "{what}"
+        );
+        let nb: Vec<i64> = cols["highly_variable_nbatches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
+        assert_eq!(r.highly_variable_nbatches.as_ref().unwrap(), &nb, "{what}");
+        for (name, ours) in [
+            ("means", &r.means),
+            ("dispersions", r.dispersions.as_ref().unwrap()),
+            ("dispersions_norm", r.dispersions_norm.as_ref().unwrap()),
+        ] {
+            for (j, want) in cols[name].as_array().unwrap().iter().enumerate() {
+                match want.as_f64() {
+                    None => assert!(
+                        ours[j].is_nan(),
+                        "{what} {name}[{j}]: scanpy NaN, ours {}",
+                        ours[j]
+                    ),
+                    Some(w) => assert!(
+                        (ours[j] - w).abs() <= 1e-5 * w.abs().max(1.0),
+                        "{what} {name}[{j}]: {} vs {w}",
+                        ours[j]
+                    ),
+                }
+            }
+        }
     }
 }

@@ -72,7 +72,10 @@ fn streamed_seurat_v3_equals_in_memory() {
     let mem = highly_variable_genes(
         &x,
         &HvgOptions::new(300, HvgFlavor::SeuratV3),
-        Some(&donors),
+        Some(scllm_pp::Batches {
+            ids: &donors,
+            gene_names: None,
+        }),
     )
     .unwrap();
     let tmp = tempfile::tempdir().unwrap();

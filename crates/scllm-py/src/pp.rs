@@ -90,7 +90,8 @@ fn log1p(
 
 /// The highly variable genes: the `var` columns scanpy writes, by name.
 #[pyfunction]
-#[pyo3(signature = (x, n_top_genes, flavor, span=0.3, n_bins=20, batches=None))]
+#[pyo3(signature = (x, n_top_genes, flavor, span=0.3, n_bins=20, batches=None, gene_names=None))]
+#[allow(clippy::too_many_arguments)]
 fn highly_variable_genes<'py>(
     py: Python<'py>,
     x: Csr<'py>,
@@ -99,6 +100,7 @@ fn highly_variable_genes<'py>(
     span: f64,
     n_bins: usize,
     batches: Option<PyReadonlyArray1<'py, u32>>,
+    gene_names: Option<Vec<String>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let flavor: HvgFlavor = flavor.parse().map_err(value_error)?;
     let c = x.to_compressed("X")?;
@@ -115,7 +117,13 @@ fn highly_variable_genes<'py>(
         n_bins,
     };
     let r = py
-        .detach(move || scllm_pp::highly_variable_genes(&c, &opts, batches.as_deref()))
+        .detach(move || {
+            let batches = batches.as_deref().map(|ids| scllm_pp::Batches {
+                ids,
+                gene_names: gene_names.as_deref(),
+            });
+            scllm_pp::highly_variable_genes(&c, &opts, batches)
+        })
         .map_err(|e| to_py(e.into()))?;
     let mut var = scllm_io::DataFrame::new(vec![String::new(); r.highly_variable.len()]);
     r.write_var(&mut var);

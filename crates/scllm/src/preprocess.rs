@@ -50,7 +50,7 @@ pub struct PreprocessArgs {
     /// seurat_v3 (on counts), seurat or cell_ranger (on log data)
     #[arg(long, default_value = "seurat_v3")]
     pub hvg_flavor: String,
-    /// obs column naming batches for seurat_v3 (e.g. donor)
+    /// obs column naming batches (e.g. donor): HVGs per batch, combined as scanpy does
     #[arg(long)]
     pub batch_key: Option<String>,
     /// Keep only the highly variable genes in the output
