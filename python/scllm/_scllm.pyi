@@ -135,7 +135,7 @@ def finetune(
     group_by: Optional[str] = None,
     hvg: Optional[int] = None,
     dictionaries: Optional[str] = None,
-    progress: bool = False,
+    progress: Optional[Callable[[int, int, str], None]] = None,
     source: str = "<AnnData>",
 ) -> str:
     """`scllm finetune --json`'s summary; the adapter is written to `out`."""
@@ -154,7 +154,7 @@ def annotate(
     seed: int = 0,
     precision: str = "f32",
     dictionaries: Optional[str] = None,
-    progress: bool = False,
+    progress: Optional[Callable[[int, int, str], None]] = None,
     source: str = "<AnnData>",
 ) -> Tuple[str, Written]:
     """The summary (JSON) and what was written into the cells."""
@@ -175,6 +175,7 @@ def baseline(
     vote: str = "majority",
     metric: str = "cosine",
     seed: int = 0,
+    progress: Optional[Callable[[int, int, str], None]] = None,
 ) -> Tuple[str, Written]:
     """`scllm baseline --json`'s summary and what was written into the query."""
 

@@ -105,6 +105,36 @@ def _progress(total: int, what: str):
     return update, bar.close
 
 
+def _follow():
+    """A progress callback ``(done, total, label)`` for the loop scllm runs now (an epoch, the
+    prediction, a kNN search ...) and its closer: one tqdm bar per loop (a widget in Jupyter,
+    text in a terminal) where tqdm is installed, else a line on stderr."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        import sys
+
+        def line(done: int, total: int, label: str) -> None:
+            print(f"\r{label}: {done}/{total}", end="", file=sys.stderr, flush=True)
+
+        return line, lambda: print(file=sys.stderr)
+    state: Dict[str, Any] = {"bar": None, "label": None}
+
+    def update(done: int, total: int, label: str) -> None:
+        if label != state["label"]:
+            if state["bar"] is not None:
+                state["bar"].close()
+            state["bar"], state["label"] = tqdm(total=total, desc=label), label
+        bar = state["bar"]
+        bar.update(done - bar.n)
+
+    def close() -> None:
+        if state["bar"] is not None:
+            state["bar"].close()
+
+    return update, close
+
+
 def forget_model() -> None:
     """Free the model that :func:`embed` and :func:`annotate` keep loaded.
 
@@ -245,6 +275,9 @@ def finetune(
 
     ``val_by="donor=1015"`` validates on those cells, else on a stratified ``val_fraction``.
 
+    ``progress=True`` shows a bar for each loop it runs (each epoch's cells, the
+    validation predictions); Ctrl-C stops it at its next batch.
+
     Example::
 
         s = scllm.tl.finetune(ref, model="scGPT_human", label="cell_type", method="lora",
@@ -255,34 +288,38 @@ def finetune(
     """
     if label not in adata.obs:
         raise KeyError(f"label {label!r} is not an obs column (obs: {', '.join(map(str, adata.obs.columns)) or 'none'})")
-    summary = _scllm.finetune(
-        _cells(adata, layer, gene_col, [group_by]),
-        _model(model, "finetune"),
-        label,
-        method,
-        str(out),
-        val_by,
-        val_fraction,
-        epochs,
-        lr,
-        batch_size,
-        patience,
-        max_len,
-        min_cells_per_class,
-        gene_col,
-        adapter_ratio,
-        lora_r,
-        lora_alpha,
-        prefix_tokens,
-        None if layers is None else list(layers),
-        freeze_layers,
-        resume,
-        seed,
-        group_by,
-        hvg,
-        None if dictionaries is None else str(dictionaries),
-        progress,
-    )
+    callback, close = _follow() if progress else (None, lambda: None)
+    try:
+        summary = _scllm.finetune(
+            _cells(adata, layer, gene_col, [group_by]),
+            _model(model, "finetune"),
+            label,
+            method,
+            str(out),
+            val_by,
+            val_fraction,
+            epochs,
+            lr,
+            batch_size,
+            patience,
+            max_len,
+            min_cells_per_class,
+            gene_col,
+            adapter_ratio,
+            lora_r,
+            lora_alpha,
+            prefix_tokens,
+            None if layers is None else list(layers),
+            freeze_layers,
+            resume,
+            seed,
+            group_by,
+            hvg,
+            None if dictionaries is None else str(dictionaries),
+            callback,
+        )
+    finally:
+        close()
     return json.loads(summary)
 
 
@@ -311,6 +348,9 @@ def annotate(
     cells); ``coverage=0.9``: conformal prediction sets (``obs['prediction_set']``,
     ``obs['conformal_label']``).
 
+    ``progress=True`` shows a bar of the cells predicted; Ctrl-C stops the run at its
+    next batch and leaves ``adata`` as it was.
+
     Example::
 
         scllm.tl.annotate(query, model="scGPT_human", adapter="adapters/lora", unknown_below="auto")
@@ -322,22 +362,26 @@ def annotate(
 
     if not Path(adapter).is_dir():
         raise FileNotFoundError(f"adapter folder {adapter} does not exist")
-    summary, (obs, obsm, uns) = _scllm.annotate(
-        _cells(adata, layer, gene_col, [group_by]),
-        _model(model, "annotate"),
-        str(adapter),
-        None if unknown_below is None else str(unknown_below),
-        coverage,
-        key_added,
-        max_len,
-        batch_size,
-        group_by,
-        gene_col,
-        seed,
-        precision,
-        None if dictionaries is None else str(dictionaries),
-        progress,
-    )
+    callback, close = _follow() if progress else (None, lambda: None)
+    try:
+        summary, (obs, obsm, uns) = _scllm.annotate(
+            _cells(adata, layer, gene_col, [group_by]),
+            _model(model, "annotate"),
+            str(adapter),
+            None if unknown_below is None else str(unknown_below),
+            coverage,
+            key_added,
+            max_len,
+            batch_size,
+            group_by,
+            gene_col,
+            seed,
+            precision,
+            None if dictionaries is None else str(dictionaries),
+            callback,
+        )
+    finally:
+        close()
     for name, (values, categorical) in obs.items():
         adata.obs[name] = pd.Categorical(values) if categorical else values
     for k, v in obsm.items():
@@ -365,6 +409,7 @@ def baseline(
     vote: str = "majority",
     metric: str = "cosine",
     seed: int = 0,
+    progress: bool = False,
 ) -> Dict[str, Any]:
     """The classical annotators a model must beat, as ``scllm baseline``: ``logreg`` (L1
     logistic regression, C by 5-fold cross-validation), ``knn`` (label transfer on
@@ -372,6 +417,9 @@ def baseline(
     of ``reference`` (log-normalised expression, or the embedding) and predicting ``adata``:
     ``obs['predicted_cell_type']``, ``obs['prediction_confidence']``, ``uns['scllm_baseline']``.
     ``unknown_below`` (a number or ``"auto"``) and ``coverage`` as in :func:`annotate`.
+
+    ``progress=True`` shows a bar for the loops that have one (kNN search,
+    correlation, cross-validation fits).
 
     Example::
 
@@ -383,23 +431,28 @@ def baseline(
 
     if label not in reference.obs:
         raise KeyError(f"label {label!r} is not an obs column of the reference")
-    summary, (obs, _obsm, uns) = _scllm.baseline(
-        _cells(adata, layer, use_rep=use_rep, what="the query"),
-        _cells(reference, layer, use_rep=use_rep, what="the reference"),
-        label,
-        method,
-        n_hvg,
-        hvg_flavor,
-        None if unknown_below is None else str(unknown_below),
-        coverage,
-        c,
-        k,
-        use_rep,
-        n_pcs,
-        vote,
-        metric,
-        seed,
-    )
+    callback, close = _follow() if progress else (None, lambda: None)
+    try:
+        summary, (obs, _obsm, uns) = _scllm.baseline(
+            _cells(adata, layer, use_rep=use_rep, what="the query"),
+            _cells(reference, layer, use_rep=use_rep, what="the reference"),
+            label,
+            method,
+            n_hvg,
+            hvg_flavor,
+            None if unknown_below is None else str(unknown_below),
+            coverage,
+            c,
+            k,
+            use_rep,
+            n_pcs,
+            vote,
+            metric,
+            seed,
+            callback,
+        )
+    finally:
+        close()
     for name, (values, categorical) in obs.items():
         adata.obs[name] = pd.Categorical(values) if categorical else values
     for key, v in uns.items():

@@ -112,3 +112,24 @@ def test_annotate_bad_input_leaves_the_cells(tmp_path):
     with pytest.raises(ValueError):
         scllm.tl.annotate(a, fixture("scgpt/small"), adapter=tmp_path / "empty")
     assert a.obs.equals(before) and "scllm_annotate" not in a.uns
+
+
+def test_progress_follows_the_loop_scllm_runs(tmp_path, monkeypatch):
+    """``progress=True``: the callback sees the loop running now (its label, cells done, total),
+    ending at done == total; stderr gets none of the command line's bars."""
+    calls = []
+    monkeypatch.setattr(scllm.tl, "_follow", lambda: (lambda d, t, l: calls.append((l, d, t)), lambda: None))
+    ref = read("data/kang2018_pbmc_400.h5ad")
+    adapter = tmp_path / "adapter"
+    scllm.tl.finetune(ref, fixture("scgpt/small"), method="head", out=adapter, epochs=1,
+                      max_len=64, min_cells_per_class=2, progress=True)
+    assert calls, "no progress reported"
+    label, done, total = calls[-1]
+    assert done == total > 0, calls[-1]
+    calls.clear()
+    q = read("data/kang2018_pbmc_400.h5ad")
+    scllm.tl.annotate(q, fixture("scgpt/small"), adapter=adapter, max_len=64, progress=True)
+    assert calls[-1] == ("predict", q.n_obs, q.n_obs), calls[-3:]
+    calls.clear()
+    scllm.tl.baseline(read("data/kang2018_pbmc_400.h5ad"), ref, method="knn", progress=True)
+    assert calls[-1] == ("knn", 400, 400), calls[-3:]

@@ -12,7 +12,7 @@ use scllm_tasks::finetune_request::{run_finetune, FinetuneRequest};
 
 use crate::arrays::CellsIn;
 use crate::errors::{to_py, value_error};
-use crate::interruptible::run;
+use crate::interruptible::{run, Progress};
 use crate::written::{written, Written};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -29,12 +29,12 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     val_fraction=0.1, epochs=None, lr=None, batch_size=None, patience=None, max_len=None,
     min_cells_per_class=None, gene_col=None, adapter_ratio=None, lora_r=None, lora_alpha=None,
     prefix_tokens=None, layers=None, freeze_layers=None, resume=false, seed=0, group_by=None,
-    hvg=None, dictionaries=None, progress=false, source="<AnnData>"
+    hvg=None, dictionaries=None, progress=None, source="<AnnData>"
 ))]
 #[allow(clippy::too_many_arguments)]
-fn finetune(
-    py: Python<'_>,
-    cells: CellsIn<'_>,
+fn finetune<'py>(
+    py: Python<'py>,
+    cells: CellsIn<'py>,
     model: Option<PathBuf>,
     label: String,
     method: &str,
@@ -59,7 +59,7 @@ fn finetune(
     group_by: Option<String>,
     hvg: Option<usize>,
     dictionaries: Option<PathBuf>,
-    progress: bool,
+    progress: Option<Bound<'py, PyAny>>,
     source: &str,
 ) -> PyResult<String> {
     let mut a = cells.into_anndata(source)?;
@@ -86,8 +86,13 @@ fn finetune(
     req.seed = seed;
     req.group_by = group_by;
     req.hvg = hvg;
-    req.progress = progress;
-    let s = run(py, None, move || run_finetune(&req, Cells::Memory(&mut a)))?.map_err(to_py)?;
+    // the bar is Python's, from the loop scllm follows (stderr bars do not show in a notebook)
+    req.progress = false;
+    let bar = progress.map(|callback| Progress::Followed { callback });
+    let s = run(py, bar.as_ref(), move || {
+        run_finetune(&req, Cells::Memory(&mut a))
+    })?
+    .map_err(to_py)?;
     Ok(s.to_string())
 }
 
@@ -97,7 +102,7 @@ fn finetune(
 #[pyo3(signature = (
     cells, model, adapter, unknown_below=None, coverage=None,
     key_added=None, max_len=None, batch_size=None, group_by=None, gene_col=None, seed=0,
-    precision="f32", dictionaries=None, progress=false, source="<AnnData>"
+    precision="f32", dictionaries=None, progress=None, source="<AnnData>"
 ))]
 #[allow(clippy::too_many_arguments)]
 fn annotate<'py>(
@@ -115,7 +120,7 @@ fn annotate<'py>(
     seed: u64,
     precision: &str,
     dictionaries: Option<PathBuf>,
-    progress: bool,
+    progress: Option<Bound<'py, PyAny>>,
     source: &str,
 ) -> PyResult<(String, Written<'py>)> {
     let mut a = cells.into_anndata(source)?;
@@ -139,12 +144,13 @@ fn annotate<'py>(
         group_by,
         gene_col,
         seed,
-        progress,
+        progress: false,
         precision,
         // a notebook or Dask worker annotating one AnnData after another reads the model once
         keep_model: true,
     };
-    let (s, a) = run(py, None, move || {
+    let bar = progress.map(|callback| Progress::Followed { callback });
+    let (s, a) = run(py, bar.as_ref(), move || {
         let s = annotate_in_memory(&job, &mut a);
         (s, a)
     })?;

@@ -8,7 +8,7 @@ use scllm_eval::novelty::UnknownBelow;
 
 use crate::arrays::CellsIn;
 use crate::errors::{to_py, value_error};
-use crate::interruptible::run;
+use crate::interruptible::{run, Progress};
 use crate::written::{written, Written};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -22,7 +22,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 #[pyo3(signature = (
     query, reference, label, method, n_hvg=2000, hvg_flavor="seurat", unknown_below=None,
     coverage=None, c=None, k=15, use_rep=None, n_pcs=50, vote="majority", metric="cosine",
-    seed=0
+    seed=0, progress=None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn baseline<'py>(
@@ -42,6 +42,7 @@ fn baseline<'py>(
     vote: &str,
     metric: &str,
     seed: u64,
+    progress: Option<Bound<'py, PyAny>>,
 ) -> PyResult<(String, Written<'py>)> {
     let method = match method {
         "logreg" => Method::Logreg,
@@ -76,7 +77,8 @@ fn baseline<'py>(
     o.metric = metric.parse().map_err(value_error)?;
     o.seed = seed;
     let before = q.obs.columns.clone();
-    let (s, q) = run(py, None, move || {
+    let bar = progress.map(|callback| Progress::Followed { callback });
+    let (s, q) = run(py, bar.as_ref(), move || {
         let s = baseline_cells(&r, &mut q, &o);
         (s, q)
     })?;

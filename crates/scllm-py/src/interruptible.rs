@@ -10,12 +10,41 @@ use std::time::Duration;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
-/// Progress of the work: a counter it advances and the total it counts to, reported to a
-/// Python callable `(done, total)`.
-pub(crate) struct Progress<'py> {
-    pub callback: Bound<'py, PyAny>,
-    pub done: Arc<AtomicU64>,
-    pub total: u64,
+/// Progress of the work, reported to a Python callable.
+pub(crate) enum Progress<'py> {
+    /// A counter the work advances and the total it counts to: `callback(done, total)`.
+    Counter {
+        callback: Bound<'py, PyAny>,
+        done: Arc<AtomicU64>,
+        total: u64,
+    },
+    /// Whatever loop the work runs now (`scllm_eval::progress::followed`):
+    /// `callback(done, total, label)`, a new label starting a new bar.
+    Followed { callback: Bound<'py, PyAny> },
+}
+
+impl Progress<'_> {
+    /// What to report now, if it changed since `shown`.
+    fn report(&self, shown: &mut Option<(String, u64, u64)>) -> PyResult<()> {
+        let now = match self {
+            Progress::Counter { done, total, .. } => {
+                (String::new(), done.load(Ordering::Relaxed), *total)
+            }
+            Progress::Followed { .. } => match scllm_eval::progress::followed() {
+                Some(f) => f,
+                None => return Ok(()),
+            },
+        };
+        if shown.as_ref() == Some(&now) {
+            return Ok(());
+        }
+        match self {
+            Progress::Counter { callback, .. } => callback.call1((now.1, now.2))?,
+            Progress::Followed { callback } => callback.call1((now.1, now.2, now.0.clone()))?,
+        };
+        *shown = Some(now);
+        Ok(())
+    }
 }
 
 /// Run `work` on a new thread; see the module's note.
@@ -25,11 +54,12 @@ pub(crate) fn run<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> PyResult<T> {
     scllm_models::interrupt::clear();
+    scllm_eval::progress::unfollow();
     let handle = std::thread::Builder::new()
         .name("scllm-work".into())
         .spawn(work)
         .map_err(|e| PyRuntimeError::new_err(format!("cannot start a thread: {e}")))?;
-    let mut shown = u64::MAX;
+    let mut shown = None;
     let stop = |h: &std::thread::JoinHandle<T>, e: PyErr| -> PyErr {
         scllm_models::interrupt::request();
         while !h.is_finished() {
@@ -49,12 +79,8 @@ pub(crate) fn run<T: Send + 'static>(
             handle.is_finished()
         });
         if let Some(p) = progress {
-            let done = p.done.load(Ordering::Relaxed);
-            if done != shown {
-                shown = done;
-                if let Err(e) = p.callback.call1((done, p.total)) {
-                    return Err(stop(&handle, e));
-                }
+            if let Err(e) = p.report(&mut shown) {
+                return Err(stop(&handle, e));
             }
         }
         if finished {

@@ -93,7 +93,7 @@ fn embed<'py>(
     job.progress = false;
     let done = Arc::new(AtomicU64::new(0));
     job.cells_done = Some(done.clone());
-    let bar = progress.map(|callback| Progress {
+    let bar = progress.map(|callback| Progress::Counter {
         callback,
         done,
         total: n as u64,

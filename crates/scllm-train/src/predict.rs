@@ -97,6 +97,7 @@ pub fn predict<M: TokenModel>(
     } else {
         ProgressBar::hidden()
     };
+    scllm_eval::progress::follow(&bar, "predict", n as u64);
     let mut class_ids = vec![0u32; n];
     let mut confidence = vec![0f32; n];
     let mut embeddings: Vec<f32> = Vec::new();

@@ -332,6 +332,7 @@ pub fn train_sets(
     } else {
         ProgressBar::hidden()
     };
+    scllm_eval::progress::follow(&bar, "fine-tune (epochs)", cfg.epochs as u64);
     let mut history: Vec<EpochLog> = Vec::new();
     let mut best: Option<(CellPlm, usize, f64)> = None;
     let mut stopped_early = false;
@@ -476,6 +477,7 @@ pub fn predict_sets(
     } else {
         ProgressBar::hidden()
     };
+    scllm_eval::progress::follow(&bar, "predict", n as u64);
     for set in sets {
         let input = set_input(cells, set);
         let (z, logits) = model.classify_set(&input, &dev)?;

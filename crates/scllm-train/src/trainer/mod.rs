@@ -239,14 +239,16 @@ pub fn train<M: TokenModel>(
             cfg.group_by_length,
             &mut st.rng,
         );
+        let label = format!("epoch {}/{}", epoch + 1, cfg.epochs);
         let bar = if cfg.progress {
             let b = ProgressBar::new(order.len() as u64);
             b.set_style(style.clone());
-            b.set_prefix(format!("epoch {}/{}", epoch + 1, cfg.epochs));
+            b.set_prefix(label.clone());
             b
         } else {
             ProgressBar::hidden()
         };
+        scllm_eval::progress::follow(&bar, label, order.len() as u64);
         let lr0 = cfg.lr_at(epoch, st.step, total_steps);
         let (mut loss_num, mut loss_den, mut correct, mut seen) = (0.0f64, 0.0f64, 0usize, 0usize);
         for b in &batches {
