@@ -179,6 +179,22 @@ def baseline(
 ) -> Tuple[str, Written]:
     """`scllm baseline --json`'s summary and what was written into the query."""
 
+def celltypist(
+    query: CellsIn,
+    model: str,
+    mode: str = "best_match",
+    p_thres: float = 0.5,
+    majority_voting: bool = False,
+    over_clustering: Optional[str] = None,
+    min_prop: float = 0.0,
+    resolution: Optional[float] = None,
+    label: str = "cell_type",
+    decision: bool = False,
+    seed: int = 0,
+    progress: Optional[Callable[[int, int, str], None]] = None,
+) -> Tuple[str, Written]:
+    """`scllm baseline celltypist --json`'s summary and what was written into the query."""
+
 def umap(
     obs_names: List[str],
     x: Optional[Csr] = None,

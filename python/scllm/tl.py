@@ -393,7 +393,7 @@ def annotate(
 
 def baseline(
     adata: Any,
-    reference: Any,
+    reference: Any = None,
     *,
     label: str = "cell_type",
     method: str = "logreg",
@@ -408,6 +408,14 @@ def baseline(
     n_pcs: int = 50,
     vote: str = "majority",
     metric: str = "cosine",
+    model: Optional[PathLike] = None,
+    mode: str = "best_match",
+    p_thres: float = 0.5,
+    majority_voting: bool = False,
+    over_clustering: Optional[str] = None,
+    min_prop: float = 0.0,
+    resolution: Optional[float] = None,
+    decision: bool = False,
     seed: int = 0,
     progress: bool = False,
 ) -> Dict[str, Any]:
@@ -418,43 +426,83 @@ def baseline(
     ``obs['predicted_cell_type']``, ``obs['prediction_confidence']``, ``uns['scllm_baseline']``.
     ``unknown_below`` (a number or ``"auto"``) and ``coverage`` as in :func:`annotate`.
 
+    ``method="celltypist"`` runs a released CellTypist model instead (``model``: its ``.pkl``,
+    read as data, never executed; no ``reference``) as celltypist 1.7.1 annotates
+    (log-normalised ``adata``, CP10k): ``mode`` ``"best_match"`` or ``"prob_match"`` (every
+    type above ``p_thres``), ``majority_voting`` within ``over_clustering`` (an obs column, or
+    computed), ``min_prop``, ``resolution``; writes celltypist's ``obs['predicted_labels']``,
+    ``obs['conf_score']`` (``obs['majority_voting']``, ``obs['over_clustering']``) and
+    ``obsm['celltypist_probability']`` (``decision=True``: also ``obsm['celltypist_decision']``).
+
     ``progress=True`` shows a bar for the loops that have one (kNN search,
     correlation, cross-validation fits).
 
     Example::
 
         scllm.tl.baseline(query, ref, label="cell_type", method="knn", use_rep="X_cellplm")
+        scllm.tl.baseline(query, method="celltypist", model="Immune_All_Low.pkl", majority_voting=True)
 
     Returns the run's summary (with metrics when ``adata`` has the label column too).
     """
     import pandas as pd
 
-    if label not in reference.obs:
-        raise KeyError(f"label {label!r} is not an obs column of the reference")
     callback, close = _follow() if progress else (None, lambda: None)
-    try:
-        summary, (obs, _obsm, uns) = _scllm.baseline(
-            _cells(adata, layer, use_rep=use_rep, what="the query"),
-            _cells(reference, layer, use_rep=use_rep, what="the reference"),
-            label,
-            method,
-            n_hvg,
-            hvg_flavor,
-            None if unknown_below is None else str(unknown_below),
-            coverage,
-            c,
-            k,
-            use_rep,
-            n_pcs,
-            vote,
-            metric,
-            seed,
-            callback,
-        )
-    finally:
-        close()
+    if method == "celltypist":
+        if model is None:
+            raise ValueError("method='celltypist' needs model= (a CellTypist model .pkl)")
+        if reference is not None:
+            raise ValueError("method='celltypist' takes a trained model (model=), not a reference")
+        if not Path(model).is_file():
+            raise FileNotFoundError(f"CellTypist model {model} does not exist")
+        try:
+            summary, (obs, obsm, uns) = _scllm.celltypist(
+                _cells(adata, layer, need_obs=[over_clustering], what="the query"),
+                str(model),
+                mode,
+                p_thres,
+                majority_voting,
+                over_clustering,
+                min_prop,
+                resolution,
+                label,
+                decision,
+                seed,
+                callback,
+            )
+        finally:
+            close()
+    else:
+        if reference is None:
+            raise ValueError(f"method={method!r} needs a reference (labelled cells)")
+        if label not in reference.obs:
+            raise KeyError(f"label {label!r} is not an obs column of the reference")
+        try:
+            summary, (obs, obsm, uns) = _scllm.baseline(
+                _cells(adata, layer, use_rep=use_rep, what="the query"),
+                _cells(reference, layer, use_rep=use_rep, what="the reference"),
+                label,
+                method,
+                n_hvg,
+                hvg_flavor,
+                None if unknown_below is None else str(unknown_below),
+                coverage,
+                c,
+                k,
+                use_rep,
+                n_pcs,
+                vote,
+                metric,
+                seed,
+                callback,
+            )
+        finally:
+            close()
+        # obsm of the other baselines holds only the inputs handed over
+        obsm = {}
     for name, (values, categorical) in obs.items():
         adata.obs[name] = pd.Categorical(values) if categorical else values
+    for key, v in obsm.items():
+        adata.obsm[key] = v
     for key, v in uns.items():
         adata.uns[key] = v
     return json.loads(summary)

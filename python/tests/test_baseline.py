@@ -51,3 +51,25 @@ def test_knn_on_an_embedding_and_bad_input():
     with pytest.raises(ValueError, match="unknown baseline"):
         scllm.tl.baseline(q, ref, method="svm")
     assert q.obs.equals(before)
+
+
+def test_celltypist_equals_the_cli(tmp_path):
+    d = "celltypist"
+    model = fixture(f"{d}/models/cd4.pkl")
+    out = tmp_path / "cli.h5ad"
+    cli = run_cli("baseline", "celltypist", fixture(f"{d}/tcells_query.h5ad"), "--model", model,
+                  "--mode", "prob_match", "--p-thres", "0.2", "--over-clustering",
+                  "celltypist_over_clustering", "-o", out, "--json")
+    assert cli.returncode == 0, cli.stderr
+    ref = ad.read_h5ad(out)
+    q = read(f"{d}/tcells_query.h5ad")
+    s = scllm.tl.baseline(q, method="celltypist", model=model, mode="prob_match", p_thres=0.2,
+                          over_clustering="celltypist_over_clustering")
+    assert s["n_query"] == 120 and len(s["classes"]) == 42
+    for col in ["predicted_labels", "majority_voting", "conf_score"]:
+        assert list(q.obs[col]) == list(ref.obs[col]), col
+    assert np.array_equal(q.obsm["celltypist_probability"], ref.obsm["celltypist_probability"])
+    with pytest.raises(ValueError, match="model="):
+        scllm.tl.baseline(q, method="celltypist")
+    with pytest.raises(FileNotFoundError):
+        scllm.tl.baseline(q, method="celltypist", model=tmp_path / "none.pkl")

@@ -197,6 +197,15 @@ pub(crate) fn matrix_f32<'py>(
     v: Vec<f32>,
     ncols: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
+    matrix(py, v, ncols)
+}
+
+/// A row-major matrix as a 2-D numpy array of its own element type, without a copy.
+pub(crate) fn matrix<'py, T: numpy::Element>(
+    py: Python<'py>,
+    v: Vec<T>,
+    ncols: usize,
+) -> PyResult<Bound<'py, PyAny>> {
     let n = v.len().checked_div(ncols).unwrap_or(0);
     Ok(v.into_pyarray(py).reshape([n, ncols])?.into_any())
 }

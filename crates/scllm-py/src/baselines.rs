@@ -1,9 +1,13 @@
-//! `scllm.tl.baseline`'s native call: scllm-eval's classical annotators (L1 logistic
-//! regression, kNN, correlation; the functions `scllm baseline` runs) on a reference and a
-//! query handed over.
+//! `scllm.tl.baseline`'s native calls: scllm-eval's classical annotators (L1 logistic
+//! regression, kNN, correlation on a reference and a query handed over; a released CellTypist
+//! model on a query) — the functions `scllm baseline` runs.
+
+use std::path::PathBuf;
 
 use pyo3::prelude::*;
 use scllm_eval::baselines::{baseline_cells, BaselineOptions, Method};
+use scllm_eval::celltypist::model::CellTypistModel;
+use scllm_eval::celltypist::{run_celltypist, CellTypistOptions};
 use scllm_eval::novelty::UnknownBelow;
 
 use crate::arrays::CellsIn;
@@ -13,6 +17,7 @@ use crate::written::{written, Written};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(baseline, m)?)?;
+    m.add_function(wrap_pyfunction!(celltypist, m)?)?;
     Ok(())
 }
 
@@ -80,6 +85,57 @@ fn baseline<'py>(
     let bar = progress.map(|callback| Progress::Followed { callback });
     let (s, q) = run(py, bar.as_ref(), move || {
         let s = baseline_cells(&r, &mut q, &o);
+        (s, q)
+    })?;
+    let s = s.map_err(|e| to_py(e.into()))?;
+    let s = serde_json::to_string(&s).map_err(|e| value_error(e.to_string()))?;
+    Ok((s, written(py, &before, &q)?))
+}
+
+/// A released CellTypist model (`model`: its `.pkl`, read as data, never run) on the cells of
+/// `query`, as `scllm baseline celltypist`: the summary (JSON) and what was written into them.
+#[pyfunction]
+#[pyo3(signature = (
+    query, model, mode="best_match", p_thres=0.5, majority_voting=false, over_clustering=None,
+    min_prop=0.0, resolution=None, label="cell_type", decision=false, seed=0, progress=None
+))]
+#[allow(clippy::too_many_arguments)]
+fn celltypist<'py>(
+    py: Python<'py>,
+    query: CellsIn<'py>,
+    model: PathBuf,
+    mode: &str,
+    p_thres: f64,
+    majority_voting: bool,
+    over_clustering: Option<String>,
+    min_prop: f64,
+    resolution: Option<f64>,
+    label: &str,
+    decision: bool,
+    seed: u64,
+    progress: Option<Bound<'py, PyAny>>,
+) -> PyResult<(String, Written<'py>)> {
+    let options = CellTypistOptions {
+        mode: mode.parse().map_err(value_error)?,
+        p_thres,
+        majority_voting,
+        over_clustering,
+        min_prop,
+        resolution,
+        // the Python half hands over the matrix it chose (X, a layer or .raw)
+        layer: None,
+        label: label.to_string(),
+        decision,
+        seed,
+        progress: false,
+    };
+    options.check().map_err(|e| to_py(e.into()))?;
+    let mut q = query.into_anndata("<query AnnData>")?;
+    let before = q.obs.columns.clone();
+    let bar = progress.map(|callback| Progress::Followed { callback });
+    let (s, q) = run(py, bar.as_ref(), move || {
+        let s = CellTypistModel::load(&model)
+            .and_then(|m| run_celltypist(&m, &model, &mut q, &options));
         (s, q)
     })?;
     let s = s.map_err(|e| to_py(e.into()))?;

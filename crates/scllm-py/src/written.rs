@@ -4,9 +4,9 @@
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use scllm_io::{AnnData, Column, Matrix};
+use scllm_io::{AnnData, Column, Matrix, Values};
 
-use crate::arrays::{column_to_py, matrix_f32, uns_to_py};
+use crate::arrays::{column_to_py, matrix, matrix_f32, uns_to_py};
 
 pub(crate) type Written<'py> = (Bound<'py, PyDict>, Bound<'py, PyDict>, Bound<'py, PyDict>);
 
@@ -27,7 +27,12 @@ pub(crate) fn written<'py>(
     let obsm = PyDict::new(py);
     for (k, m) in &a.obsm {
         if let Matrix::Dense { ncols, data, .. } = m {
-            obsm.set_item(k, matrix_f32(py, data.to_f32(), *ncols)?)?;
+            // float64 stays float64 (CellTypist's probabilities, as celltypist writes them)
+            let array = match data {
+                Values::F64(v) => matrix(py, v.clone(), *ncols)?,
+                other => matrix_f32(py, other.to_f32(), *ncols)?,
+            };
+            obsm.set_item(k, array)?;
         }
     }
     let uns = PyDict::new(py);

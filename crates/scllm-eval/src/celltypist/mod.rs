@@ -61,6 +61,28 @@ pub enum Mode {
     ProbMatch,
 }
 
+impl CellTypistOptions {
+    /// The thresholds and resolution in range (checked before the model or query is read).
+    pub fn check(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.p_thres) {
+            return Err(invalid(format!(
+                "--p-thres {}: must be between 0 and 1",
+                self.p_thres
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.min_prop) {
+            return Err(invalid(format!(
+                "--min-prop {}: must be between 0 and 1",
+                self.min_prop
+            )));
+        }
+        if self.resolution.is_some_and(|r| !r.is_finite() || r <= 0.0) {
+            return Err(invalid("--resolution: must be positive"));
+        }
+        Ok(())
+    }
+}
+
 impl std::str::FromStr for Mode {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
@@ -171,21 +193,7 @@ pub struct CellTypistOutcome {
 /// Read the model and the query, annotate ([`run_celltypist`]), write the annotated query.
 pub fn celltypist(job: &CellTypistJob) -> Result<CellTypistOutcome> {
     let o = &job.options;
-    if !(0.0..=1.0).contains(&o.p_thres) {
-        return Err(invalid(format!(
-            "--p-thres {}: must be between 0 and 1",
-            o.p_thres
-        )));
-    }
-    if !(0.0..=1.0).contains(&o.min_prop) {
-        return Err(invalid(format!(
-            "--min-prop {}: must be between 0 and 1",
-            o.min_prop
-        )));
-    }
-    if o.resolution.is_some_and(|r| !r.is_finite() || r <= 0.0) {
-        return Err(invalid("--resolution: must be positive"));
-    }
+    o.check()?;
     let model = CellTypistModel::load(&job.model)?;
     let mut query = read_h5ad(&job.query)?;
     let summary = run_celltypist(&model, &job.model, &mut query, o)?;
