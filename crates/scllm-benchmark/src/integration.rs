@@ -40,6 +40,8 @@ pub struct EmbeddingContext<'a> {
     pub n_batches: usize,
     /// The obs column of the batches.
     pub batch_column: &'a str,
+    /// The obs column of the cell types (what a fine-tuning method trains on).
+    pub label_column: &'a str,
     pub seed: u64,
 }
 
@@ -116,10 +118,10 @@ impl EmbeddingRegistry {
                 lc.file_name(),
                 self.entries
                     .iter()
-                    .map(|(k, _)| if k.ends_with(':') {
-                        format!("{k}<model folder>")
-                    } else {
-                        k.clone()
+                    .map(|(k, _)| match k.as_str() {
+                        "finetune:" => format!("{k}<strategy>"),
+                        _ if k.ends_with(':') => format!("{k}<model folder>"),
+                        _ => k.clone(),
                     })
                     .collect::<Vec<_>>()
                     .join(", ")
@@ -399,6 +401,7 @@ pub fn run_integration(
         batch: &groups.batch,
         n_batches: groups.n_batches,
         batch_column: &c.batch,
+        label_column: &c.label,
         seed: c.seed,
     };
     let opts = ScibOptions {

@@ -287,17 +287,27 @@ impl ModelMethod for EmbedKnn {
 }
 
 /// `finetune:<strategy>`: fine-tune on the training cells (validation: a stratified 10% of
-/// them), predict the query.
-struct FinetuneMethod {
-    spec_name: String,
-    model: PathBuf,
-    strategy: Strategy,
-    opts: FinetuneOptions,
+/// them), predict the query. Integration benchmarks take its adapted embeddings of the query
+/// ([`FinetuneMethod::adapt`]).
+pub(crate) struct FinetuneMethod {
+    pub(crate) spec_name: String,
+    pub(crate) model: PathBuf,
+    pub(crate) strategy: Strategy,
+    pub(crate) opts: FinetuneOptions,
+}
+
+/// A fine-tuned model's predictions of the query cells and its cell embeddings of them (the
+/// adapted model's, as `annotate` writes them to `obsm`).
+pub(crate) struct Adapted {
+    pub(crate) predictions: Predictions,
+    /// Row-major `[n, dim]`.
+    pub(crate) embeddings: Vec<f32>,
+    pub(crate) dim: usize,
 }
 
 #[derive(serde::Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
-struct FinetuneOptions {
+pub(crate) struct FinetuneOptions {
     epochs: Option<usize>,
     lr: Option<f64>,
     batch_size: Option<usize>,
@@ -330,6 +340,49 @@ impl ModelMethod for FinetuneMethod {
         label: &str,
         seed: u64,
     ) -> anyhow::Result<Predictions> {
+        Ok(self
+            .adapt_with(folder, train, query, label, seed)?
+            .predictions)
+    }
+    fn run_cellplm(
+        &self,
+        folder: &CellPlmFolder,
+        train: &AnnData,
+        query: &AnnData,
+        label: &str,
+        seed: u64,
+    ) -> anyhow::Result<Predictions> {
+        Ok(self
+            .adapt_cellplm(folder, train, query, label, seed)?
+            .predictions)
+    }
+}
+
+impl FinetuneMethod {
+    /// Fine-tune on `train`, then predict and embed `query`, whatever the model's family.
+    pub(crate) fn adapt(
+        &self,
+        train: &AnnData,
+        query: &AnnData,
+        label: &str,
+        seed: u64,
+    ) -> anyhow::Result<Adapted> {
+        if is_cellplm_dir(&self.model) {
+            let folder = CellPlmFolder::open(&self.model)?;
+            return self.adapt_cellplm(&folder, train, query, label, seed);
+        }
+        let folder = scllm_models::open_folder(&self.model, &Default::default())?;
+        with_folder!(&folder, |f| self.adapt_with(f, train, query, label, seed))
+    }
+
+    fn adapt_with<F: ModelFolder>(
+        &self,
+        folder: &F,
+        train: &AnnData,
+        query: &AnnData,
+        label: &str,
+        seed: u64,
+    ) -> anyhow::Result<Adapted> {
         let o = &self.opts;
         token_family_options(&o.group_by)?;
         let max_len = o
@@ -385,30 +438,35 @@ impl ModelMethod for FinetuneMethod {
                 only_genes: ft.meta.genes.clone(),
             },
         )?;
-        Ok(Predictions {
-            labels: ann.labels,
-            confidence: Some(ann.confidence),
-            // softmax over the fine-tuned classes: calibration and conformal sets read them
-            class_scores: Some(scllm_eval::class_scores::ClassScores {
-                classes: ft.data.classes.clone(),
-                kind: scllm_eval::class_scores::ScoreKind::Probability,
-                values: ann.probabilities,
-            }),
-            trainable_params: ft.summary["trainable_params"].as_u64().map(|v| v as usize),
-            details: ft.summary,
-            notes: vec![],
+        Ok(Adapted {
+            predictions: Predictions {
+                labels: ann.labels,
+                confidence: Some(ann.confidence),
+                // softmax over the fine-tuned classes: calibration and conformal sets read them
+                class_scores: Some(scllm_eval::class_scores::ClassScores {
+                    classes: ft.data.classes.clone(),
+                    kind: scllm_eval::class_scores::ScoreKind::Probability,
+                    values: ann.probabilities,
+                }),
+                trainable_params: ft.summary["trainable_params"].as_u64().map(|v| v as usize),
+                details: ft.summary,
+                notes: vec![],
+            },
+            embeddings: ann.embeddings,
+            dim: ann.dim,
         })
     }
+
     /// `finetune`'s transductive training on the training cells (all of them in their sets,
     /// the validation split out of the loss), then `annotate`'s set-wise prediction of the query.
-    fn run_cellplm(
+    fn adapt_cellplm(
         &self,
         folder: &CellPlmFolder,
         train: &AnnData,
         query: &AnnData,
         label: &str,
         seed: u64,
-    ) -> anyhow::Result<Predictions> {
+    ) -> anyhow::Result<Adapted> {
         let o = &self.opts;
         refuse_options(
             "CellPLM models",
@@ -445,17 +503,23 @@ impl ModelMethod for FinetuneMethod {
         )?;
         let mut details = t.summary;
         details["query_sets"] = json!(p.sets.describe());
-        Ok(Predictions {
-            labels: p.labels(&t.meta),
-            confidence: Some(p.prediction.confidence),
-            class_scores: Some(scllm_eval::class_scores::ClassScores {
-                classes: t.meta.labels.clone(),
-                kind: scllm_eval::class_scores::ScoreKind::Probability,
-                values: p.prediction.probabilities,
-            }),
-            trainable_params: details["trainable_params"].as_u64().map(|v| v as usize),
-            details,
-            notes: vec![],
+        let labels = p.labels(&t.meta);
+        let pr = p.prediction;
+        Ok(Adapted {
+            predictions: Predictions {
+                labels,
+                confidence: Some(pr.confidence),
+                class_scores: Some(scllm_eval::class_scores::ClassScores {
+                    classes: t.meta.labels.clone(),
+                    kind: scllm_eval::class_scores::ScoreKind::Probability,
+                    values: pr.probabilities,
+                }),
+                trainable_params: details["trainable_params"].as_u64().map(|v| v as usize),
+                details,
+                notes: vec![],
+            },
+            embeddings: pr.embeddings,
+            dim: pr.dim,
         })
     }
 }

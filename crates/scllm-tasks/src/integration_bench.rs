@@ -2,7 +2,8 @@
 //! cell embedding of the config's `model`, else the shipped default of `scllm embed`) and
 //! `embed:<model folder>` (any family; a relative folder resolves against the config's). The
 //! cells are embedded as `scllm embed` embeds a file's (CellPLM: attention sets by
-//! `obs['batch']` when the cells have it, else `group_by`).
+//! `obs['batch']` when the cells have it, else `group_by`). `finetune:<strategy>`: the
+//! embedding of the config's model fine-tuned on the cells' labels (see [`FinetuneEmbedding`]).
 
 use std::path::PathBuf;
 
@@ -11,9 +12,9 @@ use scllm_benchmark::integration::{
     EmbeddingRegistry, IntegrationReport,
 };
 use scllm_benchmark::integration_config::{load_integration, LoadedIntegration};
-use scllm_models::Precision;
+use scllm_models::{Precision, Strategy};
 
-use crate::bench_methods::BenchmarkJob;
+use crate::bench_methods::{BenchmarkJob, FinetuneMethod, FinetuneOptions};
 use crate::embed::{embed_in_memory, EmbedJob};
 
 const KEY: &str = "X_benchmark";
@@ -75,7 +76,41 @@ impl EmbeddingMethod for ModelEmbedding {
     }
 }
 
-/// `pca`, `harmony`, `embed` and `embed:<folder>`.
+/// `finetune:<strategy>`: the embedding of a model fine-tuned on these cells' labels (every
+/// cell, a stratified 10 % for validation; the annotation benchmark's training), as `annotate`
+/// writes it (`obsm[..._adapted]`). Like scANVI in scIB it has seen the labels the
+/// bio-conservation metrics score, so its report says `uses_labels`: not a zero-shot result.
+struct FinetuneEmbedding(FinetuneMethod);
+
+impl EmbeddingMethod for FinetuneEmbedding {
+    fn embed(&self, ctx: &EmbeddingContext) -> Result<Embedded, String> {
+        let a = self
+            .0
+            .adapt(ctx.cells, ctx.cells, ctx.label_column, ctx.seed)
+            .map_err(|e| format!("{}: {}", self.0.spec_name, crate::error::one_line(&e)))?;
+        if a.embeddings.len() != ctx.cells.n_obs() * a.dim {
+            return Err(format!(
+                "{}: {} embedding values for {} cells of {} dimensions",
+                self.0.spec_name,
+                a.embeddings.len(),
+                ctx.cells.n_obs(),
+                a.dim
+            ));
+        }
+        Ok(Embedded {
+            x: a.embeddings,
+            dims: a.dim,
+            details: serde_json::json!({
+                "model": self.0.model.display().to_string(),
+                "strategy": self.0.strategy.as_str(),
+                "uses_labels": true,
+                "finetune": a.predictions.details,
+            }),
+        })
+    }
+}
+
+/// `pca`, `harmony`, `embed`, `embed:<folder>` and `finetune:<strategy>`.
 pub fn integration_registry() -> EmbeddingRegistry {
     let mut reg = EmbeddingRegistry::builtin();
     let build = |name: &str, opts: Option<&toml::Table>, lc: &LoadedIntegration| {
@@ -100,6 +135,27 @@ pub fn integration_registry() -> EmbeddingRegistry {
     };
     reg.add("embed", Box::new(build));
     reg.add("embed:", Box::new(build));
+    reg.add(
+        "finetune:",
+        Box::new(
+            |name: &str, opts: Option<&toml::Table>, lc: &LoadedIntegration| {
+                let strategy: Strategy = name["finetune:".len()..].parse()?;
+                // as `scllm finetune`: the config's model, else the shipped scGPT
+                let model = crate::model_dir::resolve(lc.model.as_deref())
+                    .map_err(|e| format!("{e:#}; or set `model = \"DIR\"` in the config"))?;
+                let opts: FinetuneOptions = match opts {
+                    Some(t) => t.clone().try_into().map_err(|e| format!("{e}"))?,
+                    None => FinetuneOptions::default(),
+                };
+                Ok(Box::new(FinetuneEmbedding(FinetuneMethod {
+                    spec_name: name.to_string(),
+                    model,
+                    strategy,
+                    opts,
+                })) as Box<dyn EmbeddingMethod>)
+            },
+        ),
+    );
     reg
 }
 

@@ -13,7 +13,8 @@ use scllm_tasks::integration_bench::integration_benchmark;
 #[derive(Args, Debug)]
 #[command(
     after_help = "With `task = \"integration\"` the config names one file, the label and batch \
-columns and embedding methods (pca, harmony, embed, embed:<model folder>); every embedding gets \
+columns and embedding methods (pca, harmony, embed, embed:<model folder>, finetune:<strategy>: \
+the config's model fine-tuned on the cells' labels, so not zero-shot); every embedding gets \
 the scIB metrics (as `scllm evaluate-embedding`), ranked by the total score; REPORT_DIR receives \
 results.json, results.md and scib_results.{png,svg} (configs/*_integration.toml).\n\n\
 Otherwise (annotation) the config names the data, the label column, the split (a held-out \

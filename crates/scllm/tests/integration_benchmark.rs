@@ -104,3 +104,47 @@ fn bad_integration_configs_get_one_clear_line() {
         assert!(!out.exists(), "a refused config wrote a report");
     }
 }
+
+/// `finetune:<strategy>`: the config's model fine-tuned on the cells' labels, its adapted
+/// embedding scored beside the zero-shot one of the same model and flagged as label-aware.
+#[test]
+fn a_fine_tuned_models_embedding_is_a_method() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixtures().join("scgpt/small");
+    let data = fixtures().join("data/kang2018_pbmc_400.h5ad");
+    let cfg = dir.path().join("ft.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "task = \"integration\"\nlabel = \"cell_type\"\nbatch = \"donor\"\n\
+             methods = [\"embed:{m}\", \"finetune:full\"]\nmodel = \"{m}\"\nseed = 0\n\
+             [data]\nfile = \"{d}\"\n\
+             [options.\"embed:{m}\"]\nmax_len = 64\n\
+             [options.\"finetune:full\"]\nepochs = 2\nmax_len = 64\n",
+            m = model.display(),
+            d = data.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("report");
+    let (code, json, err) = scllm(&["benchmark", s(&cfg), "-o", s(&out), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let methods = r["methods"].as_array().unwrap();
+    let ft = methods
+        .iter()
+        .find(|m| m["name"] == "finetune:full")
+        .expect("finetune:full in the report");
+    assert_eq!(ft["details"]["uses_labels"], true, "{ft}");
+    assert_eq!(ft["details"]["strategy"], "full", "{ft}");
+    let zero = methods
+        .iter()
+        .find(|m| m["name"] != "finetune:full")
+        .unwrap();
+    let asw = |m: &serde_json::Value| scib_metric(&m["scores"]["metrics"], "Silhouette label");
+    assert_ne!(
+        asw(ft),
+        asw(zero),
+        "the adapted embedding is the base model's: {json}"
+    );
+}
