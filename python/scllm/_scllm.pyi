@@ -219,29 +219,9 @@ def benchmark(config: str, out: str, fewshot: bool = True, progress: bool = Fals
 def forget_model() -> None:
     """Drop the model `embed` / `annotate` kept for the next call."""
 
-def papers_search(
-    query: str,
-    limit: int = 25,
-    html_search: bool = False,
-    europepmc_url: Optional[str] = None,
-    biorxiv_api_url: Optional[str] = None,
-    biorxiv_url: Optional[str] = None,
-    cache_dir: Optional[str] = None,
-    no_cache: bool = False,
-    min_interval_ms: int = 1000,
-    deadline: int = 120,
-) -> str:
-    """`scllm papers search --json`: a JSON list of papers."""
+def papers_search(query: str, limit: int, html_search: bool, client: Dict[str, Any]) -> str:
+    """`scllm papers search --json`: a JSON list of papers. `client`: europepmc_url,
+    biorxiv_api_url, biorxiv_url, cache_dir (None or str), no_cache, min_interval_ms, deadline."""
 
-def papers_show(
-    doi: str,
-    full_text: bool = False,
-    europepmc_url: Optional[str] = None,
-    biorxiv_api_url: Optional[str] = None,
-    biorxiv_url: Optional[str] = None,
-    cache_dir: Optional[str] = None,
-    no_cache: bool = False,
-    min_interval_ms: int = 1000,
-    deadline: int = 120,
-) -> str:
+def papers_show(doi: str, full_text: bool, client: Dict[str, Any]) -> str:
     """JSON with ``paper``, ``versions`` (papers) and ``full_text`` (``null`` unless asked)."""

@@ -48,6 +48,19 @@ COLUMNS = [
 ]
 
 
+# the client settings every lookup takes, as keyword arguments
+_CLIENT = ("europepmc_url", "biorxiv_api_url", "biorxiv_url", "cache_dir", "no_cache",
+           "min_interval_ms", "deadline")
+
+
+def _client(args: Dict[str, Any]) -> Dict[str, Any]:
+    """The client settings among a lookup's arguments, as the native call takes them."""
+    out = {k: args[k] for k in _CLIENT}
+    if out["cache_dir"] is not None:
+        out["cache_dir"] = str(out["cache_dir"])
+    return out
+
+
 def _frame(papers: List[Dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for p in papers:
@@ -111,18 +124,7 @@ def search(
         hits = scllm.papers.search("scGPT cell type annotation", limit=50)
         hits[["doi", "date", "title"]]
     """
-    text = _scllm.papers_search(
-        query,
-        limit,
-        html_search,
-        europepmc_url,
-        biorxiv_api_url,
-        biorxiv_url,
-        None if cache_dir is None else str(cache_dir),
-        no_cache,
-        min_interval_ms,
-        deadline,
-    )
+    text = _scllm.papers_search(query, limit, html_search, _client(locals()))
     return _frame(json.loads(text))
 
 
@@ -154,19 +156,7 @@ def show(
         versions, text = scllm.papers.show("10.1101/2023.10.19.563100", full_text=True)
         text[text.heading.str.startswith("Results")]
     """
-    out = json.loads(
-        _scllm.papers_show(
-            doi,
-            full_text,
-            europepmc_url,
-            biorxiv_api_url,
-            biorxiv_url,
-            None if cache_dir is None else str(cache_dir),
-            no_cache,
-            min_interval_ms,
-            deadline,
-        )
-    )
+    out = json.loads(_scllm.papers_show(doi, full_text, _client(locals())))
     newest = out["paper"]
     versions = []
     for v in out["versions"] or [newest]:

@@ -10,6 +10,9 @@ use scllm_papers::{ClientConfig, Paper, PapersClient, PapersError, SearchBackend
 
 /// A client as the CLI makes one from its flags: the `SCLLM_*` environment's defaults, the
 /// given server addresses, cache and limits; no progress drawn (a notebook does not show it).
+/// Handed over as a dict (`scllm.papers`' keyword arguments, by name).
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
 struct Client {
     europepmc_url: Option<String>,
     biorxiv_api_url: Option<String>,
@@ -72,34 +75,14 @@ fn to_py(e: PapersError) -> PyErr {
 /// Up to `limit` preprints matching `query` (Europe PMC, or bioRxiv's HTML search), as a JSON
 /// list of papers, each with its `url`.
 #[pyfunction]
-#[pyo3(signature = (
-    query, limit=25, html_search=false, europepmc_url=None, biorxiv_api_url=None,
-    biorxiv_url=None, cache_dir=None, no_cache=false, min_interval_ms=1000, deadline=120
-))]
-#[allow(clippy::too_many_arguments)]
 fn papers_search(
     py: Python<'_>,
     query: String,
     limit: usize,
     html_search: bool,
-    europepmc_url: Option<String>,
-    biorxiv_api_url: Option<String>,
-    biorxiv_url: Option<String>,
-    cache_dir: Option<PathBuf>,
-    no_cache: bool,
-    min_interval_ms: u64,
-    deadline: u64,
+    client: Client,
 ) -> PyResult<String> {
-    let client = Client {
-        europepmc_url,
-        biorxiv_api_url,
-        biorxiv_url,
-        cache_dir,
-        no_cache,
-        min_interval_ms,
-        deadline,
-    }
-    .build();
+    let client = client.build();
     let backend = if html_search {
         SearchBackend::BiorxivHtml
     } else {
@@ -121,33 +104,8 @@ fn with_url(p: &Paper) -> serde_json::Value {
 
 /// One preprint (`paper`, `versions`, `full_text` when asked) as JSON.
 #[pyfunction]
-#[pyo3(signature = (
-    doi, full_text=false, europepmc_url=None, biorxiv_api_url=None, biorxiv_url=None,
-    cache_dir=None, no_cache=false, min_interval_ms=1000, deadline=120
-))]
-#[allow(clippy::too_many_arguments)]
-fn papers_show(
-    py: Python<'_>,
-    doi: String,
-    full_text: bool,
-    europepmc_url: Option<String>,
-    biorxiv_api_url: Option<String>,
-    biorxiv_url: Option<String>,
-    cache_dir: Option<PathBuf>,
-    no_cache: bool,
-    min_interval_ms: u64,
-    deadline: u64,
-) -> PyResult<String> {
-    let client = Client {
-        europepmc_url,
-        biorxiv_api_url,
-        biorxiv_url,
-        cache_dir,
-        no_cache,
-        min_interval_ms,
-        deadline,
-    }
-    .build();
+fn papers_show(py: Python<'_>, doi: String, full_text: bool, client: Client) -> PyResult<String> {
+    let client = client.build();
     let shown = py
         .detach(|| scllm_papers::lookup::show(&client, &doi, full_text))
         .map_err(to_py)?;

@@ -189,6 +189,22 @@ fn run(job: &EmbedJob, source: Cells) -> anyhow::Result<EmbedOutcome> {
     with_folder!(&folder, |f| embed_with(f, job, source, &kernel, &dev))
 }
 
+/// The output a streamed run copies X into block by block (`g` genes), keeping the input's
+/// `uns` as the in-memory path does; none for a backed AnnData, whose run writes no file.
+fn stream_writer(
+    job: &EmbedJob,
+    source: &Cells,
+    g: usize,
+) -> anyhow::Result<Option<scllm_io::backed::CsrStreamWriter>> {
+    if matches!(source, Cells::Backed) {
+        return Ok(None);
+    }
+    let mut w =
+        scllm_io::backed::CsrStreamWriter::create(&job.output, g, scllm_io::Compression::None)?;
+    w.keep_uns_of(&job.input);
+    Ok(Some(w))
+}
+
 /// What `embed`'s model load depends on ([`model_cache::key`]).
 fn load_key(job: &EmbedJob) -> String {
     let mut paths = vec![job.model.as_path()];
@@ -265,20 +281,7 @@ fn embed_with<F: ModelFolder>(
         let eopts = embed_options(folder, &topts, job.batch_size);
         let mut e = Embedder::new(&model, dev, tok.as_ref(), spec, defaults.normalize, eopts)?;
         let totals = totals_of(folder, &backed.obs);
-        let write = !matches!(source, Cells::Backed);
-        let mut w = match write {
-            true => {
-                let mut w = scllm_io::backed::CsrStreamWriter::create(
-                    &job.output,
-                    g,
-                    scllm_io::Compression::None,
-                )?;
-                // as the in-memory path, which writes the input's uns back
-                w.keep_uns_of(&job.input);
-                Some(w)
-            }
-            false => None,
-        };
+        let mut w = stream_writer(job, &source, g)?;
         let bar = progress(job.progress, n, kernel);
         let mut emb = vec![0f32; n * d];
         for block in backed.blocks(job.block_cells.max(1)) {
@@ -576,19 +579,7 @@ fn embed_sets(
         // X goes to the output block by block as it is read: the matrix is never whole in memory
         let backed = scllm_io::BackedAnnData::open(&job.input, "X")?;
         let (n, g) = backed.shape();
-        let mut w = match source {
-            Cells::Backed => None,
-            _ => {
-                let mut w = scllm_io::backed::CsrStreamWriter::create(
-                    &job.output,
-                    g,
-                    scllm_io::Compression::None,
-                )?;
-                // as the in-memory path, which writes the input's uns back
-                w.keep_uns_of(&job.input);
-                Some(w)
-            }
-        };
+        let mut w = stream_writer(job, &source, g)?;
         let bar = progress(job.progress, n, kernel);
         let e = embed_blocks(
             &model,
