@@ -3,7 +3,7 @@
 //! `embed:<model folder>` (any family; a relative folder resolves against the config's). The
 //! cells are embedded as `scllm embed` embeds a file's (CellPLM: attention sets by
 //! `obs['batch']` when the cells have it, else `group_by`). `finetune:<strategy>`: the
-//! embedding of the config's model fine-tuned on the cells' labels (see [`FinetuneEmbedding`]).
+//! embedding of the config's model fine-tuned on the cells' labels (`FinetuneEmbedding`).
 
 use std::path::PathBuf;
 
