@@ -51,13 +51,7 @@ fn convert_with<F: ModelFolder>(
     dev: &scllm_models::Device,
 ) -> anyhow::Result<ConvertOutcome> {
     let (model, report) = f.load(job.n_cls, job.strict, dev)?;
-    let written = match &job.output {
-        Some(o) => {
-            scllm_models::save_safetensors_as(&model, o, job.precision)?;
-            Some(scllm_models::param_table(&model).len())
-        }
-        None => None,
-    };
+    let written = save_output(&model, job)?;
     Ok(ConvertOutcome {
         family: f.family(),
         report,
@@ -90,16 +84,22 @@ fn convert_cellplm(job: &ConvertJob, dev: &scllm_models::Device) -> anyhow::Resu
         Some(_) => folder.load_pretrain(dev)?,
         None => folder.load(dev)?,
     };
-    let written = match &job.output {
-        Some(o) => {
-            scllm_models::save_safetensors_as(&model, o, job.precision)?;
-            Some(scllm_models::param_table(&model).len())
-        }
-        None => None,
-    };
+    let written = save_output(&model, job)?;
     Ok(ConvertOutcome {
         family: scllm_models::Family::CellPlm,
         report,
         written,
     })
+}
+
+/// `-o`: the model's weights as safetensors in `job.precision`; the number of tensors written.
+fn save_output<M: scllm_models::CellModel>(
+    model: &M,
+    job: &ConvertJob,
+) -> anyhow::Result<Option<usize>> {
+    let Some(o) = &job.output else {
+        return Ok(None);
+    };
+    scllm_models::save_safetensors_as(model, o, job.precision)?;
+    Ok(Some(scllm_models::param_table(model).len()))
 }

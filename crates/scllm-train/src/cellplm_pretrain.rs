@@ -32,8 +32,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ck_err, file_err, invalid, Result};
 use crate::sampler::SplitMix64;
 use crate::trainer::loss::{clip_global_norm, scalar};
-use crate::trainer::resume::write_checkpoint;
-use crate::trainer::{checkpoint_dir, load_module};
+use crate::trainer::resume::{
+    checkpoint_to_resume, load_model_and_optimizer, read_state, write_checkpoint,
+};
 
 /// `[model]`: the sizes (`OmicsFormer`'s keyword names).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -375,17 +376,9 @@ pub struct CellPlmPretrainSummary {
     pub finished: bool,
 }
 
-/// Where inputs and outputs go (as [`crate::PretrainRun`] for scGPT).
-pub struct CellPlmPretrainRun<'a> {
-    pub config: &'a CellPlmPretrainConfig,
-    pub inputs: &'a [PathBuf],
-    pub out: &'a Path,
-    /// Continue from `out/checkpoint` (the same config and inputs).
-    pub resume: bool,
-    pub progress: bool,
-    /// Stop (as if interrupted, a checkpoint written) after this many steps in this call.
-    pub stop_after_steps: Option<usize>,
-}
+/// Where inputs and outputs go: `resume` continues from `out/checkpoint` (the same config and
+/// inputs), `stop_after_steps` stops a call as if interrupted, a checkpoint written.
+pub type CellPlmPretrainRun<'a> = crate::pretrain::PretrainRun<'a, CellPlmPretrainConfig>;
 
 /// The loss sums of the log window in progress.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -455,13 +448,10 @@ pub fn pretrain_cellplm(run: &CellPlmPretrainRun) -> Result<CellPlmPretrainSumma
     let m = &cfg.model;
     let t = &cfg.train;
     std::fs::create_dir_all(out).map_err(|e| ck_err(out, e))?;
-    let found = checkpoint_dir(out);
-    if run.resume && found.is_none() {
-        return Err(file_err(
-            &out.join("checkpoint"),
-            "no checkpoint to resume from (expected checkpoint/state.json): run without --resume",
-        ));
-    }
+    let found = match run.resume {
+        true => Some(checkpoint_to_resume(out)?),
+        false => None,
+    };
     let dev = Device::flex();
     dev.seed(t.seed);
     let shape = CellPlmShape {
@@ -502,11 +492,10 @@ pub fn pretrain_cellplm(run: &CellPlmPretrainRun) -> Result<CellPlmPretrainSumma
         config: config_json.clone(),
         genes: gene_list.clone(),
     };
-    let resumed_from_step = match (run.resume, &found) {
-        (true, Some(ck)) => {
+    let resumed_from_step = match &found {
+        Some(ck) => {
             let sp = ck.join("state.json");
-            let text = std::fs::read_to_string(&sp).map_err(|e| ck_err(&sp, e))?;
-            st = serde_json::from_str(&text).map_err(|e| ck_err(&sp, e))?;
+            st = read_state(ck)?;
             if let Some(why) = config_differs(&st.config, &config_json) {
                 return Err(file_err(
                     &sp,
@@ -525,12 +514,10 @@ pub fn pretrain_cellplm(run: &CellPlmPretrainRun) -> Result<CellPlmPretrainSumma
                     ),
                 ));
             }
-            load_module(&mut model, &ck.join("model.bpk"))?;
-            let op = ck.join("optimizer.bpk");
-            opt = opt.load(&op).map_err(|e| ck_err(&op, format!("{e:?}")))?;
+            opt = load_model_and_optimizer(ck, &mut model, opt)?;
             Some(st.step)
         }
-        _ => None,
+        None => None,
     };
     // the log as of the checkpoint (lines a killed run wrote after it are taken back)
     let mut text = String::new();

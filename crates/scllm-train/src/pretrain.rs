@@ -32,8 +32,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ck_err, file_err, invalid, Result, TrainError};
 use crate::trainer::loss::clip_global_norm;
 
-use crate::trainer::resume::write_checkpoint;
-use crate::trainer::{checkpoint_dir, load_module};
+use crate::trainer::resume::{
+    checkpoint_to_resume, load_model_and_optimizer, read_state, write_checkpoint,
+};
 
 /// The architecture to pretrain (the `args.json` fields that set sizes).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -291,9 +292,10 @@ struct PretrainState {
 
 const STATE_VERSION: u32 = 1;
 
-/// Where inputs and outputs go.
-pub struct PretrainRun<'a> {
-    pub config: &'a PretrainConfig,
+/// Where inputs and outputs go, for either family's config (`C`: scGPT's [`PretrainConfig`],
+/// or [`crate::cellplm_pretrain::CellPlmPretrainConfig`]).
+pub struct PretrainRun<'a, C = PretrainConfig> {
+    pub config: &'a C,
     pub inputs: &'a [PathBuf],
     pub out: &'a Path,
     pub resume: bool,
@@ -390,15 +392,11 @@ pub fn pretrain(run: &PretrainRun) -> Result<PretrainSummary> {
     let files = list_inputs(run.inputs)?;
     std::fs::create_dir_all(run.out)
         .map_err(|e| file_err(run.out, format!("cannot create: {e}")))?;
-    let found = checkpoint_dir(run.out);
-    let resuming = run.resume && found.is_some();
-    if run.resume && !resuming {
-        return Err(file_err(
-            &run.out.join("checkpoint"),
-            "no checkpoint to resume from (expected checkpoint/state.json): run without --resume",
-        ));
-    }
-    let ck = found.unwrap_or_else(|| run.out.join("checkpoint"));
+    let found = match run.resume {
+        true => Some(checkpoint_to_resume(run.out)?),
+        false => None,
+    };
+    let resuming = found.is_some();
     // a resumed run must see the vocabulary it started with
     let vocab = if resuming {
         GeneVocab::from_json_file(run.out.join("vocab.json"))?
@@ -449,13 +447,9 @@ pub fn pretrain(run: &PretrainRun) -> Result<PretrainSummary> {
         log: Vec::new(),
     };
     let log_path = run.out.join("pretrain_log.jsonl");
-    if resuming {
-        let sp = ck.join("state.json");
-        let text = std::fs::read_to_string(&sp).map_err(|e| ck_err(&sp, e))?;
-        st = serde_json::from_str(&text).map_err(|e| ck_err(&sp, e))?;
-        load_module(&mut model, &ck.join("model.bpk"))?;
-        let op = ck.join("optimizer.bpk");
-        opt = opt.load(&op).map_err(|e| ck_err(&op, format!("{e:?}")))?;
+    if let Some(ck) = &found {
+        st = read_state(ck)?;
+        opt = load_model_and_optimizer(ck, &mut model, opt)?;
     } else {
         write_atomic(&run.out.join("vocab.json"), vocab.to_json().as_bytes())?;
         let _ = std::fs::remove_file(&log_path);

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use scllm_train::cellplm_pretrain::{pretrain_cellplm, CellPlmPretrainConfig, CellPlmPretrainRun};
+use scllm_train::cellplm_pretrain::{pretrain_cellplm, CellPlmPretrainConfig};
 use scllm_train::{pretrain, PretrainConfig, PretrainRun};
 
 #[derive(Args, Debug)]
@@ -44,6 +44,18 @@ pub struct PretrainArgs {
     pub json: bool,
 }
 
+/// The run the flags describe, with either family's config.
+fn run_of<'a, C>(a: &'a PretrainArgs, config: &'a C) -> PretrainRun<'a, C> {
+    PretrainRun {
+        config,
+        inputs: &a.data,
+        out: &a.output,
+        resume: a.resume,
+        progress: !a.json,
+        stop_after_steps: a.max_steps_now,
+    }
+}
+
 pub fn run(a: PretrainArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&a.config)
         .map_err(|e| scllm_tasks::bad(format!("{}: cannot read: {e}", a.config.display())))?;
@@ -51,14 +63,7 @@ pub fn run(a: PretrainArgs) -> anyhow::Result<()> {
         return run_cellplm(&a);
     }
     let cfg = PretrainConfig::from_toml_file(&a.config)?;
-    let s = pretrain(&PretrainRun {
-        config: &cfg,
-        inputs: &a.data,
-        out: &a.output,
-        resume: a.resume,
-        progress: !a.json,
-        stop_after_steps: a.max_steps_now,
-    })?;
+    let s = pretrain(&run_of(&a, &cfg))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
@@ -83,14 +88,7 @@ pub fn run(a: PretrainArgs) -> anyhow::Result<()> {
 /// `[model] family = "cellplm"`: CellPLM's masked NB autoencoding (docs/models/cellplm.md §7.7).
 fn run_cellplm(a: &PretrainArgs) -> anyhow::Result<()> {
     let cfg = CellPlmPretrainConfig::from_toml_file(&a.config)?;
-    let s = pretrain_cellplm(&CellPlmPretrainRun {
-        config: &cfg,
-        inputs: &a.data,
-        out: &a.output,
-        resume: a.resume,
-        progress: !a.json,
-        stop_after_steps: a.max_steps_now,
-    })?;
+    let s = pretrain_cellplm(&run_of(a, &cfg))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {

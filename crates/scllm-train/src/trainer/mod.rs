@@ -156,15 +156,9 @@ pub fn train<M: TokenModel>(
             .out_dir
             .as_ref()
             .ok_or_else(|| invalid("resume needs the output folder of the interrupted run"))?;
-        let ck = checkpoint_dir(out).ok_or_else(|| {
-            ck_err(
-                &out.join("checkpoint"),
-                "no checkpoint to resume from (run without --resume to start afresh)",
-            )
-        })?;
+        let ck = resume::checkpoint_to_resume(out)?;
         let sp = ck.join("state.json");
-        let text = std::fs::read_to_string(&sp).map_err(|e| ck_err(&sp, e))?;
-        let s: TrainState = serde_json::from_str(&text).map_err(|e| ck_err(&sp, e))?;
+        let s: TrainState = resume::read_state(&ck)?;
         if let Some(why) = resume::other_run_flags(&s.run_flags, &cfg.run_flags) {
             return Err(ck_err(&sp, why));
         }
@@ -181,9 +175,7 @@ pub fn train<M: TokenModel>(
                 ),
             ));
         }
-        load_module(&mut model, &ck.join("model.bpk"))?;
-        let op = ck.join("optimizer.bpk");
-        opt = opt.load(&op).map_err(|e| ck_err(&op, format!("{e:?}")))?;
+        opt = resume::load_model_and_optimizer(&ck, &mut model, opt)?;
         let bp = ck.join("best.bpk");
         if bp.is_file() {
             let mut b = model.valid();

@@ -99,6 +99,37 @@ pub fn checkpoint_dir(out: &Path) -> Option<PathBuf> {
     old.join("state.json").is_file().then_some(old)
 }
 
+/// The checkpoint a run asked to `--resume` continues from ([`checkpoint_dir`]); a folder with
+/// none is an error naming the fix.
+pub(crate) fn checkpoint_to_resume(out: &Path) -> Result<PathBuf> {
+    checkpoint_dir(out).ok_or_else(|| {
+        ck_err(
+            &out.join("checkpoint"),
+            "no checkpoint to resume from (expected checkpoint/state.json): run without --resume \
+             to start afresh",
+        )
+    })
+}
+
+/// The `state.json` of the checkpoint `ck` ([`write_checkpoint`] wrote it).
+pub(crate) fn read_state<S: serde::de::DeserializeOwned>(ck: &Path) -> Result<S> {
+    let sp = ck.join("state.json");
+    let text = std::fs::read_to_string(&sp).map_err(|e| ck_err(&sp, e))?;
+    serde_json::from_str(&text).map_err(|e| ck_err(&sp, e))
+}
+
+/// The model (into `model`) and the optimizer state of the checkpoint `ck`, as
+/// [`write_checkpoint`] wrote them.
+pub(crate) fn load_model_and_optimizer<M: Module>(
+    ck: &Path,
+    model: &mut M,
+    opt: ModuleOptimizer,
+) -> Result<ModuleOptimizer> {
+    load_module(model, &ck.join("model.bpk"))?;
+    let op = ck.join("optimizer.bpk");
+    opt.load(&op).map_err(|e| ck_err(&op, format!("{e:?}")))
+}
+
 pub(crate) fn save_checkpoint<M: Module>(
     out: &Path,
     model: &M,
