@@ -13,10 +13,12 @@ Csr = Tuple[np.ndarray, np.ndarray, np.ndarray, Tuple[int, int]]
 
 def matrix(adata: Any, layer: Optional[str] = None):
     """``adata.X`` or ``adata.layers[layer]``, with a clear error when it is absent."""
-    if getattr(adata, "isbacked", False):
+    if in_file(adata):
         raise ValueError(
-            "this AnnData is backed by a file: load it with adata.to_memory() (scllm.tl.embed "
-            "reads a backed AnnData's file block by block itself)"
+            "this AnnData is backed by a file (opened read-only) and this call changes X in "
+            "place: load it with adata.to_memory(), or run `scllm preprocess --stream` on the "
+            "file (scllm.tl's functions and highly_variable_genes read a backed AnnData's file "
+            "themselves)"
         )
     if layer is None:
         if adata.X is None:
@@ -25,6 +27,34 @@ def matrix(adata: Any, layer: Optional[str] = None):
     if layer not in adata.layers:
         raise KeyError(f"no layer {layer!r} (layers: {', '.join(adata.layers.keys()) or 'none'})")
     return adata.layers[layer]
+
+
+def in_file(adata: Any) -> bool:
+    """A backed AnnData whose X is its file's (a view of one holds a subset: read as in memory)."""
+    return bool(getattr(adata, "isbacked", False)) and not getattr(adata, "is_view", False)
+
+
+def writable(adata: Any, what: str = "adata") -> None:
+    """Refuse, before any work, an AnnData that cannot take the results: a view of a backed
+    AnnData (anndata makes a view actual by copying it, which a backed one cannot)."""
+    if getattr(adata, "isbacked", False) and getattr(adata, "is_view", False):
+        raise ValueError(
+            f"{what} is a view of a backed AnnData, which cannot take new obs/obsm/var entries: "
+            "load the cells first, e.g. adata[rows].to_memory(), or pass the backed AnnData itself"
+        )
+
+
+def file_matrix(adata: Any, layer: Optional[str] = None) -> Optional[Tuple[str, str, Tuple[int, int]]]:
+    """A backed AnnData's X (or ``raw.X``) as the native module reads it from the file itself:
+    ``(path, element, shape)``; ``None`` for an AnnData in memory and for layers (in memory
+    even when backed)."""
+    if not in_file(adata) or layer not in (None, "raw"):
+        return None
+    if layer == "raw":
+        if adata.raw is None:
+            raise KeyError("this AnnData has no .raw")
+        return (str(adata.filename), "raw/X", (int(adata.n_obs), int(adata.raw.n_vars)))
+    return (str(adata.filename), "X", (int(adata.n_obs), int(adata.n_vars)))
 
 
 def check_dtype(m: Any, what: str, allow_float64: bool) -> None:

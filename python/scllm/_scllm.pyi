@@ -10,6 +10,9 @@ __version__: str
 Index = Union[npt.NDArray[np.int32], npt.NDArray[np.int64]]
 # (data float32, indices, indptr, (n_rows, n_cols)): scipy csr_matrix parts
 Csr = Tuple[npt.NDArray[np.float32], Index, Index, Tuple[int, int]]
+# a backed AnnData's matrix, read from its file: (path, "X" | "layers/NAME" | "raw/X", shape)
+InFile = Tuple[str, str, Tuple[int, int]]
+MatrixIn = Union[Csr, InFile]
 # numbers, booleans, (categorical codes int32, categories) or strings
 ColumnIn = Union[
     npt.NDArray[np.float64],
@@ -22,7 +25,7 @@ ColumnIn = Union[
 # obs columns written (values, categorical?), obsm matrices, uns entries
 Written = Tuple[Dict[str, Tuple[Any, bool]], Dict[str, npt.NDArray[np.float32]], Dict[str, Any]]
 # X, obs names, var names, obs columns, var columns, (obsm key, embedding) or None
-CellsIn = Tuple[Csr, List[str], List[str], List[Tuple[str, ColumnIn]], List[Tuple[str, ColumnIn]], Optional[Tuple[str, npt.NDArray[np.float32]]]]
+CellsIn = Tuple[MatrixIn, List[str], List[str], List[Tuple[str, ColumnIn]], List[Tuple[str, ColumnIn]], Optional[Tuple[str, npt.NDArray[np.float32]]]]
 
 def normalize_total(
     x: Csr, target_sum: Optional[float] = None
@@ -38,7 +41,7 @@ def log1p(values: npt.NDArray[np.float32], base: Optional[float] = None) -> None
     """log1p of float32 values in place, over ln(base) when given."""
 
 def highly_variable_genes(
-    x: Csr,
+    x: MatrixIn,
     n_top_genes: int,
     flavor: str,
     span: float = 0.3,
@@ -197,7 +200,7 @@ def celltypist(
 
 def umap(
     obs_names: List[str],
-    x: Optional[Csr] = None,
+    x: Optional[MatrixIn] = None,
     var_names: Optional[List[str]] = None,
     rep: Optional[Tuple[str, npt.NDArray[np.float32]]] = None,
     n_neighbors: int = 15,

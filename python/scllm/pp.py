@@ -144,6 +144,11 @@ def highly_variable_genes(
     ``var['highly_variable']``, ``var['means']`` and the flavor's columns, and
     ``uns['hvg'] = {'flavor': flavor}``.
 
+    A backed AnnData's X is read from its file by scllm itself (never loaded by Python); the
+    columns go to its ``var`` in memory (``subset=True`` is refused: the file is read-only).
+    The functions that change X in place refuse a backed AnnData with a ``ValueError`` that
+    says how to load it (scanpy's raise too).
+
     Example::
 
         scllm.pp.highly_variable_genes(adata, n_top_genes=2000, flavor="seurat_v3")
@@ -157,8 +162,16 @@ def highly_variable_genes(
             "give n_top_genes: scllm selects the top genes (cutoff-based selection by "
             "min_mean/min_disp is not supported)"
         )
-    m = ad_.matrix(adata, layer)
-    x = ad_.csr(m, "X" if layer is None else f"layers[{layer!r}]")
+    ad_.writable(adata)
+    # a backed AnnData's X is read from its file by the native module; var and uns are in memory
+    x = ad_.file_matrix(adata, layer)
+    if x is not None and subset:
+        raise ValueError(
+            "subset=True would drop genes from a backed AnnData's file (opened read-only): use "
+            "subset=False and select with adata[:, adata.var['highly_variable']].to_memory()"
+        )
+    if x is None:
+        x = ad_.csr(ad_.matrix(adata, layer), "X" if layer is None else f"layers[{layer!r}]")
     batches = None
     if batch_key is not None:
         if batch_key not in adata.obs:

@@ -54,9 +54,13 @@ def _cells(
     need_obs: Sequence[Optional[str]] = (),
     use_rep: Optional[str] = None,
     what: str = "adata",
+    writes: bool = True,
 ):
     """The native module's view of the cells (X or a layer, or ``raw``; names; columns; one
-    embedding), with the KeyErrors a missing column, layer or embedding deserves."""
+    embedding), with the KeyErrors a missing column, layer or embedding deserves (and the
+    ValueError of an AnnData that cannot take results, when the call ``writes``)."""
+    if writes:
+        ad_.writable(adata, what)
     if gene_col is not None and gene_col not in adata.var:
         raise KeyError(
             f"gene_col {gene_col!r} is not a var column of {what} (var: {', '.join(map(str, adata.var.columns)) or 'none'})"
@@ -67,16 +71,21 @@ def _cells(
     if layer == "raw":
         if adata.raw is None:
             raise KeyError(f"{what} has no .raw")
-        m, var_names, var = adata.raw.X, adata.raw.var_names, adata.raw.var
+        var_names, var = adata.raw.var_names, adata.raw.var
     else:
-        m, var_names, var = ad_.matrix(adata, layer), adata.var_names, adata.var
+        var_names, var = adata.var_names, adata.var
+    # a backed AnnData's X is read from its file by the native module (Python never holds it)
+    x = ad_.file_matrix(adata, layer)
+    if x is None:
+        m = adata.raw.X if layer == "raw" else ad_.matrix(adata, layer)
+        x = ad_.csr(m, "X" if layer is None else f"layers[{layer!r}]", allow_float64=True)
     rep = None
     if use_rep is not None:
         if use_rep not in adata.obsm:
             raise KeyError(f"{use_rep!r} is not an obsm key of {what} (obsm: {', '.join(adata.obsm.keys()) or 'none'})")
         rep = (use_rep, np.ascontiguousarray(np.asarray(adata.obsm[use_rep]), dtype=np.float32))
     return (
-        ad_.csr(m, "X" if layer is None else f"layers[{layer!r}]", allow_float64=True),
+        x,
         ad_.names(adata.obs_names),
         ad_.names(var_names),
         ad_.columns(adata.obs),
@@ -197,7 +206,7 @@ def embed(
     Returns the run's summary (cells/s, genes matched, the load report). ``adata`` is changed
     only when the embedding succeeded (``copy=True``: a copy is, and is under ``"adata"``).
     """
-    if getattr(adata, "isbacked", False):
+    if ad_.in_file(adata):
         # read from its file block by block, as `scllm embed --stream`: X is never whole in memory
         if layer is not None:
             raise ValueError("a backed AnnData is embedded from X; drop layer= or use adata.to_memory()")
@@ -275,6 +284,10 @@ def finetune(
 
     ``val_by="donor=1015"`` validates on those cells, else on a stratified ``val_fraction``.
 
+    A backed AnnData (``read_h5ad(..., backed="r")``) is fine: its X is read from the file by
+    scllm itself (as ``scllm finetune`` reads it), never loaded by Python; a view of one is
+    read as the cells it holds.
+
     ``progress=True`` shows a bar for each loop it runs (each epoch's cells, the
     validation predictions); Ctrl-C stops it at its next batch.
 
@@ -291,7 +304,7 @@ def finetune(
     callback, close = _follow() if progress else (None, lambda: None)
     try:
         summary = _scllm.finetune(
-            _cells(adata, layer, gene_col, [group_by]),
+            _cells(adata, layer, gene_col, [group_by], writes=False),
             _model(model, "finetune"),
             label,
             method,
@@ -350,6 +363,10 @@ def annotate(
 
     ``progress=True`` shows a bar of the cells predicted; Ctrl-C stops the run at its
     next batch and leaves ``adata`` as it was.
+
+    A backed AnnData (``read_h5ad(..., backed="r")``) is read from its file by scllm
+    itself, never loaded by Python; results go to its ``obs``/``obsm``/``uns`` in memory (a
+    view of a backed AnnData cannot take them: a ``ValueError`` says so before any work).
 
     Example::
 
@@ -437,6 +454,10 @@ def baseline(
     ``progress=True`` shows a bar for the loops that have one (kNN search,
     correlation, cross-validation fits).
 
+    A backed AnnData (``read_h5ad(..., backed="r")``, query or reference) is read from its file by scllm
+    itself, never loaded by Python; results go to its ``obs``/``obsm``/``uns`` in memory (a
+    view of a backed AnnData cannot take them: a ``ValueError`` says so before any work).
+
     Example::
 
         scllm.tl.baseline(query, ref, label="cell_type", method="knn", use_rep="X_cellplm")
@@ -479,7 +500,7 @@ def baseline(
         try:
             summary, (obs, obsm, uns) = _scllm.baseline(
                 _cells(adata, layer, use_rep=use_rep, what="the query"),
-                _cells(reference, layer, use_rep=use_rep, what="the reference"),
+                _cells(reference, layer, use_rep=use_rep, what="the reference", writes=False),
                 label,
                 method,
                 n_hvg,
@@ -522,11 +543,16 @@ def umap(
     ``scllm umap``; stored in ``obsm[key_added]`` (float32). Draw it with
     :func:`scllm.pl.umap`.
 
+    A backed AnnData (``read_h5ad(..., backed="r")``) is read from its file by scllm
+    itself, never loaded by Python; results go to its ``obs``/``obsm``/``uns`` in memory (a
+    view of a backed AnnData cannot take them: a ``ValueError`` says so before any work).
+
     Example::
 
         scllm.tl.umap(adata, use_rep="X_cellplm")
         scllm.pl.umap(adata, color="cell_type")
     """
+    ad_.writable(adata)
     rep = None
     x = var_names = None
     if use_rep is not None:
@@ -534,7 +560,7 @@ def umap(
             raise KeyError(f"{use_rep!r} is not an obsm key (obsm: {', '.join(adata.obsm.keys()) or 'none'})")
         rep = (use_rep, np.ascontiguousarray(np.asarray(adata.obsm[use_rep]), dtype=np.float32))
     else:
-        x = ad_.csr(ad_.matrix(adata), "X", allow_float64=True)
+        x = ad_.file_matrix(adata) or ad_.csr(ad_.matrix(adata), "X", allow_float64=True)
         var_names = ad_.names(adata.var_names)
     layout, what = _scllm.umap(ad_.names(adata.obs_names), x, var_names, rep, n_neighbors, min_dist, seed)
     adata.obsm[key_added] = layout

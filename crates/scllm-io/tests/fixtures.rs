@@ -198,6 +198,63 @@ fn backed_blocks_equal_the_in_memory_matrix() {
 }
 
 #[test]
+fn one_matrix_reads_as_the_whole_file_holds_it() {
+    // X CSR, a CSC layer, a dense layer and a CSC raw/X, written by scllm
+    let p = fixtures().join("data/pbmc3k_300.h5ad");
+    let mut a = read_h5ad(&p).unwrap();
+    let x = a.x().unwrap().clone();
+    let dense = Matrix::Dense {
+        nrows: x.shape().0,
+        ncols: x.shape().1,
+        data: scllm_io::Values::F64(x.to_dense_f64()),
+    };
+    a.layers = vec![
+        ("csc".into(), Matrix::Csc(x.to_csc())),
+        ("dense".into(), dense),
+    ];
+    a.raw = Some(scllm_io::Raw {
+        x: Matrix::Csc(x.to_csc()),
+        var: a.var.clone(),
+        varm: Vec::new(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("layers.h5ad");
+    write_h5ad(&a, &out, Compression::None).unwrap();
+    let whole = read_h5ad(&out).unwrap();
+    let (r, c) = (a.n_obs(), a.n_vars());
+    assert_eq!(
+        scllm_io::h5ad::read_matrix(&out, "X", r, c).unwrap(),
+        *whole.x().unwrap()
+    );
+    let raw = whole.raw.as_ref().unwrap();
+    assert_eq!(
+        scllm_io::h5ad::read_matrix(&out, "raw/X", r, c).unwrap(),
+        raw.x
+    );
+    assert_eq!(whole.layers.len(), 2);
+    for (name, m) in &whole.layers {
+        let got = scllm_io::h5ad::read_matrix(&out, &format!("layers/{name}"), r, c).unwrap();
+        assert_eq!(&got, m, "layers/{name}");
+    }
+    // a shape other than the caller's, a missing element: errors naming the file and element
+    let e = scllm_io::h5ad::read_matrix(&out, "X", r + 1, c)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("layers.h5ad") && e.contains("X"), "{e}");
+    let e = scllm_io::h5ad::read_matrix(&out, "layers/none", r, c)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("layers/none"), "{e}");
+    let e = scllm_io::h5ad::read_matrix(&out, "nothing/X", r, c)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("nothing/X") && e.contains("no such element"),
+        "{e}"
+    );
+}
+
+#[test]
 fn stream_writer_writes_a_file_anndata_layout_reads() {
     let p = fixtures().join("data/kang2018_pbmc_400.h5ad");
     let a = read_h5ad(&p).unwrap();

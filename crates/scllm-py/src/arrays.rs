@@ -9,7 +9,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use scllm_io::{AnnData, Column, Compressed, DataFrame, Matrix, UnsValue, Values};
 
-use crate::errors::value_error;
+use std::path::{Path, PathBuf};
+
+use crate::errors::{to_py, value_error};
 
 /// An index array as scipy stores it (int32 or int64).
 #[derive(FromPyObject)]
@@ -66,6 +68,45 @@ impl Csr<'_> {
             indices,
             data: Values::F32(data),
         })
+    }
+}
+
+/// Where a cells × genes matrix is: handed over as CSR parts, or in the file of a backed
+/// AnnData, `(path, element, (n_rows, n_cols))` with `element` `X`, `layers/NAME` or `raw/X`,
+/// read there by the CLI's own reader (Python never holds the matrix).
+#[derive(FromPyObject)]
+pub(crate) enum MatrixIn<'py> {
+    Csr(Csr<'py>),
+    File((PathBuf, String, (usize, usize))),
+}
+
+impl MatrixIn<'_> {
+    /// The matrix, checked (`what` names it in messages about handed-over parts; a file's
+    /// messages name the file and the element).
+    pub(crate) fn to_matrix(&self, what: &str) -> PyResult<Matrix> {
+        match self {
+            MatrixIn::Csr(c) => Ok(Matrix::Csr(c.to_compressed(what)?)),
+            MatrixIn::File((path, element, (nrows, ncols))) => {
+                scllm_io::h5ad::read_matrix(path, element, *nrows, *ncols)
+                    .map_err(|e| to_py(e.into()))
+            }
+        }
+    }
+
+    /// The matrix as CSR (a file's dense or CSC matrix converted).
+    pub(crate) fn to_csr(&self, what: &str) -> PyResult<Compressed> {
+        Ok(match self.to_matrix(what)? {
+            Matrix::Csr(c) => c,
+            m => m.to_csr(),
+        })
+    }
+
+    /// The file a backed AnnData's matrix is read from (messages name it).
+    pub(crate) fn file(&self) -> Option<&Path> {
+        match self {
+            MatrixIn::Csr(_) => None,
+            MatrixIn::File((path, ..)) => Some(path),
+        }
     }
 }
 
@@ -237,7 +278,7 @@ pub(crate) fn frame(
 /// columns, var columns, and optionally one embedding (its obsm key, cells × d float32).
 #[derive(FromPyObject)]
 pub(crate) struct CellsIn<'py>(
-    Csr<'py>,
+    MatrixIn<'py>,
     Vec<String>,
     Vec<String>,
     Vec<(String, ColumnIn<'py>)>,
@@ -249,20 +290,22 @@ impl CellsIn<'_> {
     /// The cells as an AnnData named `name` in messages, every part checked.
     pub(crate) fn into_anndata(self, name: &str) -> PyResult<AnnData> {
         let CellsIn(x, obs_names, var_names, obs, var, rep) = self;
-        let c = x.to_compressed("X")?;
-        if obs_names.len() != c.nrows || var_names.len() != c.ncols {
+        let name = x
+            .file()
+            .map_or(name.to_string(), |p| p.display().to_string());
+        let m = x.to_matrix("X")?;
+        let (nrows, ncols) = m.shape();
+        if obs_names.len() != nrows || var_names.len() != ncols {
             return Err(value_error(format!(
-                "X is {} × {} but there are {} obs names and {} var names",
-                c.nrows,
-                c.ncols,
+                "X is {nrows} × {ncols} but there are {} obs names and {} var names",
                 obs_names.len(),
                 var_names.len()
             )));
         }
         let obs = frame(obs_names, obs, "obs")?;
         let var = frame(var_names, var, "var")?;
-        let mut a = AnnData::new(Matrix::Csr(c), obs, var);
-        a.source = Some(name.into());
+        let mut a = AnnData::new(m, obs, var);
+        a.source = Some(name.as_str().into());
         if let Some((k, e)) = rep {
             let m = dense_f32(&format!("{name}: obsm['{k}']"), &e)?;
             a.obsm.push((k, m));

@@ -12,9 +12,9 @@ use scllm_eval::plot::{
 };
 use scllm_eval::umap::UmapOptions;
 use scllm_eval::umap_file::umap_of;
-use scllm_io::{AnnData, DataFrame, Matrix};
+use scllm_io::{AnnData, DataFrame};
 
-use crate::arrays::{dense_f32, matrix_f32, Csr};
+use crate::arrays::{dense_f32, matrix_f32, MatrixIn};
 use crate::errors::{to_py, value_error};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -34,7 +34,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 fn umap<'py>(
     py: Python<'py>,
     obs_names: Vec<String>,
-    x: Option<Csr<'py>>,
+    x: Option<MatrixIn<'py>>,
     var_names: Option<Vec<String>>,
     rep: Option<(String, PyReadonlyArray2<'py, f32>)>,
     n_neighbors: usize,
@@ -53,14 +53,14 @@ fn umap<'py>(
             (a, Some(key))
         }
         (Some(x), None) => {
-            let c = x.to_compressed("X")?;
+            let c = x.to_matrix("X")?;
             let var = DataFrame::new(var_names.unwrap_or_default());
-            if var.nrows() != c.ncols || obs_names.len() != c.nrows {
+            if (obs_names.len(), var.nrows()) != c.shape() {
                 return Err(value_error(
                     "X's shape does not match the obs and var names",
                 ));
             }
-            let mut a = AnnData::new(Matrix::Csr(c), DataFrame::new(obs_names), var);
+            let mut a = AnnData::new(c, DataFrame::new(obs_names), var);
             a.source = Some("<AnnData>".into());
             (a, None)
         }

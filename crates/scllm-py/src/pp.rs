@@ -8,7 +8,7 @@ use pyo3::types::PyDict;
 use scllm_pp::filter::{cells_passing, genes_passing, Passing};
 use scllm_pp::{BinRng, Binner, CellFilter, GeneFilter, HvgFlavor, HvgOptions};
 
-use crate::arrays::{column_to_py, matrix_f32, vector, Csr};
+use crate::arrays::{column_to_py, matrix_f32, vector, Csr, MatrixIn};
 use crate::errors::{to_py, value_error};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -94,7 +94,7 @@ fn log1p(
 #[allow(clippy::too_many_arguments)]
 fn highly_variable_genes<'py>(
     py: Python<'py>,
-    x: Csr<'py>,
+    x: MatrixIn<'py>,
     n_top_genes: usize,
     flavor: &str,
     span: f64,
@@ -103,7 +103,7 @@ fn highly_variable_genes<'py>(
     gene_names: Option<Vec<String>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let flavor: HvgFlavor = flavor.parse().map_err(value_error)?;
-    let c = x.to_compressed("X")?;
+    let c = x.to_csr("X")?;
     let batches = batches
         .map(|b| b.as_slice().map(<[u32]>::to_vec))
         .transpose()?;

@@ -15,5 +15,5 @@ pub(crate) mod write;
 
 pub use crate::anndata::{AnnData, Raw};
 pub use outline::{outline, Outline};
-pub use read::read_h5ad;
+pub use read::{read_h5ad, read_matrix};
 pub use write::{write_h5ad, Compression};

@@ -624,6 +624,36 @@ pub fn read_h5ad(path: impl AsRef<Path>) -> Result<AnnData> {
     super::guard::structure(|| read_whole(path))
 }
 
+/// One matrix of an `.h5ad` file, `element` `"X"`, `"layers/NAME"` or `"raw/X"` (dense, CSR or
+/// CSC as stored), checked to be `nrows × ncols`, without the rest of the file: what a backed
+/// AnnData's holder (the Python binding) needs when `obs`/`var` are already in its memory.
+pub fn read_matrix(
+    path: impl AsRef<Path>,
+    element: &str,
+    nrows: usize,
+    ncols: usize,
+) -> Result<Matrix> {
+    let path = path.as_ref();
+    super::guard::reading(path);
+    super::guard::structure(|| {
+        let file = open_h5ad(path)?;
+        let root: &Group = &file;
+        let sub;
+        let (parent, name) = match element.rsplit_once('/') {
+            Some((g, name)) => {
+                sub = root
+                    .group(g)
+                    .map_err(|_| IoError::field(path, element, "no such element"))?;
+                (&sub, name)
+            }
+            None => (root, element),
+        };
+        Reader::new(path)
+            .matrix(parent, name, element, Expect::both(nrows, ncols))?
+            .ok_or_else(|| IoError::field(path, element, "missing, or not a matrix"))
+    })
+}
+
 fn read_whole(path: &Path) -> Result<AnnData> {
     let file = open_h5ad(path)?;
     let root: &Group = &file;
