@@ -152,7 +152,7 @@ fn exact_neighbours_f64(x: &[f32], n: usize, d: usize, k: usize) -> Neighbors {
         .map(|r| r.iter().map(|v| v * v).sum())
         .collect();
     let extra = (k + 8).min(n);
-    const B: usize = 64;
+    const B: usize = 256;
     let rows: Vec<(Vec<u32>, Vec<f32>)> = (0..n.div_ceil(B))
         .into_par_iter()
         .flat_map_iter(|b| {

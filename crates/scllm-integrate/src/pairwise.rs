@@ -11,7 +11,7 @@ use scllm_eval::linalg::sgemm_nt;
 use crate::neighbors::Neighbors;
 use crate::rows::centred;
 
-const BLOCK: usize = 64;
+const BLOCK: usize = 128;
 const EXTRA: usize = 8;
 
 /// Exact euclidean `k` nearest neighbours (each cell first) of the row-major `n × d` `x`, and
