@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -12,15 +12,16 @@ Csr = Tuple[np.ndarray, np.ndarray, np.ndarray, Tuple[int, int]]
 
 
 def matrix(adata: Any, layer: Optional[str] = None):
-    """``adata.X`` or ``adata.layers[layer]``, with a clear error when it is absent."""
-    if in_file(adata):
-        raise ValueError(
-            "this AnnData is backed by a file (opened read-only) and this call changes X in "
-            "place: load it with adata.to_memory(), or run `scllm preprocess --stream` on the "
-            "file (scllm.tl's functions and highly_variable_genes read a backed AnnData's file "
-            "themselves)"
-        )
+    """``adata.X`` or ``adata.layers[layer]``, with a clear error when it is absent. A backed
+    AnnData's X is refused (callers of this change it in place); its layers are in memory."""
     if layer is None:
+        if in_file(adata):
+            raise ValueError(
+                "this AnnData is backed by a file (opened read-only) and this call changes X in "
+                "place: load it with adata.to_memory(), or run `scllm preprocess --stream` on the "
+                "file (scllm.tl's functions and highly_variable_genes read a backed AnnData's file "
+                "themselves)"
+            )
         if adata.X is None:
             raise ValueError("adata.X is empty: store the expression matrix in X or name a layer")
         return adata.X
@@ -44,17 +45,26 @@ def writable(adata: Any, what: str = "adata") -> None:
         )
 
 
-def file_matrix(adata: Any, layer: Optional[str] = None) -> Optional[Tuple[str, str, Tuple[int, int]]]:
-    """A backed AnnData's X (or ``raw.X``) as the native module reads it from the file itself:
-    ``(path, element, shape)``; ``None`` for an AnnData in memory and for layers (in memory
-    even when backed)."""
-    if not in_file(adata) or layer not in (None, "raw"):
-        return None
-    if layer == "raw":
+FileMatrix = Tuple[str, str, Tuple[int, int]]
+
+
+def matrix_in(
+    adata: Any, layer: Optional[str] = None, *, raw: bool = False, allow_float64: bool = False
+) -> Union[Csr, FileMatrix]:
+    """The matrix a read-only call works on, as the native module takes it: ``X``,
+    ``layers[layer]`` or, with ``raw`` (scllm.tl's convention, where ``layer="raw"`` names
+    ``.raw``), ``raw.X``. A backed AnnData's X and raw.X are read from its file by the native
+    module itself, ``(path, element, shape)``, so Python never holds them; layers (in memory
+    even when backed) and in-memory matrices go over as CSR float32 parts."""
+    if raw and layer == "raw":
         if adata.raw is None:
             raise KeyError("this AnnData has no .raw")
-        return (str(adata.filename), "raw/X", (int(adata.n_obs), int(adata.raw.n_vars)))
-    return (str(adata.filename), "X", (int(adata.n_obs), int(adata.n_vars)))
+        if in_file(adata):
+            return (str(adata.filename), "raw/X", (int(adata.n_obs), int(adata.raw.n_vars)))
+        return csr(adata.raw.X, "raw.X", allow_float64=allow_float64)
+    if layer is None and in_file(adata):
+        return (str(adata.filename), "X", (int(adata.n_obs), int(adata.n_vars)))
+    return csr(matrix(adata, layer), "X" if layer is None else f"layers[{layer!r}]", allow_float64=allow_float64)
 
 
 def check_dtype(m: Any, what: str, allow_float64: bool) -> None:

@@ -33,7 +33,7 @@ def normalize_total(
     """New CSR values (same sparsity), each cell's total before, the target used."""
 
 def normalize_total_in_place(
-    data: npt.NDArray[np.float32], indices: Index, indptr: Index, n_cols: int, target_sum: Optional[float] = None
+    data: npt.NDArray[np.float32], indices: Index, indptr: Index, target_sum: Optional[float] = None
 ) -> Tuple[npt.NDArray[np.float32], float]:
     """Divide a CSR matrix's own values in place; each cell's total before, the target."""
 

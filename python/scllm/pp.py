@@ -66,7 +66,7 @@ def normalize_total(
     if inplace and not copy and not adata.is_view and _own_csr_f32(m):
         # the matrix's own values, divided in place as scanpy does (no copy of X); nothing can
         # fail once the offsets are checked, so X is never left half-normalised
-        totals, target = _scllm.normalize_total_in_place(m.data, m.indices, m.indptr, m.shape[1], target_sum)
+        totals, target = _scllm.normalize_total_in_place(m.data, m.indices, m.indptr, target_sum)
         if key_added is not None:
             adata.obs[key_added] = totals / np.float32(target)
         return None
@@ -163,15 +163,14 @@ def highly_variable_genes(
             "min_mean/min_disp is not supported)"
         )
     ad_.writable(adata)
-    # a backed AnnData's X is read from its file by the native module; var and uns are in memory
-    x = ad_.file_matrix(adata, layer)
-    if x is not None and subset:
+    if subset and ad_.in_file(adata):
         raise ValueError(
             "subset=True would drop genes from a backed AnnData's file (opened read-only): use "
             "subset=False and select with adata[:, adata.var['highly_variable']].to_memory()"
         )
-    if x is None:
-        x = ad_.csr(ad_.matrix(adata, layer), "X" if layer is None else f"layers[{layer!r}]")
+    # a backed AnnData's X is read from its file by the native module; var and uns are in
+    # memory. `layer` is scanpy's: "raw" names layers['raw'] here, not .raw
+    x = ad_.matrix_in(adata, layer)
     batches = None
     if batch_key is not None:
         if batch_key not in adata.obs:
@@ -186,15 +185,14 @@ def highly_variable_genes(
     cols: Dict[str, Any] = _scllm.highly_variable_genes(
         x, int(n_top_genes), flavor, span, n_bins, batches, names
     )
-    df = pd.DataFrame(cols, index=adata.var_names)
     if not inplace:
-        return df
+        return pd.DataFrame(cols, index=adata.var_names)
     adata = _copy_or(adata, False)
-    for name in df.columns:
-        adata.var[name] = df[name].to_numpy()
+    for name, values in cols.items():
+        adata.var[name] = values
     adata.uns["hvg"] = {"flavor": flavor}
     if subset:
-        adata._inplace_subset_var(df["highly_variable"].to_numpy())
+        adata._inplace_subset_var(np.asarray(cols["highly_variable"]))
     return None
 
 

@@ -74,11 +74,7 @@ def _cells(
         var_names, var = adata.raw.var_names, adata.raw.var
     else:
         var_names, var = adata.var_names, adata.var
-    # a backed AnnData's X is read from its file by the native module (Python never holds it)
-    x = ad_.file_matrix(adata, layer)
-    if x is None:
-        m = adata.raw.X if layer == "raw" else ad_.matrix(adata, layer)
-        x = ad_.csr(m, "X" if layer is None else f"layers[{layer!r}]", allow_float64=True)
+    x = ad_.matrix_in(adata, layer, raw=True, allow_float64=True)
     rep = None
     if use_rep is not None:
         if use_rep not in adata.obsm:
@@ -560,7 +556,7 @@ def umap(
             raise KeyError(f"{use_rep!r} is not an obsm key (obsm: {', '.join(adata.obsm.keys()) or 'none'})")
         rep = (use_rep, np.ascontiguousarray(np.asarray(adata.obsm[use_rep]), dtype=np.float32))
     else:
-        x = ad_.file_matrix(adata) or ad_.csr(ad_.matrix(adata), "X", allow_float64=True)
+        x = ad_.matrix_in(adata, allow_float64=True)
         var_names = ad_.names(adata.var_names)
     layout, what = _scllm.umap(ad_.names(adata.obs_names), x, var_names, rep, n_neighbors, min_dist, seed)
     adata.obsm[key_added] = layout

@@ -105,3 +105,30 @@ def test_in_place_preprocessing_of_a_backed_file_says_how_to_load_it():
         with pytest.raises(ValueError, match="to_memory"):
             f(a)
     assert a.isbacked and "log1p" not in a.uns
+
+
+def test_layers_of_a_backed_anndata_are_read_as_in_memory(tmp_path, no_python_copy):
+    """A backed AnnData's layers are in memory: tl and highly_variable_genes take them (the
+    file's X is then not read), and pp's scanpy-style ``layer="raw"`` names layers['raw'],
+    not .raw."""
+    for name in ("eval/kang_query.h5ad", "eval/kang_ref.h5ad"):
+        a = read(name)
+        a.layers["counts"] = a.X.copy()
+        a.layers["raw"] = a.X.copy()
+        a.X = a.X.multiply(0).tocsr()  # the counts only in the layers: reading X would show
+        a.write_h5ad(tmp_path / name.split("/")[1])
+    q_fil = ad.read_h5ad(tmp_path / "kang_query.h5ad", backed="r")
+    r_fil = ad.read_h5ad(tmp_path / "kang_ref.h5ad", backed="r")
+    q_mem, r_mem = read("eval/kang_query.h5ad"), read("eval/kang_ref.h5ad")
+    s_mem = scllm.tl.baseline(q_mem, r_mem, label="cell_type", method="logreg")
+    s_fil = scllm.tl.baseline(q_fil, r_fil, label="cell_type", method="logreg", layer="counts")
+    assert s_fil["classes"] == s_mem["classes"]
+    assert list(q_fil.obs["predicted_cell_type"].astype(str)) == list(q_mem.obs["predicted_cell_type"].astype(str))
+    assert np.array_equal(q_fil.obs["prediction_confidence"], q_mem.obs["prediction_confidence"])
+
+    scllm.pp.highly_variable_genes(q_mem, n_top_genes=50, flavor="seurat_v3")
+    for layer in ("counts", "raw"):
+        scllm.pp.highly_variable_genes(q_fil, n_top_genes=50, flavor="seurat_v3", layer=layer)
+        assert q_fil.isbacked
+        assert np.array_equal(q_fil.var["highly_variable"], q_mem.var["highly_variable"]), layer
+        assert np.array_equal(q_fil.var["variances_norm"], q_mem.var["variances_norm"]), layer

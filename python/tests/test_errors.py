@@ -82,14 +82,27 @@ def test_malformed_csr_is_a_value_error():
     x = a.X.copy()
     x.indices[5] = x.shape[1] + 3  # a column index past the end
     a.X = x
+    # a call that reads the column indices (a copy of X, or numpy's own buffers for seurat_v3)
+    # refuses one past the end or a negative one; normalize_total reads none (as scanpy's)
     with pytest.raises(ValueError, match="column index"):
-        scllm.pp.normalize_total(a)
+        scllm.pp.scale(a)
+    var = a.var.copy()
+    for j in (x.shape[1] + 3, -2):
+        x.indices[5] = j
+        with pytest.raises(ValueError, match="column index"):
+            scllm.pp.highly_variable_genes(a, n_top_genes=50, flavor="seurat_v3")
+        assert a.var.equals(var) and "hvg" not in a.uns
+    x.indices[5] = 0
+    x.data[7] = -1.0
+    with pytest.raises(ValueError, match="negative value -1"):
+        scllm.pp.highly_variable_genes(a, n_top_genes=50, flavor="seurat_v3")
+    assert "highly_variable" not in a.var
     bad = sp.csr_matrix(a.X.shape, dtype=np.float32)
     bad.indptr = bad.indptr.copy()
     bad.indptr[3] = 5  # more stored values claimed than there are
     a.X = bad
     with pytest.raises(ValueError, match="indptr"):
-        scllm.pp.log1p(a) if False else scllm.pp.normalize_total(a)
+        scllm.pp.normalize_total(a)
 
 
 def test_wrong_shape():

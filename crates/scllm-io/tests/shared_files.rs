@@ -70,6 +70,12 @@ fn pbmc68k_reduced_old_layout_is_understood() {
     let raw = a.raw.as_ref().expect("raw.X is read");
     assert_eq!(raw.x.shape(), (700, 765));
     assert_eq!(raw.x.kind(), "csr");
+    // the binding's reader of one element finds the old layout's `raw.X` as "raw/X"
+    let p = dir.join("pbmc68k_reduced.h5ad");
+    assert_eq!(
+        scllm_io::h5ad::read_matrix(&p, "raw/X", 700, 765).unwrap(),
+        raw.x
+    );
     // categories came from uns['bulk_labels_categories']
     let labels = a.obs_column("bulk_labels").unwrap();
     assert_eq!(labels.kind(), "category");

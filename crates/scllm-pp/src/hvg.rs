@@ -680,15 +680,15 @@ pub fn v3_select(
 }
 
 fn seurat_v3(x: &Compressed, opts: &HvgOptions, batches: Option<&[u32]>) -> Result<HvgResult> {
+    if batches.is_none() {
+        return seurat_v3_counts(CsrRef::of(x), opts);
+    }
     crate::check_nonnegative(
         x,
         "highly_variable_genes",
         "the seurat_v3 flavor (raw counts)",
     )?;
     let ng = x.ncols;
-    if batches.is_none() {
-        return seurat_v3_one_batch(x, opts);
-    }
     let (means, variances) = mean_var(x, None, None);
     let ids: Vec<u32> = batches
         .map(|b| b.to_vec())
@@ -727,62 +727,241 @@ fn seurat_v3(x: &Compressed, opts: &HvgOptions, batches: Option<&[u32]>) -> Resu
     ))
 }
 
-/// Rows per piece of the parallel passes of [`seurat_v3_one_batch`]: a fixed split, so the
-/// partial sums, and the order they are added in, do not depend on the thread count.
-const ROWS_PER_PIECE: usize = 1 << 14;
+/// The row pieces of the parallel passes of [`seurat_v3_counts`]: a split fixed by the number
+/// of rows, so the partial sums, and the order they are added in, do not depend on the thread
+/// count. At most [`MAX_PIECES`] pieces (their partial sums are held until the fit), each of
+/// at least [`MIN_ROWS_PER_PIECE`] rows: a piece is also what the clipping pass reads again
+/// when it holds a value above a clip, so smaller pieces read less.
+fn row_pieces(nrows: usize) -> Vec<(usize, usize)> {
+    let per = nrows.div_ceil(MAX_PIECES).max(MIN_ROWS_PER_PIECE);
+    (0..nrows)
+        .step_by(per)
+        .map(|a| (a, (a + per).min(nrows)))
+        .collect()
+}
+const MAX_PIECES: usize = 64;
+const MIN_ROWS_PER_PIECE: usize = 1024;
 
-/// seurat_v3 on one batch: its moments are the genes' means and variances too (one pass fewer
-/// than the batched path), and both passes run on row pieces in parallel, each piece's partial
-/// sums added in piece order.
-fn seurat_v3_one_batch(x: &Compressed, opts: &HvgOptions) -> Result<HvgResult> {
+/// A CSR float32 matrix borrowed from its holder: scllm-io's [`Compressed`], or the numpy
+/// buffers of a scipy matrix in the Python binding (no copy of the values or indices).
+#[derive(Clone, Copy, Debug)]
+pub struct CsrRef<'a> {
+    pub nrows: usize,
+    pub ncols: usize,
+    indptr: &'a [u64],
+    indices: &'a [u32],
+    data: &'a [f32],
+}
+
+impl<'a> CsrRef<'a> {
+    /// The parts, checked: `indptr` has `nrows + 1` offsets from 0, never decreasing, ending at
+    /// the number of values; one column index per value. Column indices are checked where they
+    /// are used (an index outside `0..ncols` is an error there, never an out-of-bounds read).
+    pub fn new(
+        ncols: usize,
+        indptr: &'a [u64],
+        indices: &'a [u32],
+        data: &'a [f32],
+    ) -> Result<Self> {
+        let nnz = data.len();
+        if indptr.is_empty()
+            || indptr[0] != 0
+            || indptr.windows(2).any(|w| w[1] < w[0])
+            || indptr[indptr.len() - 1] as usize != nnz
+            || indices.len() != nnz
+        {
+            return Err(PpError::Invalid(format!(
+                "a CSR matrix needs offsets from 0, never decreasing, ending at its {nnz} values, \
+                 and one column index per value ({} offsets, {} indices)",
+                indptr.len(),
+                indices.len()
+            )));
+        }
+        Ok(CsrRef {
+            nrows: indptr.len() - 1,
+            ncols,
+            indptr,
+            indices,
+            data,
+        })
+    }
+
+    /// A float32 [`Compressed`] (CSR) borrowed as is.
+    pub fn of(c: &'a Compressed) -> Self {
+        CsrRef {
+            nrows: c.nrows,
+            ncols: c.ncols,
+            indptr: &c.indptr,
+            indices: &c.indices,
+            data: crate::normalize::values_f32(c),
+        }
+    }
+
+    fn row(&self, i: usize) -> (&'a [u32], &'a [f32]) {
+        let r = self.indptr[i] as usize..self.indptr[i + 1] as usize;
+        (&self.indices[r.clone()], &self.data[r])
+    }
+}
+
+/// One row piece's first pass: the moments, whether every square was exact in float32 (then
+/// the piece's sum of squares is scanpy's float64 one too), and the first value seurat_v3
+/// cannot take.
+struct FirstPass {
+    sum: Vec<f64>,
+    sumsq: Vec<f64>,
+    squares_exact: bool,
+    bad: Option<(usize, usize, f32)>,
+}
+
+/// The float32 bits of 2^-63 and 2^63: a value between them with at most 12 significant bits
+/// squares exactly in float32 (at most 24 bits, no underflow, no overflow).
+const TINY_BITS: u32 = (127 - 63) << 23;
+const HUGE_BITS: u32 = (127 + 63) << 23;
+
+impl FirstPass {
+    fn run(x: CsrRef<'_>, rows: std::ops::Range<usize>) -> FirstPass {
+        let ng = x.ncols;
+        let (mut sum, mut sumsq) = (vec![0.0f64; ng], vec![0.0f64; ng]);
+        // the OR of all bits (low 12: a value with more significant bits), the largest bits,
+        // and the smallest bits less one (0 wraps to u32::MAX: a zero squares exactly)
+        let (mut any_bits, mut most, mut least) = (0u32, 0u32, u32::MAX);
+        let mut bad = None;
+        'rows: for i in rows {
+            let (idx, vals) = x.row(i);
+            for (&j, &v) in idx.iter().zip(vals) {
+                let j = j as usize;
+                if j >= ng || v.is_nan() || v < 0.0 {
+                    // the first bad entry of the piece (NaN, negative, or a column out of range)
+                    bad = Some((i, j, v));
+                    break 'rows;
+                }
+                // -0.0 counts as 0 (its sign bit dropped)
+                let b = v.to_bits() & 0x7fff_ffff;
+                any_bits |= b;
+                most = most.max(b);
+                least = least.min(b.wrapping_sub(1));
+                // scanpy's moments square in float32 (its clipped sums in float64)
+                sum[j] += v as f64;
+                sumsq[j] += (v * v) as f64;
+            }
+        }
+        FirstPass {
+            sum,
+            sumsq,
+            squares_exact: any_bits & 0xfff == 0 && least >= TINY_BITS - 1 && most < HUGE_BITS,
+            bad,
+        }
+    }
+}
+
+/// The largest float32 not above `c`: for a float32 `v`, `v > c` exactly when `v > below(c)`.
+fn f32_below(c: f64) -> f32 {
+    let f = c as f32;
+    if f as f64 > c {
+        f.next_down()
+    } else {
+        f
+    }
+}
+
+/// The clipping pass: each gene's sum and sum of squares of its values clipped at `clip`
+/// (scanpy squares in float64), piece by piece, added in piece order. A piece whose squares
+/// were all exact is read only to find the values above their gene's clip, each taking
+/// `v - c` and `v² - c²` off the first-pass sums (rare: the clip is sqrt(cells) fitted
+/// standard deviations above the mean); any other piece (or every piece with `always_read`)
+/// sums its clipped values anew. Also: how many pieces were summed anew.
+fn clipped_sums(
+    x: CsrRef<'_>,
+    pieces: &[(usize, usize)],
+    first: &[FirstPass],
+    clip: &[f64],
+    always_read: bool,
+) -> ((Vec<f64>, Vec<f64>), usize) {
     use rayon::prelude::*;
     let ng = x.ncols;
-    let vals = crate::normalize::values_f32(x);
-    let pieces: Vec<(usize, usize)> = (0..x.nrows)
-        .step_by(ROWS_PER_PIECE)
-        .map(|a| (a, (a + ROWS_PER_PIECE).min(x.nrows)))
-        .collect();
-    let mut st = V3Batch::new(ng);
-    let partial: Vec<V3Batch> = pieces
+    let below: Vec<f32> = clip.iter().map(|&c| f32_below(c)).collect();
+    let summed: Vec<(Vec<f64>, Vec<f64>, bool)> = pieces
         .par_iter()
-        .map(|&(a, z)| {
-            let mut p = V3Batch::new(ng);
-            for i in a..z {
-                let r = x.range(i);
-                p.add_moments(&x.indices[r.clone()], &vals[r]);
+        .zip(first)
+        .map(|(&(a, z), p)| {
+            if p.squares_exact && !always_read {
+                let (mut cs, mut cq) = (p.sum.clone(), p.sumsq.clone());
+                for i in a..z {
+                    let (idx, vals) = x.row(i);
+                    for (&j, &v) in idx.iter().zip(vals) {
+                        let j = j as usize;
+                        if v > below[j] {
+                            let (v, c) = (v as f64, clip[j]);
+                            cs[j] -= v - c;
+                            cq[j] -= v * v - c * c;
+                        }
+                    }
+                }
+                return (cs, cq, false);
             }
-            p
+            let mut q = V3Batch::new(0);
+            q.clip = clip.to_vec();
+            q.csum = vec![0.0; ng];
+            q.csq = vec![0.0; ng];
+            for i in a..z {
+                let (idx, vals) = x.row(i);
+                q.add_clipped(idx, vals);
+            }
+            (q.csum, q.csq, true)
         })
         .collect();
-    for p in &partial {
-        st.n += p.n;
+    let (mut csum, mut csq) = (vec![0.0; ng], vec![0.0; ng]);
+    for (cs, cq, _) in &summed {
+        for j in 0..ng {
+            csum[j] += cs[j];
+            csq[j] += cq[j];
+        }
+    }
+    ((csum, csq), summed.iter().filter(|r| r.2).count())
+}
+
+/// seurat_v3 on one batch of counts: its moments are the genes' means and variances too (one
+/// pass fewer than the batched path). Both passes run on row pieces in parallel, each piece's
+/// partial sums added in piece order. The clipping pass only looks for the (rare) values above
+/// their gene's clip, taking the excess off the first pass's sums, where those sums are
+/// scanpy's (every square exact in float32); other pieces sum their clipped values anew. NaN
+/// and negative values are refused (named by cell and gene) in the first pass.
+pub fn seurat_v3_counts(x: CsrRef<'_>, opts: &HvgOptions) -> Result<HvgResult> {
+    use rayon::prelude::*;
+    let ng = x.ncols;
+    let pieces = row_pieces(x.nrows);
+    let first: Vec<FirstPass> = pieces
+        .par_iter()
+        .map(|&(a, z)| FirstPass::run(x, a..z))
+        .collect();
+    if let Some((row, col, value)) = first.iter().find_map(|p| p.bad) {
+        let what = "highly_variable_genes".to_string();
+        return Err(if col >= ng {
+            PpError::Invalid(format!(
+                "{what}: cell {row} has a column index {col} outside 0..{ng}"
+            ))
+        } else if value.is_nan() {
+            PpError::NaN { what, row, col }
+        } else {
+            PpError::Negative {
+                what,
+                need: "the seurat_v3 flavor (raw counts)".into(),
+                value,
+                row,
+                col,
+            }
+        });
+    }
+    let mut st = V3Batch::new(ng);
+    st.n = x.nrows as f64;
+    for p in &first {
         for j in 0..ng {
             st.sum[j] += p.sum[j];
             st.sumsq[j] += p.sumsq[j];
         }
     }
-    drop(partial);
     st.fit(opts.span, "0")?;
-    let clipped: Vec<(Vec<f64>, Vec<f64>)> = pieces
-        .par_iter()
-        .map(|&(a, z)| {
-            let mut p = V3Batch::new(0);
-            p.clip.clone_from(&st.clip);
-            p.csum = vec![0.0; ng];
-            p.csq = vec![0.0; ng];
-            for i in a..z {
-                let r = x.range(i);
-                p.add_clipped(&x.indices[r.clone()], &vals[r]);
-            }
-            (p.csum, p.csq)
-        })
-        .collect();
-    for (cs, cq) in &clipped {
-        for j in 0..ng {
-            st.csum[j] += cs[j];
-            st.csq[j] += cq[j];
-        }
-    }
+    (st.csum, st.csq) = clipped_sums(x, &pieces, &first, &st.clip, false).0;
     // the batch's moments are the genes' (scanpy computes them apart, with the same sums)
     let n = st.n;
     let means: Vec<f64> = st.sum.iter().map(|&s| s / n).collect();
@@ -808,6 +987,71 @@ fn seurat_v3_one_batch(x: &Compressed, opts: &HvgOptions) -> Result<HvgResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clipped_sums_from_the_first_pass_equal_the_sums_of_clipped_values() {
+        // three pieces of counts; the second holds one value far above its gene's clip, the
+        // third a non-integer whose float32 square rounds (that piece is summed anew)
+        let per = MIN_ROWS_PER_PIECE;
+        let (nrows, ng) = (2 * per + 100, 5);
+        let (mut indptr, mut indices, mut data) = (vec![0u64], Vec::new(), Vec::new());
+        for i in 0..nrows {
+            for j in 0..ng {
+                if (i + j) % 3 != 0 {
+                    indices.push(j as u32);
+                    data.push(((i * 7 + j * 3) % 11) as f32);
+                }
+            }
+            indptr.push(indices.len() as u64);
+        }
+        let row2 = per + 17;
+        data[indptr[row2] as usize] = 5000.0;
+        let row3 = 2 * per + 5;
+        data[indptr[row3] as usize] = 1.000_000_1;
+        let x = CsrRef::new(ng, &indptr, &indices, &data).unwrap();
+        let pieces = row_pieces(nrows);
+        assert_eq!(pieces, [(0, per), (per, 2 * per), (2 * per, nrows)]);
+        let first: Vec<FirstPass> = pieces
+            .iter()
+            .map(|&(a, z)| FirstPass::run(x, a..z))
+            .collect();
+        assert_eq!(
+            first.iter().map(|p| p.squares_exact).collect::<Vec<_>>(),
+            [true, true, false]
+        );
+        // clips between stored values, and one (gene 0's) exactly at a stored value
+        let clip = [9.0, 9.5, 7.25, 20.0, 3.1];
+        let (fast, anew) = clipped_sums(x, &pieces, &first, &clip, false);
+        let (slow, all) = clipped_sums(x, &pieces, &first, &clip, true);
+        assert_eq!((anew, all), (1, 3));
+        for j in 0..ng {
+            for (f, s) in [(fast.0[j], slow.0[j]), (fast.1[j], slow.1[j])] {
+                assert!((f - s).abs() <= 1e-12 * s.abs(), "gene {j}: {f} vs {s}");
+            }
+        }
+        // the outlier is clipped: its gene's clipped sum is far below its plain sum
+        let j = indices[indptr[row2] as usize] as usize;
+        let plain: f64 = first.iter().map(|p| p.sum[j]).sum();
+        assert!(fast.0[j] < plain - 4000.0);
+    }
+
+    #[test]
+    fn seurat_v3_counts_names_the_first_value_it_cannot_take() {
+        let indptr = [0u64, 2, 4];
+        let hvg = |indices: &[u32], data: &[f32]| {
+            let x = CsrRef::new(3, &indptr, indices, data).unwrap();
+            seurat_v3_counts(x, &HvgOptions::new(2, HvgFlavor::SeuratV3))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = hvg(&[0, 1, 0, 2], &[1.0, 2.0, -3.0, f32::NAN]);
+        assert!(e.contains("negative value -3 (cell 1, gene 0)"), "{e}");
+        let e = hvg(&[0, 1, 0, 2], &[1.0, f32::NAN, -3.0, 1.0]);
+        assert!(e.contains("NaN (cell 0, gene 1)"), "{e}");
+        let e = hvg(&[0, 1, 7, 2], &[1.0, 2.0, 3.0, 1.0]);
+        assert!(e.contains("column index 7 outside 0..3"), "{e}");
+        assert!(CsrRef::new(3, &[0, 2, 1], &[0, 1], &[1.0, 2.0]).is_err());
+    }
 
     #[test]
     fn pandas_cut_edges() {

@@ -67,23 +67,81 @@ pub fn normalize_rows(
     target_sum: Option<f64>,
 ) -> (Vec<f32>, f64) {
     let mut rows = row_slices_mut(data, indptr);
-    // summed in f64, stored as f32 (scanpy's numba kernel does the same)
-    let counts: Vec<f32> = rows
-        .par_iter()
-        .map(|r| r.iter().map(|&v| v as f64).sum::<f64>() as f32)
-        .collect();
-    let target = target_sum.unwrap_or_else(|| median_f32(&counts));
-    // numpy: float32 array / python float stays float32
-    let t32 = target as f32;
-    rows.par_iter_mut()
-        .zip(counts.par_iter())
-        .for_each(|(row, &c)| {
+    let mut counts = vec![0f32; rows.len()];
+    const ROWS_PER_TASK: usize = 256;
+    let target = match target_sum {
+        // each block of rows summed and divided while it is in cache
+        Some(t) => {
+            rows.par_chunks_mut(ROWS_PER_TASK)
+                .zip(counts.par_chunks_mut(ROWS_PER_TASK))
+                .for_each(|(r, c)| {
+                    row_totals(r, c);
+                    divide(r, c, t as f32);
+                });
+            t
+        }
+        None => {
+            rows.par_chunks(ROWS_PER_TASK)
+                .zip(counts.par_chunks_mut(ROWS_PER_TASK))
+                .for_each(|(r, c)| row_totals(r, c));
+            let t = median_f32(&counts);
+            rows.par_chunks_mut(ROWS_PER_TASK)
+                .zip(counts.par_chunks(ROWS_PER_TASK))
+                .for_each(|(r, c)| divide(r, c, t as f32));
+            t
+        }
+    };
+    (counts, target)
+}
+
+/// Each row divided by its divisor (numpy: a float32 array / a Python float stays float32).
+/// Division is exact in IEEE arithmetic at any vector width, so the AVX-512 build of the same
+/// loop (chosen at run time) gives the same bits.
+fn divide(rows: &mut [&mut [f32]], counts: &[f32], t32: f32) {
+    #[inline(always)]
+    fn each(rows: &mut [&mut [f32]], counts: &[f32], t32: f32) {
+        for (row, &c) in rows.iter_mut().zip(counts) {
             let d = divisor(c / t32);
             for v in row.iter_mut() {
                 *v /= d;
             }
-        });
-    (counts, target)
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        #[target_feature(enable = "avx512f")]
+        fn avx512(rows: &mut [&mut [f32]], counts: &[f32], t32: f32) {
+            each(rows, counts, t32)
+        }
+        // SAFETY: the CPU has AVX-512F (checked just above)
+        unsafe { avx512(rows, counts, t32) };
+        return;
+    }
+    each(rows, counts, t32)
+}
+
+/// Each row's total, summed in f64 in the row's order and stored as f32 (scanpy's numba kernel
+/// does the same). Four rows at a time, in step: four independent chains of additions where
+/// one row alone would wait on each addition (same sums, bit for bit).
+fn row_totals(rows: &[&mut [f32]], out: &mut [f32]) {
+    let mut groups = rows.chunks_exact(4);
+    let mut outs = out.chunks_exact_mut(4);
+    for (g, o) in (&mut groups).zip(&mut outs) {
+        let n = g.iter().map(|r| r.len()).min().unwrap_or(0);
+        let mut s = [0f64; 4];
+        for k in 0..n {
+            for (acc, r) in s.iter_mut().zip(g) {
+                *acc += r[k] as f64;
+            }
+        }
+        for ((acc, r), o) in s.iter_mut().zip(g).zip(o.iter_mut()) {
+            *acc = r[n..].iter().fold(*acc, |a, &v| a + v as f64);
+            *o = *acc as f32;
+        }
+    }
+    for (r, o) in groups.remainder().iter().zip(outs.into_remainder()) {
+        *o = r.iter().fold(0f64, |a, &v| a + v as f64) as f32;
+    }
 }
 
 /// The rows of a CSR value array as disjoint mutable slices, for per-row work in parallel.
@@ -139,42 +197,131 @@ pub fn log1p_values(v: &mut [f32], base: Option<f64>) {
     v.par_chunks_mut(1 << 14).for_each(|c| log1p_slice(c, l));
 }
 
-/// [`log1p_values`] on one thread (`l`: `ln(base)`). Every value goes through the same 8-lane
-/// kernel (the tail padded), so a value's result never depends on where it sits.
+/// [`log1p_values`] on one thread (`l`: `ln(base)`). Each value goes through the same scalar
+/// IEEE operations (no fused multiply-add), which the compiler runs 4, 8 or 16 at a time: the
+/// build for the CPU's widest vectors is chosen at run time, and every build gives the same
+/// bits, so a value's result never depends on the machine's vector width or where it sits.
 pub(crate) fn log1p_slice(v: &mut [f32], l: Option<f32>) {
-    let run = |x: [f32; 8]| -> [f32; 8] {
-        let y = log1p_x8(wide::f32x8::from(x));
+    log1p_slice_width(v, l, log1p_width())
+}
+
+/// [`log1p_slice`] by the build of the given vector width (16 and 8 only where the CPU has
+/// AVX-512F / AVX2: see [`log1p_width`]).
+fn log1p_slice_width(v: &mut [f32], l: Option<f32>, width: usize) {
+    #[inline(always)]
+    fn each(v: &mut [f32], l: Option<f32>) {
         match l {
-            Some(l) => (y / wide::f32x8::splat(l)).to_array(),
-            None => y.to_array(),
+            Some(l) => v.iter_mut().for_each(|x| *x = log1p_one(*x) / l),
+            None => v.iter_mut().for_each(|x| *x = log1p_one(*x)),
         }
-    };
-    let mut lanes = v.chunks_exact_mut(8);
-    for x in &mut lanes {
-        let y = run(<[f32; 8]>::try_from(&*x).expect("8 lanes"));
-        x.copy_from_slice(&y);
     }
-    let tail = lanes.into_remainder();
-    if !tail.is_empty() {
-        let mut x = [0f32; 8];
-        x[..tail.len()].copy_from_slice(tail);
-        let n = tail.len();
-        tail.copy_from_slice(&run(x)[..n]);
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn avx512(v: &mut [f32], l: Option<f32>) {
+            each(v, l)
+        }
+        #[target_feature(enable = "avx2")]
+        fn avx2(v: &mut [f32], l: Option<f32>) {
+            each(v, l)
+        }
+        match width {
+            16 if std::is_x86_feature_detected!("avx512f") => {
+                // SAFETY: the CPU has AVX-512F (checked in this arm's guard)
+                return unsafe { avx512(v, l) };
+            }
+            8 if std::is_x86_feature_detected!("avx2") => {
+                // SAFETY: the CPU has AVX2 (checked in this arm's guard)
+                return unsafe { avx2(v, l) };
+            }
+            _ => {}
+        }
+    }
+    let _ = width;
+    each(v, l)
+}
+
+/// The widest log1p build this CPU runs: 16 (AVX-512F), 8 (AVX2), else 4 (the baseline).
+fn log1p_width() -> usize {
+    static WIDTH: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *WIDTH.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512f") {
+            return 16;
+        } else if std::is_x86_feature_detected!("avx2") {
+            return 8;
+        }
+        4
+    })
+}
+
+/// `ln(1 + x)`: `ln(u) · x / (u − 1)` with `u = 1 + x` rounded, which cancels the rounding of
+/// `u` (Goldberg 1991, "What every computer scientist should know about floating-point
+/// arithmetic", theorem 4); `x` itself where `u` rounds to 1, `u` where it is infinite or NaN.
+#[inline(always)]
+fn log1p_one(x: f32) -> f32 {
+    let u = x + 1.0;
+    let r = ln_one(u) * (x / (u - 1.0));
+    let r = if u == 1.0 { x } else { r };
+    if u.is_finite() {
+        r
+    } else {
+        u
     }
 }
 
-/// `ln(1 + x)` of 8 values: `ln(u) · x / (u − 1)` with `u = 1 + x` rounded, which cancels
-/// the rounding of `u` (Goldberg 1991, "What every computer scientist should know about
-/// floating-point arithmetic", theorem 4); `x` itself where `u` rounds to 1, `u` where it is
-/// infinite or NaN.
+/// `ln(x)` as the `wide` crate's `f32x8::ln` computes it without FMA (wide 1.7, src/f32x8_.rs:
+/// Cephes' `logf` polynomial, split ln 2), one value at a time and branch-free, so that the
+/// compiler vectorises the loop around it.
 #[inline(always)]
-fn log1p_x8(x: wide::f32x8) -> wide::f32x8 {
-    use wide::f32x8;
-    let one = f32x8::ONE;
-    let u = x + one;
-    let r = u.ln() * (x / (u - one));
-    let r = u.simd_eq(one).select(x, r);
-    (!u.is_finite()).select(u, r)
+#[allow(clippy::excessive_precision)]
+fn ln_one(x1: f32) -> f32 {
+    // wide's constants, digit for digit
+    const P: [f32; 9] = [
+        3.3333331174E-1,
+        -2.4999993993E-1,
+        2.0000714765E-1,
+        -1.6668057665E-1,
+        1.4249322787E-1,
+        -1.2420140846E-1,
+        1.1676998740E-1,
+        -1.1514610310E-1,
+        7.0376836292E-2,
+    ];
+    const LN2F_HI: f32 = 0.693359375;
+    const LN2F_LO: f32 = -2.12194440e-4;
+    let bits = x1.to_bits();
+    // x1 = f · 2^(e + 1) with f in [0.5, 1)
+    let f = f32::from_bits((bits & 0x007f_ffff) | 0x3f00_0000);
+    let e = f32::from_bits((bits >> 23) | 0x4b00_0000) - (8_388_608.0 + 127.0);
+    let big = f > std::f32::consts::SQRT_2 * 0.5;
+    let x = if big { f } else { f + f } - 1.0;
+    let fe = if big { e + 1.0 } else { e };
+    // wide's polynomial_8! (Estrin's scheme), each mul_add a product then a sum
+    let x2 = x * x;
+    let x4 = x2 * x2;
+    let x8 = x4 * x4;
+    let poly = x4 * (x2 * (P[7] * x + P[6]) + (x * P[5] + P[4]))
+        + (x8 * P[8] + (x2 * (x * P[3] + P[2]) + (x * P[1] + P[0])));
+    let res = x2 * x * poly;
+    let res = fe * LN2F_LO + res;
+    let res = res + (x - x2 * 0.5);
+    let res = fe * LN2F_HI + res;
+    // the special values, as wide selects them
+    let nan_log = f32::from_bits(0x7fc0_0000 | (0x101 & 0x003f_ffff));
+    let finite = x1.is_finite();
+    let res = if x1 < f32::MIN_POSITIVE { nan_log } else { res };
+    let res = if bits & 0x7f80_0000 == 0 {
+        f32::NEG_INFINITY
+    } else {
+        res
+    };
+    let res = if finite { res } else { x1 };
+    if !finite && x1.is_sign_negative() {
+        nan_log
+    } else {
+        res
+    }
 }
 
 /// Borrow the f32 values of a CSR matrix produced by this crate.
@@ -185,6 +332,51 @@ pub fn values_f32(c: &Compressed) -> &[f32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_log1p_build_gives_the_same_bits() {
+        // every 4099th float32 bit pattern (all signs, exponents, NaNs), with and without a base
+        let v: Vec<f32> = (0..u32::MAX / 4099)
+            .map(|i| f32::from_bits(i * 4099))
+            .collect();
+        for l in [None, Some(10f32.ln())] {
+            let mut base = v.clone();
+            log1p_slice_width(&mut base, l, 4);
+            for width in [8, 16] {
+                let mut w = v.clone();
+                log1p_slice_width(&mut w, l, width);
+                for ((x, a), b) in v.iter().zip(&base).zip(&w) {
+                    assert!(
+                        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                        "x {x:e}: {a:e} (width 4) vs {b:e} (width {width})"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn row_totals_in_step_equal_each_row_summed_alone() {
+        // rows of unequal lengths (some empty), values whose f64 sum depends on the order
+        let mut rows: Vec<Vec<f32>> = (0..23)
+            .map(|i| {
+                (0..(i * 37 % 50))
+                    .map(|k| 1.0 / (1.0 + ((i * 13 + k * 7) % 97) as f32) * 1e3f32.powi(k % 3))
+                    .collect()
+            })
+            .collect();
+        let alone: Vec<f32> = rows
+            .iter()
+            .map(|r| r.iter().fold(0f64, |a, &v| a + v as f64) as f32)
+            .collect();
+        let slices: Vec<&mut [f32]> = rows.iter_mut().map(|r| r.as_mut_slice()).collect();
+        let mut got = vec![0f32; slices.len()];
+        row_totals(&slices, &mut got);
+        assert_eq!(
+            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            alone.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+    }
 
     #[test]
     fn vectorised_log1p_is_within_three_ulp_of_the_exact_value() {

@@ -21,6 +21,13 @@ pub(crate) enum Index<'py> {
 }
 
 impl Index<'_> {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Index::I32(a) => a.len(),
+            Index::I64(a) => a.len(),
+        }
+    }
+
     /// The entries as `T` (u32 column indices, u64 offsets), refused when one does not fit.
     fn to_vec<T: TryFrom<i64>>(&self) -> PyResult<Option<Vec<T>>> {
         fn conv<S: Copy + Into<i64>, T: TryFrom<i64>>(v: &[S]) -> Option<Vec<T>> {
@@ -44,12 +51,11 @@ pub(crate) struct Csr<'py>(
 );
 
 impl Csr<'_> {
-    /// The matrix, checked: `indptr` has `n_rows + 1` entries from 0, never decreasing, ending
-    /// at the number of stored values; every column index is in range.
-    pub(crate) fn to_compressed(&self, what: &str) -> PyResult<Compressed> {
-        let Csr(data, indices, indptr, (nrows, ncols)) = self;
-        let data = data.as_slice()?.to_vec();
-        let indptr = checked_indptr(indptr, data.len(), what)?;
+    /// The row offsets, checked: `n_rows + 1` of them from 0, never decreasing, ending at the
+    /// `nnz` stored values.
+    fn offsets(&self, nnz: usize, what: &str) -> PyResult<Vec<u64>> {
+        let nrows = self.3 .0;
+        let indptr = checked_indptr(&self.2, nnz, what)?;
         if indptr.len() != nrows + 1 {
             return Err(value_error(format!(
                 "{what}: indptr has {} entries for {nrows} rows (need {})",
@@ -57,6 +63,15 @@ impl Csr<'_> {
                 nrows + 1
             )));
         }
+        Ok(indptr)
+    }
+
+    /// The matrix, checked: `indptr` has `n_rows + 1` entries from 0, never decreasing, ending
+    /// at the number of stored values; every column index is in range.
+    pub(crate) fn to_compressed(&self, what: &str) -> PyResult<Compressed> {
+        let Csr(data, indices, _, (nrows, ncols)) = self;
+        let data = data.as_slice()?.to_vec();
+        let indptr = self.offsets(data.len(), what)?;
         check_indices(indices, data.len(), *ncols, what)?;
         let indices: Vec<u32> = indices
             .to_vec()?
@@ -68,6 +83,49 @@ impl Csr<'_> {
             indices,
             data: Values::F32(data),
         })
+    }
+
+    /// The parts, borrowed (see [`CsrParts`]); the offsets are checked as in
+    /// [`Csr::to_compressed`], the column indices by the kernel that reads them.
+    pub(crate) fn parts(&self, what: &str) -> PyResult<CsrParts<'_>> {
+        let Csr(data, indices, _, (_, ncols)) = self;
+        let data = data.as_slice()?;
+        let indptr = self.offsets(data.len(), what)?;
+        let indices = match indices {
+            // a negative int32 read as u32 is >= 2^31, past any gene while ncols <= i32::MAX
+            Index::I32(a) if *ncols <= i32::MAX as usize => {
+                std::borrow::Cow::Borrowed(bytemuck::cast_slice::<i32, u32>(a.as_slice()?))
+            }
+            other => std::borrow::Cow::Owned(
+                other
+                    .to_vec()?
+                    .ok_or_else(|| value_error(format!("{what}: a negative column index")))?,
+            ),
+        };
+        Ok(CsrParts {
+            ncols: *ncols,
+            indptr,
+            indices,
+            data,
+        })
+    }
+}
+
+/// A [`Csr`]'s parts as a kernel that only reads them takes them, borrowed where numpy's
+/// buffers allow: the float32 values and int32 column indices as they are (read as u32: a
+/// negative one becomes an index past any gene, which the kernel refuses), the offsets
+/// converted (one per row).
+pub(crate) struct CsrParts<'a> {
+    ncols: usize,
+    indptr: Vec<u64>,
+    indices: std::borrow::Cow<'a, [u32]>,
+    data: &'a [f32],
+}
+
+impl CsrParts<'_> {
+    pub(crate) fn as_ref(&self) -> PyResult<scllm_pp::CsrRef<'_>> {
+        scllm_pp::CsrRef::new(self.ncols, &self.indptr, &self.indices, self.data)
+            .map_err(|e| value_error(e.to_string()))
     }
 }
 
@@ -134,12 +192,27 @@ pub(crate) fn check_indices(
     ncols: usize,
     what: &str,
 ) -> PyResult<()> {
-    fn ok<S: Copy + Into<i64>>(v: &[S], ncols: usize) -> bool {
-        v.iter().all(|&j| (0..ncols as i64).contains(&j.into()))
+    // the largest index read as unsigned (a negative one becomes a huge one), in blocks on the
+    // thread pool: a loop the compiler vectorises, where `all` stops to branch on each index
+    fn most<S: Copy + Sync, U: Ord + Copy + Default + Send>(
+        v: &[S],
+        f: impl Fn(S) -> U + Sync,
+    ) -> U {
+        use rayon::prelude::*;
+        v.par_chunks(1 << 16)
+            .map(|c| c.iter().fold(U::default(), |m, &j| m.max(f(j))))
+            .max()
+            .unwrap_or_default()
     }
     let (n, fine) = match indices {
-        Index::I32(a) => (a.as_slice()?.len(), ok(a.as_slice()?, ncols)),
-        Index::I64(a) => (a.as_slice()?.len(), ok(a.as_slice()?, ncols)),
+        Index::I32(a) => {
+            let v = a.as_slice()?;
+            (v.len(), (most(v, |j: i32| j as u32) as u64) < ncols as u64)
+        }
+        Index::I64(a) => {
+            let v = a.as_slice()?;
+            (v.len(), most(v, |j: i64| j as u64) < ncols as u64)
+        }
     };
     if n != nnz {
         return Err(value_error(format!(

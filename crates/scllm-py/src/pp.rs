@@ -52,20 +52,26 @@ fn normalize_total<'py>(
 /// fail once the offsets are checked, so the matrix is never left half-done): each cell's
 /// total before and the target used.
 #[pyfunction]
-#[pyo3(signature = (data, indices, indptr, n_cols, target_sum=None))]
+#[pyo3(signature = (data, indices, indptr, target_sum=None))]
 fn normalize_total_in_place<'py>(
     py: Python<'py>,
     data: numpy::PyReadwriteArray1<'py, f32>,
     indices: crate::arrays::Index<'py>,
     indptr: crate::arrays::Index<'py>,
-    n_cols: usize,
     target_sum: Option<f64>,
 ) -> PyResult<(Vector<'py, f32>, f64)> {
     let mut data = data;
     let values = data.as_slice_mut()?;
     let indptr = crate::arrays::checked_indptr(&indptr, values.len(), "X")?;
-    // the column indices are not needed here, but a malformed matrix is reported all the same
-    crate::arrays::check_indices(&indices, values.len(), n_cols, "X")?;
+    // the column indices are not read here (nor by scanpy's normalize_total): only their count
+    // is checked; the calls that read them refuse one outside 0..n_cols
+    let n = indices.len();
+    if n != values.len() {
+        return Err(value_error(format!(
+            "X: {n} column indices for {} stored values",
+            values.len()
+        )));
+    }
     let (totals, target) =
         py.detach(|| scllm_pp::normalize::normalize_rows(values, &indptr, target_sum));
     Ok((vector(py, totals), target))
@@ -103,6 +109,21 @@ fn highly_variable_genes<'py>(
     gene_names: Option<Vec<String>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let flavor: HvgFlavor = flavor.parse().map_err(value_error)?;
+    let opts = HvgOptions {
+        n_top_genes,
+        flavor,
+        span,
+        n_bins,
+    };
+    if let (MatrixIn::Csr(csr), HvgFlavor::SeuratV3, None) = (&x, flavor, &batches) {
+        // counts on one batch: read over numpy's own buffers (no copy of X)
+        let parts = csr.parts("X")?;
+        let c = parts.as_ref()?;
+        let r = py
+            .detach(|| scllm_pp::seurat_v3_counts(c, &opts))
+            .map_err(|e| to_py(e.into()))?;
+        return hvg_columns(py, r);
+    }
     let c = x.to_csr("X")?;
     let batches = batches
         .map(|b| b.as_slice().map(<[u32]>::to_vec))
@@ -110,12 +131,6 @@ fn highly_variable_genes<'py>(
     if batches.as_ref().is_some_and(|b| b.len() != c.nrows) {
         return Err(value_error("batch_key: one batch per cell is needed"));
     }
-    let opts = HvgOptions {
-        n_top_genes,
-        flavor,
-        span,
-        n_bins,
-    };
     let r = py
         .detach(move || {
             let batches = batches.as_deref().map(|ids| scllm_pp::Batches {
@@ -125,6 +140,11 @@ fn highly_variable_genes<'py>(
             scllm_pp::highly_variable_genes(&c, &opts, batches)
         })
         .map_err(|e| to_py(e.into()))?;
+    hvg_columns(py, r)
+}
+
+/// The `var` columns of a highly-variable-genes result, by name.
+fn hvg_columns(py: Python<'_>, r: scllm_pp::HvgResult) -> PyResult<Bound<'_, PyDict>> {
     let mut var = scllm_io::DataFrame::new(vec![String::new(); r.highly_variable.len()]);
     r.write_var(&mut var);
     let d = PyDict::new(py);

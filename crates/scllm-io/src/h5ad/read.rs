@@ -638,6 +638,15 @@ pub fn read_matrix(
     super::guard::structure(|| {
         let file = open_h5ad(path)?;
         let root: &Group = &file;
+        // anndata before 0.7 stored `.raw` as root datasets `raw.X`, `raw.var` (read_whole too)
+        let element = if element == "raw/X"
+            && kind_of(root, "raw").is_none()
+            && kind_of(root, "raw.X").is_some()
+        {
+            "raw.X"
+        } else {
+            element
+        };
         let sub;
         let (parent, name) = match element.rsplit_once('/') {
             Some((g, name)) => {
