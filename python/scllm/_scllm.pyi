@@ -28,12 +28,18 @@ Written = Tuple[Dict[str, Tuple[Any, bool]], Dict[str, npt.NDArray[np.float32]],
 CellsIn = Tuple[MatrixIn, List[str], List[str], List[Tuple[str, ColumnIn]], List[Tuple[str, ColumnIn]], Optional[Tuple[str, npt.NDArray[np.float32]]]]
 
 def normalize_total(
-    x: Csr, target_sum: Optional[float] = None
+    x: Csr, target_sum: Optional[float] = None, max_fraction: Optional[float] = None
 ) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], float]:
-    """New CSR values (same sparsity), each cell's total before, the target used."""
+    """New CSR values (same sparsity), each cell's total (over the genes kept), the target
+    used; ``max_fraction``: scanpy's ``exclude_highly_expressed``."""
 
 def normalize_total_in_place(
-    data: npt.NDArray[np.float32], indices: Index, indptr: Index, target_sum: Optional[float] = None
+    data: npt.NDArray[np.float32],
+    indices: Index,
+    indptr: Index,
+    n_cols: int,
+    target_sum: Optional[float] = None,
+    max_fraction: Optional[float] = None,
 ) -> Tuple[npt.NDArray[np.float32], float]:
     """Divide a CSR matrix's own values in place; each cell's total before, the target."""
 
@@ -48,8 +54,10 @@ def highly_variable_genes(
     n_bins: int = 20,
     batches: Optional[npt.NDArray[np.uint32]] = None,
     gene_names: Optional[List[str]] = None,
+    cutoffs: Optional[Tuple[float, float, float, float]] = None,
 ) -> Dict[str, Any]:
-    """The var columns scanpy writes, by name."""
+    """The var columns scanpy writes, by name; ``cutoffs`` (min_mean, max_mean, min_disp,
+    max_disp) select seurat/cell_ranger genes by bounds instead of the top ``n_top_genes``."""
 
 def filter_cells(
     x: Csr,

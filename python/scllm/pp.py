@@ -42,6 +42,7 @@ def normalize_total(
     *,
     target_sum: Optional[float] = None,
     exclude_highly_expressed: bool = False,
+    max_fraction: float = 0.05,
     key_added: Optional[str] = None,
     layer: Optional[str] = None,
     inplace: bool = True,
@@ -50,7 +51,9 @@ def normalize_total(
     """Scale each cell to ``target_sum`` total counts (default: the median of the totals).
 
     As ``scanpy.pp.normalize_total``: integer counts become float32; cells with no counts stay
-    zero; ``key_added`` stores each cell's factor (``total / target_sum``) in ``obs``.
+    zero; ``key_added`` stores each cell's factor (``total / target_sum``) in ``obs``. With
+    ``exclude_highly_expressed``, a gene with more than ``max_fraction`` of some cell's counts
+    is left out of every cell's total (its values are still scaled).
 
     Example::
 
@@ -59,19 +62,23 @@ def normalize_total(
     Returns ``None`` (in place), the copy (``copy=True``) or a dict with ``X`` and
     ``norm_factor`` (``inplace=False``).
     """
-    if exclude_highly_expressed:
-        raise ValueError("exclude_highly_expressed is not supported by scllm.pp.normalize_total yet")
+    if not 0 <= max_fraction <= 1:
+        raise ValueError("Choose max_fraction between 0 and 1.")
+    fraction = float(max_fraction) if exclude_highly_expressed else None
     m = ad_.matrix(adata, layer)
     what = "X" if layer is None else f"layers[{layer!r}]"
     if inplace and not copy and not adata.is_view and _own_csr_f32(m):
         # the matrix's own values, divided in place as scanpy does (no copy of X); nothing can
-        # fail once the offsets are checked, so X is never left half-normalised
-        totals, target = _scllm.normalize_total_in_place(m.data, m.indices, m.indptr, target_sum)
+        # fail once the offsets (and, to exclude genes, the indices) are checked, so X is never
+        # left half-normalised
+        totals, target = _scllm.normalize_total_in_place(
+            m.data, m.indices, m.indptr, m.shape[1], target_sum, fraction
+        )
         if key_added is not None:
             adata.obs[key_added] = totals / np.float32(target)
         return None
     x = ad_.csr(m, what)
-    data, totals, target = _scllm.normalize_total(x, target_sum)
+    data, totals, target = _scllm.normalize_total(x, target_sum, fraction)
     new = ad_.like(m, data, x[1], x[2], x[3])
     factor = totals / np.float32(target)
     if not inplace:
@@ -130,6 +137,10 @@ def highly_variable_genes(
     *,
     layer: Optional[str] = None,
     n_top_genes: Optional[int] = None,
+    min_disp: float = 0.5,
+    max_disp: float = float("inf"),
+    min_mean: float = 0.0125,
+    max_mean: float = 3.0,
     flavor: str = "seurat",
     span: float = 0.3,
     n_bins: int = 20,
@@ -137,12 +148,14 @@ def highly_variable_genes(
     subset: bool = False,
     inplace: bool = True,
 ) -> Optional[Any]:
-    """Highly variable genes as ``scanpy.pp.highly_variable_genes`` with ``n_top_genes``:
-    flavors ``seurat`` and ``cell_ranger`` (log data), ``seurat_v3`` (counts), each with or
-    without ``batch_key`` (seurat/cell_ranger: genes chosen in most batches first, as scanpy;
-    ``highly_variable_nbatches`` and ``highly_variable_intersection`` added). Writes
-    ``var['highly_variable']``, ``var['means']`` and the flavor's columns, and
-    ``uns['hvg'] = {'flavor': flavor}``.
+    """Highly variable genes as ``scanpy.pp.highly_variable_genes``: flavors ``seurat`` and
+    ``cell_ranger`` (log data), ``seurat_v3`` (counts), each with or without ``batch_key``
+    (``highly_variable_nbatches`` and ``highly_variable_intersection`` added for
+    seurat/cell_ranger). With ``n_top_genes`` the top genes (batched: chosen in most batches
+    first, as scanpy); without it, seurat/cell_ranger select the genes whose mean lies in
+    (``min_mean``, ``max_mean``) and normalised dispersion in (``min_disp``, ``max_disp``), and
+    seurat_v3 takes scanpy's default of 2000 genes. Writes ``var['highly_variable']``,
+    ``var['means']`` and the flavor's columns, and ``uns['hvg'] = {'flavor': flavor}``.
 
     A backed AnnData's X is read from its file by scllm itself (never loaded by Python); the
     columns go to its ``var`` in memory (``subset=True`` is refused: the file is read-only).
@@ -151,17 +164,22 @@ def highly_variable_genes(
 
     Example::
 
-        scllm.pp.highly_variable_genes(adata, n_top_genes=2000, flavor="seurat_v3")
+        scllm.pp.highly_variable_genes(adata, n_top_genes=2000, flavor="seurat_v3")  # counts
+        scllm.pp.highly_variable_genes(adata, min_mean=0.0125, max_mean=3, min_disp=0.5)  # log data
 
     Returns ``None`` (in place) or the columns as a DataFrame (``inplace=False``).
     """
     import pandas as pd
 
-    if n_top_genes is None:
-        raise ValueError(
-            "give n_top_genes: scllm selects the top genes (cutoff-based selection by "
-            "min_mean/min_disp is not supported)"
-        )
+    cutoffs = None
+    if flavor == "seurat_v3":
+        n_top_genes = 2000 if n_top_genes is None else n_top_genes
+    elif n_top_genes is None:
+        cutoffs = (float(min_mean), float(max_mean), float(min_disp), float(max_disp))
+    elif (min_disp, max_disp, min_mean, max_mean) != (0.5, float("inf"), 0.0125, 3.0):
+        import warnings
+
+        warnings.warn("If you pass `n_top_genes`, all cutoffs are ignored.", UserWarning, stacklevel=2)
     ad_.writable(adata)
     if subset and ad_.in_file(adata):
         raise ValueError(
@@ -183,7 +201,7 @@ def highly_variable_genes(
     # batched seurat/cell_ranger break ties by gene name, as scanpy's groupby
     names = None if batches is None else [str(g) for g in adata.var_names]
     cols: Dict[str, Any] = _scllm.highly_variable_genes(
-        x, int(n_top_genes), flavor, span, n_bins, batches, names
+        x, 0 if n_top_genes is None else int(n_top_genes), flavor, span, n_bins, batches, names, cutoffs
     )
     if not inplace:
         return pd.DataFrame(cols, index=adata.var_names)

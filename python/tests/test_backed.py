@@ -132,3 +132,10 @@ def test_layers_of_a_backed_anndata_are_read_as_in_memory(tmp_path, no_python_co
         assert q_fil.isbacked
         assert np.array_equal(q_fil.var["highly_variable"], q_mem.var["highly_variable"]), layer
         assert np.array_equal(q_fil.var["variances_norm"], q_mem.var["variances_norm"]), layer
+    # in-place preprocessing of a layer (in memory) works; of X it is refused
+    for a, layer in ((q_mem, None), (q_fil, "counts")):
+        scllm.pp.normalize_total(a, target_sum=1e4, layer=layer)
+        scllm.pp.log1p(a, layer=layer)
+    assert np.array_equal(q_fil.layers["counts"].toarray(), q_mem.X.toarray())
+    with pytest.raises(ValueError, match="to_memory"):
+        scllm.pp.log1p(q_fil)

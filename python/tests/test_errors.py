@@ -70,8 +70,8 @@ def test_no_cell_left_is_a_value_error_and_no_change():
     snap = snapshot(a)
     with pytest.raises(ValueError, match="no cells left"):
         scllm.pp.filter_cells(a, min_genes=10**9)
-    with pytest.raises(ValueError, match="n_top_genes"):
-        scllm.pp.highly_variable_genes(a)
+    with pytest.raises(ValueError, match="unknown HVG flavor"):
+        scllm.pp.highly_variable_genes(a, flavor="nope")
     with pytest.raises(ValueError, match="precision"):
         scllm.tl.embed(a, model=fixture("cellplm"), precision="fp4")
     unchanged(a, snap)

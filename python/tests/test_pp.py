@@ -31,6 +31,26 @@ def counts(rel):
     return a
 
 
+@pytest.mark.parametrize("target", [None, 1e4])
+@pytest.mark.parametrize("max_fraction", [0.05, 0.2])
+def test_normalize_total_excluding_highly_expressed_equals_scanpy(target, max_fraction):
+    kw = {"target_sum": target, "exclude_highly_expressed": True, "max_fraction": max_fraction}
+    ours, ref, plain = counts(DATASETS[0]), counts(DATASETS[0]), counts(DATASETS[0])
+    scllm.pp.normalize_total(ours, key_added="norm", **kw)
+    sc.pp.normalize_total(ref, key_added="norm", **kw)
+    assert ours.X.dtype == np.float32 and ours.X.nnz == ref.X.nnz
+    assert np.array_equal(dense(ours.X), dense(ref.X))
+    close(ours.obs["norm"], ref.obs["norm"])
+    # some gene was left out here: the totals differ from normalising over every gene
+    scllm.pp.normalize_total(plain, target_sum=target)
+    assert not np.array_equal(dense(plain.X), dense(ours.X))
+    # the copying path (inplace=False) gives the same
+    got = scllm.pp.normalize_total(counts(DATASETS[0]), inplace=False, **kw)
+    assert np.array_equal(dense(got["X"]), dense(ref.X))
+    with pytest.raises(ValueError, match="max_fraction"):
+        scllm.pp.normalize_total(counts(DATASETS[0]), exclude_highly_expressed=True, max_fraction=1.5)
+
+
 @pytest.mark.parametrize("rel", DATASETS)
 @pytest.mark.parametrize("target", [None, 1e4])
 def test_normalize_total_and_log1p_equal_scanpy(rel, target):
@@ -111,6 +131,32 @@ def test_batched_hvg_on_log_data_equals_scanpy(flavor):
         assert np.array_equal(ours.var[col], ref.var[col]), col
     for col in ["means", "dispersions", "dispersions_norm"]:
         np.testing.assert_allclose(ours.var[col], ref.var[col], rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("flavor", ["seurat", "cell_ranger"])
+@pytest.mark.parametrize("batch", [None, "donor"])
+@pytest.mark.parametrize(
+    "bounds", [{}, {"min_mean": 0.05, "max_mean": 2.0, "min_disp": 0.2, "max_disp": 5.0}]
+)
+def test_hvg_by_cutoffs_equals_scanpy(flavor, batch, bounds):
+    """Without n_top_genes: scanpy's default selection by mean and dispersion bounds."""
+    ours, ref = log_normed(DATASETS[0]), log_normed(DATASETS[0])
+    scllm.pp.highly_variable_genes(ours, flavor=flavor, batch_key=batch, **bounds)
+    sc.pp.highly_variable_genes(ref, flavor=flavor, batch_key=batch, **bounds)
+    hv = ours.var["highly_variable"].to_numpy()
+    assert np.array_equal(hv, ref.var["highly_variable"].to_numpy())
+    assert 0 < hv.sum() < ours.n_vars  # the bounds select, neither nothing nor everything
+    if batch:
+        assert np.array_equal(ours.var["highly_variable_nbatches"], ref.var["highly_variable_nbatches"])
+    for col in ["means", "dispersions", "dispersions_norm"]:
+        np.testing.assert_allclose(ours.var[col], ref.var[col], rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+def test_hvg_warns_that_n_top_genes_overrides_cutoffs():
+    a = log_normed(DATASETS[0])
+    with pytest.warns(UserWarning, match="cutoffs are ignored"):
+        scllm.pp.highly_variable_genes(a, n_top_genes=100, min_mean=0.1)
+    assert a.var["highly_variable"].sum() == 100
 
 
 @pytest.mark.parametrize("batch", [None, "donor"])

@@ -50,6 +50,9 @@ pub struct HvgOptions {
     pub span: f64,
     /// mean bins for seurat (scanpy: 20)
     pub n_bins: usize,
+    /// seurat/cell_ranger: select by these bounds instead of the top `n_top_genes` (scanpy's
+    /// selection when `n_top_genes` is not given); seurat_v3 always takes the top genes.
+    pub cutoffs: Option<Cutoffs>,
 }
 
 impl HvgOptions {
@@ -59,6 +62,59 @@ impl HvgOptions {
             flavor,
             span: 0.3,
             n_bins: 20,
+            cutoffs: None,
+        }
+    }
+}
+
+/// scanpy's `_Cutoffs`: a gene is highly variable where its (reported) mean and normalised
+/// dispersion lie strictly inside the bounds; a NaN normalised dispersion counts as 0 (as
+/// Seurat). scanpy's defaults: mean in (0.0125, 3), dispersion in (0.5, inf).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Cutoffs {
+    pub min_mean: f64,
+    pub max_mean: f64,
+    pub min_disp: f64,
+    pub max_disp: f64,
+}
+
+impl Default for Cutoffs {
+    fn default() -> Self {
+        Cutoffs {
+            min_mean: 0.0125,
+            max_mean: 3.0,
+            min_disp: 0.5,
+            max_disp: f64::INFINITY,
+        }
+    }
+}
+
+impl Cutoffs {
+    /// `clamp_infinite`: numpy's `nan_to_num` (scanpy's single batch) also makes an infinite
+    /// normalised dispersion the largest finite one; the batched path's `fillna(0)` does not.
+    fn in_bounds(&self, mean: &[f64], norm: &[f64], clamp_infinite: bool) -> Vec<bool> {
+        mean.iter()
+            .zip(norm)
+            .map(|(&m, &d)| {
+                let d = if d.is_nan() {
+                    0.0
+                } else if clamp_infinite {
+                    d.clamp(f64::MIN, f64::MAX)
+                } else {
+                    d
+                };
+                m > self.min_mean && m < self.max_mean && d > self.min_disp && d < self.max_disp
+            })
+            .collect()
+    }
+}
+
+impl HvgOptions {
+    /// One batch's (or the only) selection: by the cutoffs, else the top genes.
+    fn select(&self, mean: &[f64], norm: &[f64]) -> Vec<bool> {
+        match &self.cutoffs {
+            Some(c) => c.in_bounds(mean, norm, true),
+            None => top_by_norm(norm, self.n_top_genes),
         }
     }
 }
@@ -320,7 +376,7 @@ pub fn highly_variable_genes(
     opts: &HvgOptions,
     batches: Option<Batches>,
 ) -> Result<HvgResult> {
-    if opts.n_top_genes == 0 {
+    if opts.n_top_genes == 0 && (opts.cutoffs.is_none() || opts.flavor == HvgFlavor::SeuratV3) {
         return Err(PpError::Invalid("--hvg must be at least 1".into()));
     }
     if let Some(b) = batches {
@@ -360,7 +416,7 @@ fn dispersion_based(x: &Compressed, opts: &HvgOptions) -> Result<HvgResult> {
     let (mean, var) = mean_var(x, None, dispersion_transform(opts.flavor));
     let (mean, disp, norm) = dispersions(mean, var, opts)?;
     Ok(HvgResult {
-        highly_variable: top_by_norm(&norm, opts.n_top_genes),
+        highly_variable: opts.select(&mean, &norm),
         means: mean,
         dispersions: Some(disp),
         dispersions_norm: Some(norm),
@@ -415,7 +471,7 @@ fn dispersion_batched(x: &Compressed, opts: &HvgOptions, b: Batches) -> Result<H
             opts,
         )
         .map_err(|e| PpError::Invalid(format!("batch {level}: {e}")))?;
-        let hv = top_by_norm(&bn, opts.n_top_genes);
+        let hv = opts.select(&bm, &bn);
         let mut seen = vec![false; ng];
         for (t, &j) in kept.iter().enumerate() {
             seen[j] = true;
@@ -444,23 +500,11 @@ fn dispersion_batched(x: &Compressed, opts: &HvgOptions, b: Batches) -> Result<H
     };
     let means: Vec<f64> = means.iter().map(|m| m / nb).collect();
     let (disp, norm) = (avg(&disp, &n_disp), avg(&norm, &n_norm));
-    // pandas: groupby("gene") orders genes by name, then a stable sort by the two keys
-    let mut order: Vec<usize> = (0..ng).collect();
-    if let Some(names) = b.gene_names {
-        order.sort_by(|&p, &q| names[p].cmp(&names[q]));
-    }
-    order.sort_by(|&p, &q| {
-        nbatches[q]
-            .cmp(&nbatches[p])
-            .then_with(|| match (norm[p].is_nan(), norm[q].is_nan()) {
-                (false, false) => norm[q].total_cmp(&norm[p]),
-                (a, b) => a.cmp(&b),
-            })
-    });
-    let mut hv = vec![false; ng];
-    for &j in order.iter().take(opts.n_top_genes) {
-        hv[j] = true;
-    }
+    let hv = match &opts.cutoffs {
+        // scanpy: the bounds on the averaged means and normalised dispersions (NaN as 0)
+        Some(c) => c.in_bounds(&means, &norm, false),
+        None => top_by_batches(&nbatches, &norm, b.gene_names, opts.n_top_genes),
+    };
     Ok(HvgResult {
         highly_variable: hv,
         means,
@@ -472,6 +516,35 @@ fn dispersion_batched(x: &Compressed, opts: &HvgOptions, b: Batches) -> Result<H
         highly_variable_nbatches: Some(nbatches),
         ..Default::default()
     })
+}
+
+/// The first `n_top` genes by (batches selecting them, normalised dispersion) descending, NaN
+/// last, ties in gene-name order (pandas' `groupby("gene")` orders by name, then a stable
+/// sort by the two keys).
+fn top_by_batches(
+    nbatches: &[i64],
+    norm: &[f64],
+    gene_names: Option<&[String]>,
+    n_top: usize,
+) -> Vec<bool> {
+    let ng = norm.len();
+    let mut order: Vec<usize> = (0..ng).collect();
+    if let Some(names) = gene_names {
+        order.sort_by(|&p, &q| names[p].cmp(&names[q]));
+    }
+    order.sort_by(|&p, &q| {
+        nbatches[q]
+            .cmp(&nbatches[p])
+            .then_with(|| match (norm[p].is_nan(), norm[q].is_nan()) {
+                (false, false) => norm[q].total_cmp(&norm[p]),
+                (a, b) => a.cmp(&b),
+            })
+    });
+    let mut hv = vec![false; ng];
+    for &j in order.iter().take(n_top) {
+        hv[j] = true;
+    }
+    hv
 }
 
 /// scanpy's `_highly_variable_genes_single_batch` from the genes' column means and variances
@@ -730,8 +803,8 @@ fn seurat_v3(x: &Compressed, opts: &HvgOptions, batches: Option<&[u32]>) -> Resu
 /// The row pieces of the parallel passes of [`seurat_v3_counts`]: a split fixed by the number
 /// of rows, so the partial sums, and the order they are added in, do not depend on the thread
 /// count. At most [`MAX_PIECES`] pieces (their partial sums are held until the fit), each of
-/// at least [`MIN_ROWS_PER_PIECE`] rows: a piece is also what the clipping pass reads again
-/// when it holds a value above a clip, so smaller pieces read less.
+/// at least [`MIN_ROWS_PER_PIECE`] rows (kang2018_pbmc's 12k cells: 12 pieces for two
+/// threads, where 16k-row pieces left one idle).
 fn row_pieces(nrows: usize) -> Vec<(usize, usize)> {
     let per = nrows.div_ceil(MAX_PIECES).max(MIN_ROWS_PER_PIECE);
     (0..nrows)

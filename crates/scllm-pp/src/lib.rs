@@ -24,7 +24,8 @@ pub use binning::{bin_row, BinRng, Binned, Binner};
 pub use detect::{detect_values, ValueKind, ValueReport, ValueScan};
 pub use filter::{filter_cells, filter_genes, CellFilter, GeneFilter};
 pub use hvg::{
-    highly_variable_genes, seurat_v3_counts, Batches, CsrRef, HvgFlavor, HvgOptions, HvgResult,
+    highly_variable_genes, seurat_v3_counts, Batches, CsrRef, Cutoffs, HvgFlavor, HvgOptions,
+    HvgResult,
 };
 pub use normalize::{log1p, normalize_total, to_csr_f32};
 pub use scale::scale;

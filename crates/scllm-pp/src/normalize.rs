@@ -144,6 +144,72 @@ fn row_totals(rows: &[&mut [f32]], out: &mut [f32]) {
     }
 }
 
+/// [`normalize_rows`] with scanpy's `exclude_highly_expressed`: a gene holding more than
+/// `max_fraction` of some cell's total is left out of every cell's total (scanpy's numba
+/// `_normalize_csr`: the value, float32, against `max_fraction` times the float32 total in
+/// float64), and the cells are scaled by the totals of the other genes. Returns those totals,
+/// the target, and which genes were left out. Column indices outside `0..ncols` are refused.
+pub fn normalize_rows_excluding(
+    data: &mut [f32],
+    indptr: &[u64],
+    indices: &[u32],
+    ncols: usize,
+    max_fraction: f64,
+    target_sum: Option<f64>,
+) -> crate::Result<(Vec<f32>, f64, Vec<bool>)> {
+    if indices.len() != data.len() || indices.iter().any(|&j| j as usize >= ncols) {
+        return Err(crate::PpError::Invalid(format!(
+            "normalize_total: {} column indices for {} values, each in 0..{ncols} needed",
+            indices.len(),
+            data.len()
+        )));
+    }
+    const ROWS_PER_TASK: usize = 256;
+    let mut rows = row_slices_mut(data, indptr);
+    let mut totals = vec![0f32; rows.len()];
+    rows.par_chunks(ROWS_PER_TASK)
+        .zip(totals.par_chunks_mut(ROWS_PER_TASK))
+        .for_each(|(r, c)| row_totals(r, c));
+    let row_indices = |i: usize| &indices[indptr[i] as usize..indptr[i + 1] as usize];
+    let excluded: Vec<bool> = rows
+        .par_iter()
+        .enumerate()
+        .fold(
+            || vec![false; ncols],
+            |mut hit, (i, row)| {
+                let cut = max_fraction * totals[i] as f64;
+                for (&v, &j) in row.iter().zip(row_indices(i)) {
+                    if v as f64 > cut {
+                        hit[j as usize] = true;
+                    }
+                }
+                hit
+            },
+        )
+        .reduce(
+            || vec![false; ncols],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(a, b)| *a |= b);
+                a
+            },
+        );
+    totals
+        .par_iter_mut()
+        .zip(rows.par_iter())
+        .enumerate()
+        .for_each(|(i, (t, row))| {
+            let kept = row.iter().zip(row_indices(i));
+            *t = kept
+                .filter(|&(_, &j)| !excluded[j as usize])
+                .fold(0f64, |a, (&v, _)| a + v as f64) as f32;
+        });
+    let target = target_sum.unwrap_or_else(|| median_f32(&totals));
+    rows.par_chunks_mut(ROWS_PER_TASK)
+        .zip(totals.par_chunks(ROWS_PER_TASK))
+        .for_each(|(r, c)| divide(r, c, target as f32));
+    Ok((totals, target, excluded))
+}
+
 /// The rows of a CSR value array as disjoint mutable slices, for per-row work in parallel.
 pub fn row_slices_mut<'a>(data: &'a mut [f32], indptr: &[u64]) -> Vec<&'a mut [f32]> {
     let mut rows = Vec::with_capacity(indptr.len().saturating_sub(1));
@@ -332,6 +398,24 @@ pub fn values_f32(c: &Compressed) -> &[f32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn excluding_highly_expressed_leaves_dominant_genes_out_of_every_total() {
+        // cell 0: gene 2 holds 90 of 100 counts; cell 1 has gene 2 at 1 of 21
+        let indptr = [0u64, 3, 6];
+        let indices = [0u32, 1, 2, 0, 1, 2];
+        let mut data = [5f32, 5.0, 90.0, 10.0, 10.0, 1.0];
+        let (totals, target, out) =
+            normalize_rows_excluding(&mut data, &indptr, &indices, 3, 0.5, Some(10.0)).unwrap();
+        assert_eq!(out, [false, false, true]);
+        assert_eq!((totals, target), (vec![10.0, 20.0], 10.0));
+        assert_eq!(data, [5.0, 5.0, 90.0, 5.0, 5.0, 0.5]);
+        // an index past the genes: refused before any value changes
+        let mut data = [5f32, 5.0, 90.0, 10.0, 10.0, 1.0];
+        let bad = [0u32, 1, 3, 0, 1, 2];
+        assert!(normalize_rows_excluding(&mut data, &indptr, &bad, 3, 0.5, None).is_err());
+        assert_eq!(data, [5.0, 5.0, 90.0, 10.0, 10.0, 1.0]);
+    }
 
     #[test]
     fn every_log1p_build_gives_the_same_bits() {

@@ -21,6 +21,22 @@ pub(crate) enum Index<'py> {
 }
 
 impl Index<'_> {
+    /// The indices as u32 for a kernel that checks them against `ncols` where it reads them:
+    /// int32 ones borrowed as they are (a negative one read as u32 is >= 2^31, past any gene
+    /// while `ncols <= i32::MAX`), others converted.
+    pub(crate) fn as_u32(&self, ncols: usize, what: &str) -> PyResult<std::borrow::Cow<'_, [u32]>> {
+        Ok(match self {
+            Index::I32(a) if ncols <= i32::MAX as usize => {
+                std::borrow::Cow::Borrowed(bytemuck::cast_slice::<i32, u32>(a.as_slice()?))
+            }
+            other => std::borrow::Cow::Owned(
+                other
+                    .to_vec()?
+                    .ok_or_else(|| value_error(format!("{what}: a negative column index")))?,
+            ),
+        })
+    }
+
     pub(crate) fn len(&self) -> usize {
         match self {
             Index::I32(a) => a.len(),
@@ -91,21 +107,10 @@ impl Csr<'_> {
         let Csr(data, indices, _, (_, ncols)) = self;
         let data = data.as_slice()?;
         let indptr = self.offsets(data.len(), what)?;
-        let indices = match indices {
-            // a negative int32 read as u32 is >= 2^31, past any gene while ncols <= i32::MAX
-            Index::I32(a) if *ncols <= i32::MAX as usize => {
-                std::borrow::Cow::Borrowed(bytemuck::cast_slice::<i32, u32>(a.as_slice()?))
-            }
-            other => std::borrow::Cow::Owned(
-                other
-                    .to_vec()?
-                    .ok_or_else(|| value_error(format!("{what}: a negative column index")))?,
-            ),
-        };
         Ok(CsrParts {
             ncols: *ncols,
             indptr,
-            indices,
+            indices: indices.as_u32(*ncols, what)?,
             data,
         })
     }

@@ -35,16 +35,33 @@ fn f32_values(c: scllm_io::Compressed) -> Vec<f32> {
 
 /// Each cell scaled to `target_sum` (default: the median total): the new values (same
 /// sparsity), each cell's total before, and the target used.
+/// With `max_fraction` (scanpy's `exclude_highly_expressed`), the genes above that fraction
+/// of some cell's total are left out of every cell's total.
 #[pyfunction]
-#[pyo3(signature = (x, target_sum=None))]
+#[pyo3(signature = (x, target_sum=None, max_fraction=None))]
 fn normalize_total<'py>(
     py: Python<'py>,
     x: Csr<'py>,
     target_sum: Option<f64>,
+    max_fraction: Option<f64>,
 ) -> PyResult<(Vector<'py, f32>, Vector<'py, f32>, f64)> {
     let mut c = x.to_compressed("X")?;
-    let (totals, target) =
-        py.detach(|| scllm_pp::normalize::normalize_total_in_place(&mut c, target_sum));
+    let (totals, target) = match max_fraction {
+        None => py.detach(|| scllm_pp::normalize::normalize_total_in_place(&mut c, target_sum)),
+        Some(f) => {
+            let scllm_io::Values::F32(data) = &mut c.data else {
+                return Err(value_error("internal: X is not float32"));
+            };
+            let (t, target, _) = py
+                .detach(|| {
+                    scllm_pp::normalize::normalize_rows_excluding(
+                        data, &c.indptr, &c.indices, c.ncols, f, target_sum,
+                    )
+                })
+                .map_err(|e| to_py(e.into()))?;
+            (t, target)
+        }
+    };
     Ok((vector(py, f32_values(c)), vector(py, totals), target))
 }
 
@@ -52,19 +69,33 @@ fn normalize_total<'py>(
 /// fail once the offsets are checked, so the matrix is never left half-done): each cell's
 /// total before and the target used.
 #[pyfunction]
-#[pyo3(signature = (data, indices, indptr, target_sum=None))]
+#[pyo3(signature = (data, indices, indptr, n_cols, target_sum=None, max_fraction=None))]
 fn normalize_total_in_place<'py>(
     py: Python<'py>,
     data: numpy::PyReadwriteArray1<'py, f32>,
     indices: crate::arrays::Index<'py>,
     indptr: crate::arrays::Index<'py>,
+    n_cols: usize,
     target_sum: Option<f64>,
+    max_fraction: Option<f64>,
 ) -> PyResult<(Vector<'py, f32>, f64)> {
     let mut data = data;
     let values = data.as_slice_mut()?;
     let indptr = crate::arrays::checked_indptr(&indptr, values.len(), "X")?;
-    // the column indices are not read here (nor by scanpy's normalize_total): only their count
-    // is checked; the calls that read them refuse one outside 0..n_cols
+    if let Some(f) = max_fraction {
+        // the genes are read here: their indices are checked by the kernel
+        let idx = indices.as_u32(n_cols, "X")?;
+        let (totals, target, _) = py
+            .detach(|| {
+                scllm_pp::normalize::normalize_rows_excluding(
+                    values, &indptr, &idx, n_cols, f, target_sum,
+                )
+            })
+            .map_err(|e| to_py(e.into()))?;
+        return Ok((vector(py, totals), target));
+    }
+    // without exclusion the column indices are not read (nor by scanpy's normalize_total):
+    // only their count is checked; the calls that read them refuse one outside 0..n_cols
     let n = indices.len();
     if n != values.len() {
         return Err(value_error(format!(
@@ -96,7 +127,7 @@ fn log1p(
 
 /// The highly variable genes: the `var` columns scanpy writes, by name.
 #[pyfunction]
-#[pyo3(signature = (x, n_top_genes, flavor, span=0.3, n_bins=20, batches=None, gene_names=None))]
+#[pyo3(signature = (x, n_top_genes, flavor, span=0.3, n_bins=20, batches=None, gene_names=None, cutoffs=None))]
 #[allow(clippy::too_many_arguments)]
 fn highly_variable_genes<'py>(
     py: Python<'py>,
@@ -107,6 +138,7 @@ fn highly_variable_genes<'py>(
     n_bins: usize,
     batches: Option<PyReadonlyArray1<'py, u32>>,
     gene_names: Option<Vec<String>>,
+    cutoffs: Option<(f64, f64, f64, f64)>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let flavor: HvgFlavor = flavor.parse().map_err(value_error)?;
     let opts = HvgOptions {
@@ -114,6 +146,15 @@ fn highly_variable_genes<'py>(
         flavor,
         span,
         n_bins,
+        // (min_mean, max_mean, min_disp, max_disp)
+        cutoffs: cutoffs.map(
+            |(min_mean, max_mean, min_disp, max_disp)| scllm_pp::Cutoffs {
+                min_mean,
+                max_mean,
+                min_disp,
+                max_disp,
+            },
+        ),
     };
     if let (MatrixIn::Csr(csr), HvgFlavor::SeuratV3, None) = (&x, flavor, &batches) {
         // counts on one batch: read over numpy's own buffers (no copy of X)
