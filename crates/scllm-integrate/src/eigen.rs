@@ -303,8 +303,10 @@ fn lanczos(
             r.iter_mut().zip(prev).for_each(|(x, pi)| *x -= bp * pi);
         }
         let mut w_next = Vec::new();
+        // the new vector's norm before any re-orthogonalisation (partial runs need it)
+        let mut b0 = None;
         let reorth = if partial {
-            let b0 = r.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let b0 = *b0.insert(r.iter().map(|x| x * x).sum::<f64>().sqrt());
             eps1 = eps1.max((n as f64).sqrt() * eps * (aj.abs() + b0));
             w_next = omega_next(&alpha, &beta, &w_prev, &w_cur, b0, eps1);
             let worst = w_next[..=j].iter().fold(0.0f64, |m, v| m.max(v.abs()));
@@ -317,7 +319,11 @@ fn lanczos(
         if reorth {
             orthogonalise(&mut r, &basis, j + 1, 1);
         }
-        let mut b = r.iter().map(|x| x * x).sum::<f64>().sqrt();
+        // unchanged since b0 was taken where no re-orthogonalisation ran
+        let mut b = match b0 {
+            Some(b0) if !reorth => b0,
+            _ => r.iter().map(|x| x * x).sum::<f64>().sqrt(),
+        };
         if b <= 1e-10 {
             // an invariant subspace is exhausted: go on in a new direction
             r = start_vector(n, seed.wrapping_add(j as u64 + 1));

@@ -67,31 +67,44 @@ pub fn normalize_rows(
     target_sum: Option<f64>,
 ) -> (Vec<f32>, f64) {
     let mut rows = row_slices_mut(data, indptr);
-    let mut counts = vec![0f32; rows.len()];
-    const ROWS_PER_TASK: usize = 256;
-    let target = match target_sum {
+    match target_sum {
         // each block of rows summed and divided while it is in cache
         Some(t) => {
+            let mut counts = vec![0f32; rows.len()];
             rows.par_chunks_mut(ROWS_PER_TASK)
                 .zip(counts.par_chunks_mut(ROWS_PER_TASK))
                 .for_each(|(r, c)| {
                     row_totals(r, c);
                     divide(r, c, t as f32);
                 });
-            t
+            (counts, t)
         }
         None => {
-            rows.par_chunks(ROWS_PER_TASK)
-                .zip(counts.par_chunks_mut(ROWS_PER_TASK))
-                .for_each(|(r, c)| row_totals(r, c));
+            let counts = all_row_totals(&rows);
             let t = median_f32(&counts);
-            rows.par_chunks_mut(ROWS_PER_TASK)
-                .zip(counts.par_chunks(ROWS_PER_TASK))
-                .for_each(|(r, c)| divide(r, c, t as f32));
-            t
+            divide_all(&mut rows, &counts, t);
+            (counts, t)
         }
-    };
-    (counts, target)
+    }
+}
+
+/// Rows per parallel task of the row-wise passes below.
+const ROWS_PER_TASK: usize = 256;
+
+/// Every row's total ([`row_totals`]), blocks of rows in parallel.
+fn all_row_totals(rows: &[&mut [f32]]) -> Vec<f32> {
+    let mut totals = vec![0f32; rows.len()];
+    rows.par_chunks(ROWS_PER_TASK)
+        .zip(totals.par_chunks_mut(ROWS_PER_TASK))
+        .for_each(|(r, c)| row_totals(r, c));
+    totals
+}
+
+/// Every row divided by its total over `target` ([`divide`]), blocks of rows in parallel.
+fn divide_all(rows: &mut [&mut [f32]], totals: &[f32], target: f64) {
+    rows.par_chunks_mut(ROWS_PER_TASK)
+        .zip(totals.par_chunks(ROWS_PER_TASK))
+        .for_each(|(r, c)| divide(r, c, target as f32));
 }
 
 /// Each row divided by its divisor (numpy: a float32 array / a Python float stays float32).
@@ -164,12 +177,8 @@ pub fn normalize_rows_excluding(
             data.len()
         )));
     }
-    const ROWS_PER_TASK: usize = 256;
     let mut rows = row_slices_mut(data, indptr);
-    let mut totals = vec![0f32; rows.len()];
-    rows.par_chunks(ROWS_PER_TASK)
-        .zip(totals.par_chunks_mut(ROWS_PER_TASK))
-        .for_each(|(r, c)| row_totals(r, c));
+    let mut totals = all_row_totals(&rows);
     let row_indices = |i: usize| &indices[indptr[i] as usize..indptr[i + 1] as usize];
     let excluded: Vec<bool> = rows
         .par_iter()
@@ -204,9 +213,7 @@ pub fn normalize_rows_excluding(
                 .fold(0f64, |a, (&v, _)| a + v as f64) as f32;
         });
     let target = target_sum.unwrap_or_else(|| median_f32(&totals));
-    rows.par_chunks_mut(ROWS_PER_TASK)
-        .zip(totals.par_chunks(ROWS_PER_TASK))
-        .for_each(|(r, c)| divide(r, c, target as f32));
+    divide_all(&mut rows, &totals, target);
     Ok((totals, target, excluded))
 }
 
