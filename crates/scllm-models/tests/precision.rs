@@ -5,9 +5,10 @@
 //!
 //! Tolerances, per output element `y = Σ_k x_k w_k`:
 //! - bf16: inputs and weights are rounded to 8 significant bits (relative error ≤ 2⁻⁹ each; a
-//!   product of two is exact in f32), the sum is f32, the product's output rounded to bf16
-//!   again (≤ 2⁻⁹ of `|Σ x_k w_k|`) before the f32 bias: `|ŷ − y| ≤ 1.5·2⁻⁸·Σ|x_k w_k|` plus
-//!   the f32 sums' own error.
+//!   product of two is exact in f32), the sum is f32; gemmkit's kernels round the product's
+//!   output to bf16 again (≤ 2⁻⁹ of `|Σ x_k w_k|`) before the f32 bias, scllm's AVX-512 BF16
+//!   kernel (`nn::bf16_dot`) does not: `|ŷ − y| ≤ 1.5·2⁻⁸·Σ|x_k w_k|` plus the f32 sums' own
+//!   error holds for both.
 //! - int8: `x ≈ a·t` with `|x − a·t| ≤ t/2` (t = max|x_row| / 127) and `w ≈ q·s` likewise per
 //!   output column: `|ŷ − y| ≤ Σ_k (|x_k| s/2 + |w_k| t/2 + t s/4)`.
 //!

@@ -1,6 +1,7 @@
 //! Blocks every family shares: attention from a packed Q/K/V projection (with the packed-cell
 //! inference kernel and a softmax with its own backward for training), dropout, padding masks.
 
+pub mod bf16_dot;
 pub mod convert_loops;
 pub mod dropout;
 pub mod encoder_layer;

@@ -21,8 +21,9 @@ use burn::tensor::{DType, Tensor, TensorData};
 use gemmkit::{bf16, MatMut, MatRef, Parallelism};
 use rayon::prelude::*;
 
-use super::convert_loops::{round_bf16, widen_scaled};
-use super::precision::Precision;
+use super::bf16_dot::{self, PackedB};
+use super::convert_loops::{round_bf16, to_bf16, widen_scaled};
+use super::precision::{own_bf16_dot, Precision};
 
 /// Query rows per task: a block's scores (`QUERY_BLOCK × keys` floats, ≤ 600 KB at 1,200 keys)
 /// stay in L2 between the two matrix products.
@@ -62,7 +63,9 @@ impl PackedSelfAttention for Flex {
         let shape = qkv.shape();
         let (b, l, d3) = (shape[0], shape[1], shape[2]);
         let shape = [b, l, d3 / 3];
-        let out = if bf16 {
+        let out = if bf16 && own_bf16_dot() {
+            attend_bf16_dot(qkv.storage::<f32>(), shape, heads, &lengths, first_only)
+        } else if bf16 {
             attend_bf16(qkv.storage::<f32>(), shape, heads, &lengths, first_only)
         } else {
             attend(qkv.storage::<f32>(), shape, heads, &lengths, first_only)
@@ -234,12 +237,7 @@ fn attend_bf16(
     let dh = d / heads;
     let lq = if first_only { 1 } else { l };
     let mut out = vec![0f32; b * lq * d];
-    let mut qkv16 = vec![bf16::ZERO; qkv.len()];
-    qkv16
-        .par_chunks_mut(1 << 16)
-        .zip(qkv.par_chunks(1 << 16))
-        .for_each(|(d, s)| round_bf16(s, d));
-    let qkv = qkv16;
+    let qkv = to_bf16_parallel(qkv);
     let dst = OutPtr(out.as_mut_ptr());
     let scale = 1.0 / (dh as f32).sqrt();
     let row = 3 * d; // stride between positions in qkv
@@ -292,6 +290,122 @@ fn attend_bf16(
     out
 }
 
+/// [`attend_bf16`] on [`bf16_dot`] (CPUs with AVX-512 BF16): one task per (cell, head) packs
+/// Kᵀ and V once for all its query blocks; the scores come out f32 (scaled in the product's
+/// epilogue), the softmax writes the probabilities as bf16 in the same pass as the `exp`, and
+/// `P·V` writes f32 straight into the output, normalised afterwards. No product's output is
+/// rounded to bf16, unlike gemmkit's (see `bf16_dot` for the measurements).
+fn attend_bf16_dot(
+    qkv: &[f32],
+    [b, l, d]: [usize; 3],
+    heads: usize,
+    lengths: &[usize],
+    first_only: bool,
+) -> Vec<f32> {
+    let dh = d / heads;
+    let lq = if first_only { 1 } else { l };
+    let mut out = vec![0f32; b * lq * d];
+    let qkv = to_bf16_parallel(qkv);
+    let dst = OutPtr(out.as_mut_ptr());
+    let scale = 1.0 / (dh as f32).sqrt();
+    let row = 3 * d; // stride between positions in qkv
+    let pairs: Vec<(usize, usize)> = (0..b)
+        .flat_map(|c| (0..heads).map(move |h| (c, h)))
+        .collect();
+    pairs.into_par_iter().for_each_init(
+        || {
+            let buffers: (PackedB, PackedB, Vec<f32>, Vec<bf16>, Vec<f32>) = Default::default();
+            buffers
+        },
+        |(kt, vp, scores, p16, sums), (c, h)| {
+            let n = lengths[c];
+            let nq = if first_only { 1 } else { n };
+            let base = c * l * row + h * dh;
+            // Kᵀ [dh, n]: element (i, j) is K[j, i]; V [n, dh]
+            kt.pack_strided(&qkv[base + d..], dh, n, 1, row);
+            vp.pack_strided(&qkv[base + 2 * d..], n, dh, row, 1);
+            for q0 in (0..nq).step_by(QUERY_BLOCK) {
+                let m = (q0 + QUERY_BLOCK).min(nq) - q0;
+                let q = &qkv[base + q0 * row..];
+                scores.resize(m * n, 0.0);
+                // scores[m, n] = scale · Q[q0..q1] · K[..n]ᵀ
+                bf16_dot::gemm(q, row, m, kt, scale, None, scores, n);
+                p16.resize(m * n, bf16::ZERO);
+                sums.clear();
+                sums.extend(
+                    scores
+                        .chunks_exact(n)
+                        .zip(p16.chunks_exact_mut(n))
+                        .map(|(s, p)| exp_shifted_to_bf16(s, p)),
+                );
+                let o = dst.at((c * lq + q0) * d + h * dh);
+                // SAFETY: rows q0..q1 of this cell's output, this head's dh columns: this
+                // task's alone; `p16` holds m rows of n
+                unsafe { bf16_dot::gemm_raw(p16.as_ptr(), n, m, vp, 1.0, None, o, d) };
+                for (i, s) in sums.iter().enumerate() {
+                    // SAFETY: as above
+                    let o = unsafe { std::slice::from_raw_parts_mut(o.add(i * d), dh) };
+                    let inv = 1.0 / s;
+                    o.iter_mut().for_each(|v| *v *= inv);
+                }
+            }
+        },
+    );
+    out
+}
+
+/// Every value of `qkv` rounded to bf16, in parallel blocks.
+fn to_bf16_parallel(qkv: &[f32]) -> Vec<bf16> {
+    let mut out = vec![bf16::ZERO; qkv.len()];
+    out.par_chunks_mut(1 << 16)
+        .zip(qkv.par_chunks(1 << 16))
+        .for_each(|(d, s)| round_bf16(s, d));
+    out
+}
+
+/// `p[j] ← bf16(exp(s[j] − max(s)))`, returning the sum of the unrounded values (the softmax's
+/// denominator, as [`exp_shifted_row`] gives it).
+fn exp_shifted_to_bf16(s: &[f32], p: &mut [bf16]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the features the function is compiled for
+            return unsafe { exp_shifted_to_bf16_avx512(s, p) };
+        }
+    }
+    exp_shifted_to_bf16_portable(s, p)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512bw,fma")]
+unsafe fn exp_shifted_to_bf16_avx512(s: &[f32], p: &mut [bf16]) -> f32 {
+    exp_shifted_to_bf16_portable(s, p)
+}
+
+/// 16 lane-wise accumulators, so the reductions vectorise (see [`exp_shifted_row_portable`]).
+#[inline(always)]
+fn exp_shifted_to_bf16_portable(s: &[f32], p: &mut [bf16]) -> f32 {
+    const W: usize = 16;
+    let max = lane_max(s);
+    let mut acc = [0f32; W];
+    let mut src = s.chunks_exact(W);
+    let mut dst = p.chunks_exact_mut(W);
+    for (x, y) in (&mut src).zip(&mut dst) {
+        for i in 0..W {
+            let e = exp_approx(x[i] - max);
+            acc[i] += e;
+            y[i] = to_bf16(e);
+        }
+    }
+    let mut sum = acc.iter().sum::<f32>();
+    for (&x, y) in src.remainder().iter().zip(dst.into_remainder()) {
+        let e = exp_approx(x - max);
+        sum += e;
+        *y = to_bf16(e);
+    }
+    sum
+}
+
 /// `row[j] ← exp(row[j] − max(row))`, returning the row's new sum.
 fn exp_shifted_row(row: &mut [f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
@@ -326,17 +440,7 @@ unsafe fn exp_shifted_row_avx2(row: &mut [f32]) -> f32 {
 #[inline(always)]
 fn exp_shifted_row_portable(row: &mut [f32]) -> f32 {
     const W: usize = 16;
-    let mut mx = [f32::NEG_INFINITY; W];
-    let mut chunks = row.chunks_exact(W);
-    for ch in &mut chunks {
-        for i in 0..W {
-            mx[i] = if ch[i] > mx[i] { ch[i] } else { mx[i] };
-        }
-    }
-    let mut max = mx.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    for &x in chunks.remainder() {
-        max = max.max(x);
-    }
+    let max = lane_max(row);
     for x in row.iter_mut() {
         *x = exp_approx(*x - max);
     }
@@ -350,24 +454,48 @@ fn exp_shifted_row_portable(row: &mut [f32]) -> f32 {
     acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
+/// The largest value of `row` (−∞ when empty), over 16 lane-wise maxima so it vectorises.
+#[inline(always)]
+fn lane_max(row: &[f32]) -> f32 {
+    const W: usize = 16;
+    let mut mx = [f32::NEG_INFINITY; W];
+    let mut chunks = row.chunks_exact(W);
+    for ch in &mut chunks {
+        for i in 0..W {
+            mx[i] = if ch[i] > mx[i] { ch[i] } else { mx[i] };
+        }
+    }
+    let mut max = mx.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for &x in chunks.remainder() {
+        max = max.max(x);
+    }
+    max
+}
+
 /// `eˣ` for `x ≤ 0` to within ~2 ulp (0 below −87): `x = k·ln2 + r`, `|r| ≤ ln2/2`, a degree-7
-/// Taylor polynomial for `eʳ`, and `2ᵏ` put in the exponent bits. Branch-free, so it vectorises.
+/// Taylor polynomial for `eʳ`, and `2ᵏ` put in the exponent bits. Branch-free, division-free and
+/// without a float → int cast (Rust's saturating `as i32` does not vectorise: LLVM emitted a
+/// scalar convert and two compares per lane), so it vectorises.
 #[inline(always)]
 pub(crate) fn exp_approx(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 = C1 - C2 with C1 = 355/512, so k·C1 is exact (Cephes' split)
     const C1: f32 = 355.0 / 512.0;
     const C2: f32 = -2.121_944_4e-4;
-    const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
+    // 1.5·2²³: adding it rounds to an integer, which then sits in the low mantissa bits
+    const ROUND: f32 = 12_582_912.0;
     let xc = if x < -87.0 { -87.0 } else { x };
-    let kf = (xc * LOG2E + ROUND) - ROUND;
+    let t = xc * LOG2E + ROUND;
+    let kf = t - ROUND;
+    let k = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     let r = (xc - kf * C1) - kf * C2;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0
-                    + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r / 5040.0))))));
-    let y = p * f32::from_bits((((kf as i32) + 127) as u32) << 23);
+                    + r * (1.0 / 24.0
+                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    let y = p * f32::from_bits(((k + 127) as u32) << 23);
     if x < -87.0 {
         0.0
     } else {

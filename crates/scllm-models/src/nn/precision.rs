@@ -17,6 +17,7 @@ use std::str::FromStr;
 use gemmkit::{bf16, MatMut, MatRef, Parallelism};
 use rayon::prelude::*;
 
+use super::bf16_dot::{self, PackedB};
 use super::convert_loops::{
     dequantize_rows, quantize_rows, quantize_scaled, round_bf16, scale_of, to_bf16, widen_rows,
 };
@@ -176,6 +177,20 @@ fn available(cpu: Cpu) -> String {
     v.join(", ")
 }
 
+/// Whether bf16 products run on [`bf16_dot`] (the CPU has AVX-512 BF16 and [`KERNEL_ENV`] does
+/// not pin another kernel), decided once per process as gemmkit decides its own.
+pub fn own_bf16_dot() -> bool {
+    static OWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OWN.get_or_init(|| {
+        let pin = std::env::var(KERNEL_ENV).unwrap_or_default();
+        bf16_dot::cpu_has()
+            && matches!(
+                pin.trim().to_ascii_lowercase().as_str(),
+                "" | "auto" | "avx512bf16" | "bf16"
+            )
+    })
+}
+
 /// Layers with fewer inputs than this keep f32: nothing to gain, only rounding (scGPT's value
 /// encoder `Linear(1, d)`).
 pub const MIN_INPUTS: usize = 16;
@@ -191,8 +206,10 @@ pub struct LowWeights {
 
 #[derive(Debug)]
 enum Converted {
-    /// `[d_in, d_out]` row-major (burn's layout of a `Linear` weight).
+    /// `[d_in, d_out]` row-major (burn's layout of a `Linear` weight), for gemmkit.
     Bf16(Vec<bf16>),
+    /// Packed once for [`bf16_dot`] (CPUs with AVX-512 BF16, see [`own_bf16_dot`]).
+    Bf16Packed(PackedB),
     /// `[d_in, d_out]` row-major, and one scale per output column: `w ≈ q · scale`.
     Int8 { q: Vec<i8>, scale: Vec<f32> },
 }
@@ -211,6 +228,9 @@ impl LowWeights {
         assert_eq!(weight.len(), d_in * d_out, "weight shape");
         let weights = match precision {
             Precision::F32 => return None,
+            Precision::Bf16 if own_bf16_dot() => {
+                Converted::Bf16Packed(PackedB::from_f32(weight, d_in, d_out))
+            }
             Precision::Bf16 => Converted::Bf16(weight.iter().map(|&w| to_bf16(w)).collect()),
             Precision::Int8 => {
                 let mut amax = vec![0f32; d_out];
@@ -245,7 +265,7 @@ impl LowWeights {
 
     pub fn precision(&self) -> Precision {
         match self.weights {
-            Converted::Bf16(_) => Precision::Bf16,
+            Converted::Bf16(_) | Converted::Bf16Packed(_) => Precision::Bf16,
             Converted::Int8 { .. } => Precision::Int8,
         }
     }
@@ -271,6 +291,16 @@ impl LowWeights {
         let rows = m.div_ceil(2 * threads).clamp(32, 512);
         let bias = self.bias.as_deref();
         match &self.weights {
+            // no packing per block here, so blocks only need to share the rows out evenly
+            Converted::Bf16Packed(w) => out
+                .par_chunks_mut(rows.min(128) * n)
+                .zip(x.par_chunks(rows.min(128) * k))
+                .for_each_init(Vec::new, |a: &mut Vec<bf16>, (o, x)| {
+                    let r = x.len() / k;
+                    a.resize(r * k, bf16::ZERO);
+                    round_bf16(x, a);
+                    bf16_dot::gemm(a, k, r, w, 1.0, bias, o, n);
+                }),
             Converted::Bf16(w) => out
                 .par_chunks_mut(rows * n)
                 .zip(x.par_chunks(rows * k))
