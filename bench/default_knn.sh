@@ -33,7 +33,9 @@ export PYTHONWARNINGS=ignore
 embed() {
   local in=$1 out=$2; shift 2
   if [ "${REUSE:-0}" = 1 ] && [ -f "$out" ]; then echo "reused $out"; return; fi
-  "$SCLLM" embed "$in" -o "$out" --threads "$THREADS" "$@" 2>&1 | tail -1
+  # f32 unless PRECISION says otherwise (the recorded accuracies are f32's; the CLI's default
+  # is bf16 on CPUs with AVX-512 BF16)
+  "$SCLLM" embed "$in" -o "$out" --threads "$THREADS" --precision "${PRECISION:-f32}" "$@" 2>&1 | tail -1
 }
 
 mapfile -t CONFIGS < <(ls configs/*.toml | grep -v -e '/tiny_' -e '/pretrain_' -e '/kang_fixture_')

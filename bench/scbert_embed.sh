@@ -31,7 +31,7 @@ BIN=${CARGO_TARGET_DIR:-target}/release/scllm
 
 echo "== scllm embed (burn flex, $THREADS threads)"
 /usr/bin/time -v "$BIN" embed "$SUB" --model "$M" -o "$OUT/scllm.h5ad" --threads "$THREADS" \
-  --json >"$OUT/scllm.json" 2>"$OUT/scllm.time"
+  --precision "${PRECISION:-f32}" --json >"$OUT/scllm.json" 2>"$OUT/scllm.time"
 "$PY" -c "import json,sys; j=json.load(open(sys.argv[1])); print({k: j.get(k) for k in ['cells','seconds','cells_per_second','forward_seconds','tokenize_seconds','forward_gflops_per_second']})" "$OUT/scllm.json"
 grep -E "Maximum resident|Elapsed" "$OUT/scllm.time"
 echo "== reference (preprocess.py + PerformerLM, PyTorch CPU, $THREADS threads)"

@@ -107,6 +107,16 @@ def test_a_backed_cellplm_anndata_gets_the_in_memory_embedding():
         assert dict(a.uns["cellplm_sets"]) == dict(m.uns["cellplm_sets"])
 
 
+def test_the_default_precision_is_the_clis_and_is_reported():
+    # bf16 where the CPU has AVX-512 BF16, else f32, as `scllm embed` without --precision
+    a, b = read("cellplm/cells.h5ad"), read("cellplm/cells.h5ad")
+    out = scllm.tl.embed(a, model=fixture("cellplm"))
+    assert out["precision_default"] is True and out["precision"] in ("bf16", "f32")
+    asked = scllm.tl.embed(b, model=fixture("cellplm"), precision=out["precision"])
+    assert asked["precision_default"] is False
+    assert np.array_equal(a.obsm["X_cellplm"], b.obsm["X_cellplm"])
+
+
 def test_the_last_model_is_kept_for_the_next_call():
     model = fixture("cellplm")
     scllm.tl.forget_model()
@@ -117,7 +127,7 @@ def test_the_last_model_is_kept_for_the_next_call():
     assert np.array_equal(a.obsm["X_cellplm"], b.obsm["X_cellplm"])
     # another precision is another load; forgetting empties the slot
     c = read("cellplm/cells.h5ad")
-    assert scllm.tl.embed(c, model=model, precision="bf16")["model_reused"] is False
+    assert scllm.tl.embed(c, model=model, precision="int8")["model_reused"] is False
     scllm.tl.forget_model()
-    assert scllm.tl.embed(c, model=model, precision="bf16")["model_reused"] is False
+    assert scllm.tl.embed(c, model=model, precision="int8")["model_reused"] is False
     scllm.tl.forget_model()

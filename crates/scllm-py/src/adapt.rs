@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use pyo3::prelude::*;
-use scllm_models::{Precision, Strategy};
+use scllm_models::Strategy;
 use scllm_tasks::annotate::annotate_in_memory;
 use scllm_tasks::annotate_job::AnnotateJob;
 use scllm_tasks::cells::Cells;
@@ -102,7 +102,7 @@ fn finetune<'py>(
 #[pyo3(signature = (
     cells, model, adapter, unknown_below=None, coverage=None,
     key_added=None, max_len=None, batch_size=None, group_by=None, gene_col=None, seed=0,
-    precision="f32", dictionaries=None, progress=None, source="<AnnData>"
+    precision=None, dictionaries=None, progress=None, source="<AnnData>"
 ))]
 #[allow(clippy::too_many_arguments)]
 fn annotate<'py>(
@@ -118,14 +118,14 @@ fn annotate<'py>(
     group_by: Option<String>,
     gene_col: Option<String>,
     seed: u64,
-    precision: &str,
+    precision: Option<&str>,
     dictionaries: Option<PathBuf>,
     progress: Option<Bound<'py, PyAny>>,
     source: &str,
 ) -> PyResult<(String, Written<'py>)> {
     let mut a = cells.into_anndata(source)?;
     let before = a.obs.columns.clone();
-    let precision: Precision = precision.parse().map_err(value_error)?;
+    let (precision, defaulted) = crate::tl::precision_arg(precision)?;
     let unknown_below = unknown_below
         .map(|u| u.parse())
         .transpose()
@@ -155,6 +155,7 @@ fn annotate<'py>(
         (s, a)
     })?;
     let mut s = s.map_err(to_py)?;
+    s["precision_default"] = defaulted.into();
     if let Some(o) = s.as_object_mut() {
         o.remove("output");
     }

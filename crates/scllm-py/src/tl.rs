@@ -28,6 +28,15 @@ enum Source<'py> {
     Backed((PathBuf, usize)),
 }
 
+/// `precision=` as given, else this CPU's default (bf16 on AVX-512 BF16, else f32, as the
+/// CLI); `true` when defaulted (the summary's `precision_default`).
+pub(crate) fn precision_arg(given: Option<&str>) -> PyResult<(Precision, bool)> {
+    match given {
+        Some(p) => Ok((p.parse().map_err(value_error)?, false)),
+        None => Ok((Precision::cpu_default(), true)),
+    }
+}
+
 /// Drop the model `embed` / `annotate` kept for the next call (`scllm_tasks::model_cache`).
 #[pyfunction]
 fn forget_model() {
@@ -41,7 +50,7 @@ fn forget_model() {
 #[pyfunction]
 #[pyo3(signature = (
     source, model, key_added=None, batch_size=None, max_len=None,
-    seed=0, threads=None, gene_col=None, group_by=None, precision="f32", dictionaries=None,
+    seed=0, threads=None, gene_col=None, group_by=None, precision=None, dictionaries=None,
     weights=None, strict=false, progress=None, name="<AnnData>"
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -56,7 +65,7 @@ fn embed<'py>(
     threads: Option<usize>,
     gene_col: Option<String>,
     group_by: Option<String>,
-    precision: &str,
+    precision: Option<&str>,
     dictionaries: Option<PathBuf>,
     weights: Option<PathBuf>,
     strict: bool,
@@ -71,7 +80,7 @@ fn embed<'py>(
         }
         Source::Backed((path, n)) => (None, path, n),
     };
-    let precision: Precision = precision.parse().map_err(value_error)?;
+    let (precision, defaulted) = precision_arg(precision)?;
     let model = scllm_tasks::model_dir::resolve_for_embedding(model.as_deref()).map_err(to_py)?;
     let mut job = EmbedJob::new(input, PathBuf::new(), model);
     job.obsm_key = key_added;
@@ -106,6 +115,7 @@ fn embed<'py>(
         None => (embed_backed(&job), None),
     })?;
     let mut out = out.map_err(to_py)?;
+    out.summary["precision_default"] = defaulted.into();
     let key = out.summary["obsm_key"]
         .as_str()
         .unwrap_or_default()

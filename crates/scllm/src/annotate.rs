@@ -71,9 +71,10 @@ pub struct AnnotateArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Number format of the linear layers' products: f32, bf16 or int8 (see `scllm embed
-    /// --help`); recorded in `uns['scllm_annotate']['precision']`
-    #[arg(long, default_value = "f32", value_name = "f32|bf16|int8")]
-    pub precision: scllm_models::Precision,
+    /// --help`; default: bf16 where the CPU has AVX-512 BF16, else f32); recorded in
+    /// `uns['scllm_annotate']['precision']`
+    #[arg(long, value_name = "f32|bf16|int8")]
+    pub precision: Option<scllm_models::Precision>,
     #[arg(long)]
     pub json: bool,
 }
@@ -82,7 +83,8 @@ pub fn run(a: AnnotateArgs) -> anyhow::Result<()> {
     let adapter = a.adapter.clone().ok_or_else(|| {
         bad("--adapter ADAPTER_DIR is required: a base model has no trained classifier. Train one with `scllm finetune`, or transfer labels zero-shot with `scllm embed` then `scllm baseline knn --use-rep X_scGPT`")
     })?;
-    let s = annotate(&AnnotateJob {
+    let (precision, defaulted) = crate::embed::resolve_precision(a.precision);
+    let mut s = annotate(&AnnotateJob {
         query: a.query.clone(),
         model: model_dir::resolve(a.model.as_deref())?,
         adapter,
@@ -97,9 +99,10 @@ pub fn run(a: AnnotateArgs) -> anyhow::Result<()> {
         gene_col: a.gene_col.clone(),
         seed: a.seed,
         progress: !a.json,
-        precision: a.precision,
+        precision,
         keep_model: false,
     })?;
+    s["precision_default"] = defaulted.into();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
@@ -111,6 +114,9 @@ pub fn run(a: AnnotateArgs) -> anyhow::Result<()> {
             s["kernel"].as_str().unwrap_or(""),
             a.output.display()
         );
+        if defaulted {
+            eprintln!("{}", crate::embed::default_note(precision));
+        }
         if let Some(t) = s["unknown_below"].as_f64() {
             eprintln!("  Unknown below confidence {t:.4}");
         }

@@ -107,9 +107,11 @@ pub struct EmbedArgs {
     /// weights and inputs, f32 sums; AVX-512 BF16 where the CPU has it) or int8 (linear layers:
     /// per-channel weights, per-position inputs, i32 sums on AVX-512 VNNI; attention's products
     /// bf16). LayerNorm, softmax and residuals stay f32 (docs/precision.md).
-    /// $GEMMKIT_REQUIRE_ISA pins the kernel (scalar, avx2, avx512f, avx512bf16, avx512vnni)
-    #[arg(long, default_value = "f32", value_name = "f32|bf16|int8")]
-    pub precision: Precision,
+    /// $GEMMKIT_REQUIRE_ISA pins the kernel (scalar, avx2, avx512f, avx512bf16, avx512vnni).
+    /// Default: bf16 where the CPU has AVX-512 BF16 (~2x f32, cosine to f32 ≥ 0.9999), else
+    /// f32; the output says which. Give f32 for the reference implementation's exact numbers
+    #[arg(long, value_name = "f32|bf16|int8")]
+    pub precision: Option<Precision>,
     /// Also embed N cells (spread over the file) in f32 and compare with --precision: cosine
     /// distribution, shared 10 nearest neighbours, and with --check-label the 10-NN label on both
     #[arg(long, value_name = "N")]
@@ -175,6 +177,7 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         Some("cls") => Some(Pooling::Cls),
         Some(o) => return Err(bad(format!("--emb-mode must be cell or cls, got {o}"))),
     };
+    let (precision, defaulted) = resolve_precision(args.precision);
     let job = EmbedJob {
         weights: args.weights.clone(),
         dictionaries: args.dictionaries.clone(),
@@ -194,7 +197,7 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         block_cells: args.block_cells,
         pooling,
         emb_layer: args.emb_layer,
-        precision: args.precision,
+        precision,
         check: args.check.unwrap_or(0),
         check_label: args.check_label.clone(),
         progress: !args.json,
@@ -204,7 +207,8 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
             model_dir::resolve_for_embedding(args.model.as_deref())?,
         )
     };
-    let out = embed(&job)?;
+    let mut out = embed(&job)?;
+    out.summary["precision_default"] = defaulted.into();
     let s = &out.summary;
     if args.json {
         print_json(s)?;
@@ -228,18 +232,41 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         if let Some(t) = s["cell_totals"].as_str() {
             eprintln!("  cell totals (n_counts): {t}");
         }
+        if defaulted {
+            eprintln!("{}", default_note(precision));
+        }
         if let Some(c) = &out.check {
             eprintln!(
                 "{}",
-                scllm_tasks::precision_check::describe(
-                    c,
-                    args.precision,
-                    args.check_label.as_deref()
-                )
+                scllm_tasks::precision_check::describe(c, precision, args.check_label.as_deref())
             );
         }
     }
     Ok(())
+}
+
+/// `--precision` as given, else this CPU's default ([`Precision::cpu_default`]); `true` when
+/// defaulted, so the output can say so.
+pub(crate) fn resolve_precision(given: Option<Precision>) -> (Precision, bool) {
+    match given {
+        Some(p) => (p, false),
+        None => (Precision::cpu_default(), true),
+    }
+}
+
+/// The line that tells a user which precision they got without asking for one.
+pub(crate) fn default_note(p: Precision) -> String {
+    match p {
+        Precision::F32 => {
+            "  precision: f32, the default where bf16 cannot run on AVX-512 BF16 (the CPU \
+                            lacks it or $GEMMKIT_REQUIRE_ISA pins another kernel)"
+                .into()
+        }
+        p => format!(
+            "  precision: {p}, this CPU's default (AVX-512 BF16; docs/precision.md); \
+             --precision f32 gives the reference implementation's exact numbers"
+        ),
+    }
 }
 
 /// Print JSON to stdout; a closed pipe (`| head`) is not an error worth a panic.

@@ -63,6 +63,9 @@ fn embed_by_batch_sets_batch_size_and_one_set() {
             "-o",
             s(&out),
             "--json",
+            // the reference's numbers (this CPU's default may be bf16)
+            "--precision",
+            "f32",
         ];
         args.extend(extra);
         let (code, stdout, err) = scllm(&args);

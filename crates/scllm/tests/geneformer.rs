@@ -84,6 +84,9 @@ fn check_embed_convert_and_dry_run_on_the_fixture_folders() {
             "-o",
             s(&out_h5ad),
             "--json",
+            // the reference's numbers (this CPU's default may be bf16)
+            "--precision",
+            "f32",
         ]);
         assert_eq!(code, 0, "{err}");
         let j: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -109,6 +112,8 @@ fn check_embed_convert_and_dry_run_on_the_fixture_folders() {
         "0",
         "--obsm-key",
         "X_gf_last",
+        "--precision",
+        "f32",
     ]);
     assert_eq!(code, 0, "{err}");
     let (_, _, e) = obsm(&o, "X_gf_last");

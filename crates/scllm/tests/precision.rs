@@ -76,8 +76,9 @@ fn min_cosine(a: &[f32], b: &[f32], d: usize) -> f64 {
 #[test]
 fn every_kernel_this_cpu_has_embeds_close_to_f32_and_is_named() {
     let tmp = tempfile::tempdir().unwrap();
-    let (v, reference) = embed(&tmp.path().join("f32.h5ad"), &[], &[]);
+    let (v, reference) = embed(&tmp.path().join("f32.h5ad"), &["--precision", "f32"], &[]);
     assert_eq!(v["precision"], "f32");
+    assert_eq!(v["precision_default"], false);
     let d = v["dim"].as_u64().unwrap() as usize;
     for (pin, bf16_words, int8_words) in pins() {
         for (p, words, min) in [("bf16", bf16_words, 0.999), ("int8", int8_words, 0.995)] {
@@ -173,7 +174,7 @@ fn bad_precision_settings_are_clean_errors() {
         err.contains("GEMMKIT_REQUIRE_ISA=sse9") && !err.contains("panicked"),
         "{err}"
     );
-    let (code, _, err) = run(&["--check", "10"], &[]);
+    let (code, _, err) = run(&["--check", "10", "--precision", "f32"], &[]);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("--check") && err.contains("--precision"),
@@ -212,27 +213,33 @@ fn a_fine_tuned_model_predicts_the_same_labels_in_bf16_and_int8() {
         "2",
     ]);
     assert_eq!(code, 0, "{err}");
+    let (model, data) = (model(), data());
     let annotate = |p: &str| {
         let out = tmp.path().join(format!("annotated_{p}.h5ad"));
-        let (code, stdout, err) = scllm(&[
+        let mut args = vec![
             "annotate",
             "--model",
-            s(&model()),
+            s(&model),
             "--adapter",
             s(&ad),
-            s(&data()),
+            s(&data),
             "-o",
             s(&out),
             "--max-len",
             "128",
             "--unknown-below",
             "0",
-            "--precision",
-            p,
             "--json",
-        ]);
+        ];
+        // "default": no --precision, this CPU's default
+        if p != "default" {
+            args.extend(["--precision", p]);
+        }
+        let (code, stdout, err) = scllm(&args);
         assert_eq!(code, 0, "{p}: {err}");
         let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["precision_default"], p == "default");
+        let p = if p == "default" { cpu_default() } else { p };
         assert_eq!(v["precision"], p);
         let a = scllm_io::read_h5ad(&out).unwrap();
         let labels = a.obs_column("predicted_cell_type").unwrap().to_strings();
@@ -247,6 +254,66 @@ fn a_fine_tuned_model_predicts_the_same_labels_in_bf16_and_int8() {
         let share = same as f64 / reference.len() as f64;
         eprintln!("{p}: {same} of {} labels as in f32", reference.len());
         assert!(share >= 0.99, "{p}: {share}");
+    }
+    let defaulted = annotate("default");
+    assert_eq!(defaulted, annotate(cpu_default()));
+}
+
+/// The precision `embed` and `annotate` take without `--precision`: bf16 where bf16 runs on
+/// AVX-512 BF16, else f32.
+fn cpu_default() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512bf16") {
+            return "bf16";
+        }
+    }
+    "f32"
+}
+
+/// Without `--precision`, embed runs this CPU's default (the same embedding as asking for it),
+/// says so in the summary and on stderr, and a pin off the AVX-512 BF16 kernel makes it f32.
+#[test]
+fn the_default_is_bf16_where_the_cpu_has_avx512_bf16_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let want = cpu_default();
+    let (v, defaulted) = embed(&tmp.path().join("default.h5ad"), &[], &[]);
+    assert_eq!(v["precision"], want);
+    assert_eq!(v["precision_default"], true);
+    let (v, asked) = embed(&tmp.path().join("asked.h5ad"), &["--precision", want], &[]);
+    assert_eq!(v["precision_default"], false);
+    assert!(defaulted
+        .iter()
+        .zip(&asked)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
+    let out = tmp.path().join("text.h5ad");
+    let (model, data) = (model(), data());
+    let args = [
+        "embed",
+        "--model",
+        s(&model),
+        s(&data),
+        "-o",
+        s(&out),
+        "--max-len",
+        "128",
+    ];
+    let (code, _, err) = scllm(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!("precision: {want}")) && err.contains("default"),
+        "{err}"
+    );
+    if want == "bf16" {
+        // another kernel pinned: bf16 would not run on scllm's kernel, so f32
+        let (v, _) = embed(
+            &tmp.path().join("pinned.h5ad"),
+            &[],
+            &[("GEMMKIT_REQUIRE_ISA", "avx512f")],
+        );
+        assert_eq!(v["precision"], "f32");
+        assert_eq!(v["precision_default"], true);
     }
 }
 

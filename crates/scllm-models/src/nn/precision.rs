@@ -47,6 +47,18 @@ impl Precision {
             Precision::Int8 => "int8",
         }
     }
+
+    /// The precision `embed` and `annotate` take when none is given: bf16 where bf16 runs on
+    /// scllm's AVX-512 BF16 kernel ([`own_bf16_dot`]: 1.86-2.13x f32 at cosine ≥ 0.99999 on the
+    /// whole-human scGPT, bench/RESULTS.md), f32 elsewhere (bf16 there widens to f32 in gemmkit,
+    /// not measured faster than f32 end to end).
+    pub fn cpu_default() -> Precision {
+        if own_bf16_dot() {
+            Precision::Bf16
+        } else {
+            Precision::F32
+        }
+    }
 }
 
 impl fmt::Display for Precision {
