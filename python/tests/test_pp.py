@@ -8,7 +8,7 @@ import scanpy as sc
 import scipy.sparse as sp
 
 import scllm
-from conftest import read
+from conftest import fixture, read, run_cli
 
 DATASETS = ["data/kang2018_pbmc_400.h5ad", "data/pbmc3k_300.h5ad", "data/pancreas_150.h5ad"]
 
@@ -150,6 +150,35 @@ def test_hvg_by_cutoffs_equals_scanpy(flavor, batch, bounds):
         assert np.array_equal(ours.var["highly_variable_nbatches"], ref.var["highly_variable_nbatches"])
     for col in ["means", "dispersions", "dispersions_norm"]:
         np.testing.assert_allclose(ours.var[col], ref.var[col], rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("flavor", ["seurat", "cell_ranger"])
+@pytest.mark.parametrize("batch", [None, "donor"])
+def test_cli_preprocess_hvg_by_cutoffs_equals_scanpy(tmp_path, flavor, batch):
+    """`scllm preprocess --hvg-min-mean ... ` (no --hvg N) selects as scanpy's bounds; an unset
+    bound keeps scanpy's default (max_disp inf); seurat_v3 and --stream refuse the bounds."""
+    bounds = {"min_mean": 0.05, "max_mean": 2.0, "min_disp": 0.2}
+    out = tmp_path / "out.h5ad"
+    args = ["preprocess", fixture(DATASETS[0]), "-o", out, "--normalize-total", "1e4", "--log1p",
+            "--hvg-flavor", flavor, "--hvg-min-mean", "0.05", "--hvg-max-mean", "2",
+            "--hvg-min-disp", "0.2"]
+    if batch:
+        args += ["--batch-key", batch]
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    ref = log_normed(DATASETS[0])
+    sc.pp.highly_variable_genes(ref, flavor=flavor, batch_key=batch, **bounds)
+    ours = sc.read_h5ad(out)
+    hv = ours.var["highly_variable"].to_numpy()
+    assert np.array_equal(hv, ref.var["highly_variable"].to_numpy())
+    assert 0 < hv.sum() < ours.n_vars
+    if batch:
+        assert np.array_equal(ours.var["highly_variable_nbatches"], ref.var["highly_variable_nbatches"])
+    r = run_cli("preprocess", fixture(DATASETS[0]), "-o", tmp_path / "v3.h5ad", "--hvg-min-mean", "0.1")
+    assert r.returncode == 2 and "--hvg-flavor seurat" in r.stderr, r.stderr
+    r = run_cli("preprocess", fixture(DATASETS[0]), "-o", tmp_path / "s.h5ad", "--stream",
+                "--hvg-flavor", "seurat", "--hvg-min-mean", "0.1")
+    assert r.returncode == 2 and "--hvg-min-mean" in r.stderr, r.stderr
 
 
 def test_hvg_warns_that_n_top_genes_overrides_cutoffs():

@@ -18,8 +18,8 @@ use crate::binning::{BinRng, Binner};
 use crate::stream::{preprocess_stream, refuse, StreamOptions};
 use crate::{
     check_nonnegative, detect_values, filter_cells, filter_genes, highly_variable_genes, log1p,
-    normalize_total, scale, to_csr_f32, Batches, CellFilter, GeneFilter, HvgFlavor, HvgOptions,
-    PpError, Result, ValueKind,
+    normalize_total, scale, to_csr_f32, Batches, CellFilter, Cutoffs, GeneFilter, HvgFlavor,
+    HvgOptions, PpError, Result, ValueKind,
 };
 
 /// What `normalize_total` scales every cell to.
@@ -53,6 +53,9 @@ pub struct PreprocessJob {
     /// Number of highly variable genes → `var['highly_variable']` and friends.
     pub hvg: Option<usize>,
     pub hvg_flavor: HvgFlavor,
+    /// Without `hvg`: seurat / cell_ranger genes selected by mean and dispersion bounds, as
+    /// scanpy's `highly_variable_genes` without `n_top_genes` (with `hvg`, scanpy ignores them).
+    pub hvg_cutoffs: Option<Cutoffs>,
     /// obs column naming batches (seurat_v3).
     pub batch_key: Option<String>,
     /// Keep only the highly variable genes.
@@ -98,6 +101,7 @@ impl PreprocessJob {
             log1p: false,
             hvg: None,
             hvg_flavor: HvgFlavor::SeuratV3,
+            hvg_cutoffs: None,
             batch_key: None,
             subset_hvg: false,
             scale: false,
@@ -356,8 +360,24 @@ fn preprocess_in_memory(
         a.set_uns("log1p", UnsValue::Dict(vec![]));
     }
     let mut hvg_summary = None;
-    if let Some(n_top) = job.hvg {
+    if job.hvg.is_some() || job.hvg_cutoffs.is_some() {
         let flavor = job.hvg_flavor;
+        let cutoffs = match (job.hvg, job.hvg_cutoffs) {
+            (Some(n), Some(_)) => {
+                // scanpy: "If n_top_genes is not None, the cutoffs are ignored"
+                note(
+                    show,
+                    format!("warning: --hvg {n} is given, so the mean/dispersion bounds are ignored (as scanpy)"),
+                );
+                None
+            }
+            (None, Some(_)) if flavor == HvgFlavor::SeuratV3 => {
+                return Err(invalid(
+                    "--hvg-min-mean/--hvg-max-mean/--hvg-min-disp/--hvg-max-disp select seurat or cell_ranger genes: add --hvg-flavor seurat (or cell_ranger), or give --hvg N for seurat_v3",
+                ));
+            }
+            (_, c) => c,
+        };
         let batches: Option<Vec<u32>> = match &job.batch_key {
             None => None,
             Some(k) => Some(batch_ids(a.obs_column(k)?, k, &src)?),
@@ -388,9 +408,13 @@ fn preprocess_in_memory(
                 }
             }
         };
+        let opts = HvgOptions {
+            cutoffs,
+            ..HvgOptions::new(job.hvg.unwrap_or(0), flavor)
+        };
         let r = highly_variable_genes(
             csr(&a, &counts_owned, input),
-            &HvgOptions::new(n_top, flavor),
+            &opts,
             batches.as_deref().map(|ids| Batches {
                 ids,
                 gene_names: Some(&a.var.index),
@@ -406,10 +430,21 @@ fn preprocess_in_memory(
             )]),
         );
         hvg_summary = Some(r.n_selected());
-        steps.push(format!(
-            "highly_variable_genes({}, {n_top})",
-            flavor.as_str()
-        ));
+        steps.push(match (job.hvg, cutoffs) {
+            (_, Some(c)) => format!(
+                "highly_variable_genes({}, mean in ({}, {}), dispersion in ({}, {}))",
+                flavor.as_str(),
+                c.min_mean,
+                c.max_mean,
+                c.min_disp,
+                c.max_disp
+            ),
+            (n, None) => format!(
+                "highly_variable_genes({}, {})",
+                flavor.as_str(),
+                n.unwrap_or(0)
+            ),
+        });
         if job.subset_hvg {
             let keep: Vec<usize> = (0..a.n_vars()).filter(|&j| r.highly_variable[j]).collect();
             // counts_owned (a converted X) would need subsetting too; X itself is subset by select_vars
@@ -516,6 +551,10 @@ fn preprocess_streamed(job: &PreprocessJob) -> Result<StreamedSummary> {
         (job.min_cells.is_some(), "--min-cells"),
         (job.min_gene_counts.is_some(), "--min-gene-counts"),
         (job.subset_hvg, "--subset-hvg"),
+        (
+            job.hvg_cutoffs.is_some(),
+            "--hvg-min-mean/--hvg-max-mean/--hvg-min-disp/--hvg-max-disp",
+        ),
         (job.scale, "--scale"),
         (job.bin.is_some(), "--bin"),
         (job.vocab.is_some(), "--vocab"),

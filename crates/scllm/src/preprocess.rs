@@ -50,6 +50,19 @@ pub struct PreprocessArgs {
     /// seurat_v3 (on counts), seurat or cell_ranger (on log data)
     #[arg(long, default_value = "seurat_v3")]
     pub hvg_flavor: String,
+    /// Without --hvg N: seurat / cell_ranger genes whose mean lies above this (scanpy's
+    /// min_mean; the four bounds default to scanpy's 0.0125, 3, 0.5 and inf once any is given)
+    #[arg(long, value_name = "X")]
+    pub hvg_min_mean: Option<f64>,
+    /// ... and below this (scanpy's max_mean)
+    #[arg(long, value_name = "X")]
+    pub hvg_max_mean: Option<f64>,
+    /// ... whose normalised dispersion lies above this (scanpy's min_disp)
+    #[arg(long, value_name = "X")]
+    pub hvg_min_disp: Option<f64>,
+    /// ... and below this (scanpy's max_disp)
+    #[arg(long, value_name = "X")]
+    pub hvg_max_disp: Option<f64>,
     /// obs column naming batches (e.g. donor): HVGs per batch, combined as scanpy does
     #[arg(long)]
     pub batch_key: Option<String>,
@@ -115,6 +128,21 @@ pub fn run(args: PreprocessArgs) -> anyhow::Result<()> {
             ))
         })?)),
     };
+    let bounds = [
+        args.hvg_min_mean,
+        args.hvg_max_mean,
+        args.hvg_min_disp,
+        args.hvg_max_disp,
+    ];
+    let hvg_cutoffs = bounds.iter().any(Option::is_some).then(|| {
+        let d = scllm_pp::Cutoffs::default();
+        scllm_pp::Cutoffs {
+            min_mean: args.hvg_min_mean.unwrap_or(d.min_mean),
+            max_mean: args.hvg_max_mean.unwrap_or(d.max_mean),
+            min_disp: args.hvg_min_disp.unwrap_or(d.min_disp),
+            max_disp: args.hvg_max_disp.unwrap_or(d.max_disp),
+        }
+    });
     let job = PreprocessJob {
         layer: args.layer.clone(),
         min_genes: args.min_genes,
@@ -125,6 +153,7 @@ pub fn run(args: PreprocessArgs) -> anyhow::Result<()> {
         log1p: args.log1p,
         hvg: args.hvg,
         hvg_flavor,
+        hvg_cutoffs,
         batch_key: args.batch_key.clone(),
         subset_hvg: args.subset_hvg,
         scale: args.scale,
