@@ -181,6 +181,25 @@ def test_cli_preprocess_hvg_by_cutoffs_equals_scanpy(tmp_path, flavor, batch):
     assert r.returncode == 2 and "--hvg-min-mean" in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize("fraction", [None, "0.2"])
+def test_cli_preprocess_exclude_highly_expressed_equals_scanpy(tmp_path, fraction):
+    """`scllm preprocess --normalize-total 1e4 --exclude-highly-expressed [F]`: X_normed equals
+    scanpy's normalize_total(exclude_highly_expressed=True, max_fraction=F or 0.05)."""
+    out = tmp_path / "out.h5ad"
+    flag = ["--exclude-highly-expressed"] + ([fraction] if fraction else [])
+    r = run_cli("preprocess", fixture(DATASETS[0]), "-o", out, "--normalize-total", "1e4", *flag)
+    assert r.returncode == 0, r.stderr
+    ref = counts(DATASETS[0])
+    sc.pp.normalize_total(ref, target_sum=1e4, exclude_highly_expressed=True,
+                          max_fraction=float(fraction or 0.05))
+    ours = sc.read_h5ad(out)
+    assert np.array_equal(dense(ours.layers["X_normed"]), dense(ref.X))
+    r = run_cli("preprocess", fixture(DATASETS[0]), "-o", tmp_path / "plain.h5ad", "--normalize-total", "1e4")
+    assert not np.array_equal(dense(sc.read_h5ad(tmp_path / "plain.h5ad").layers["X_normed"]), dense(ref.X))
+    r = run_cli("preprocess", fixture(DATASETS[0]), "-o", tmp_path / "x.h5ad", "--exclude-highly-expressed")
+    assert r.returncode == 2 and "--normalize-total" in r.stderr, r.stderr
+
+
 def test_hvg_warns_that_n_top_genes_overrides_cutoffs():
     a = log_normed(DATASETS[0])
     with pytest.warns(UserWarning, match="cutoffs are ignored"):

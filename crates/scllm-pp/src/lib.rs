@@ -27,7 +27,7 @@ pub use hvg::{
     highly_variable_genes, seurat_v3_counts, Batches, CsrRef, Cutoffs, HvgFlavor, HvgOptions,
     HvgResult,
 };
-pub use normalize::{log1p, normalize_total, to_csr_f32};
+pub use normalize::{log1p, normalize_total, normalize_total_in_place_excluding, to_csr_f32};
 pub use scale::scale;
 
 /// What went wrong, in words a user can act on.

@@ -50,13 +50,38 @@ pub fn normalize_total(x: &Compressed, target_sum: Option<f64>) -> (Compressed, 
 /// [`normalize_total`] in place (values become float32): returns each cell's total before and
 /// the target used.
 pub fn normalize_total_in_place(x: &mut Compressed, target_sum: Option<f64>) -> (Vec<f32>, f64) {
-    if !matches!(x.data, Values::F32(_)) {
-        x.data = Values::F32(x.data.to_f32());
+    let data = f32_values_mut(&mut x.data);
+    normalize_rows(data, &x.indptr, target_sum)
+}
+
+/// A matrix's values as float32 (converted in place when stored otherwise).
+fn f32_values_mut(values: &mut Values) -> &mut [f32] {
+    if !matches!(values, Values::F32(_)) {
+        *values = Values::F32(values.to_f32());
     }
-    let Values::F32(data) = &mut x.data else {
+    let Values::F32(data) = values else {
         unreachable!("converted above")
     };
-    normalize_rows(data, &x.indptr, target_sum)
+    data
+}
+
+/// [`normalize_total_in_place`] with scanpy's `exclude_highly_expressed` at `max_fraction`
+/// ([`normalize_rows_excluding`]): each cell's total over the genes kept and the target used.
+pub fn normalize_total_in_place_excluding(
+    x: &mut Compressed,
+    target_sum: Option<f64>,
+    max_fraction: f64,
+) -> crate::Result<(Vec<f32>, f64)> {
+    let data = f32_values_mut(&mut x.data);
+    let (totals, target, _) = normalize_rows_excluding(
+        data,
+        &x.indptr,
+        &x.indices,
+        x.ncols,
+        max_fraction,
+        target_sum,
+    )?;
+    Ok((totals, target))
 }
 
 /// [`normalize_total_in_place`] on a CSR value array and its row offsets (a caller's buffer):

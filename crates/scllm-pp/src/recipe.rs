@@ -18,8 +18,8 @@ use crate::binning::{BinRng, Binner};
 use crate::stream::{preprocess_stream, refuse, StreamOptions};
 use crate::{
     check_nonnegative, detect_values, filter_cells, filter_genes, highly_variable_genes, log1p,
-    normalize_total, scale, to_csr_f32, Batches, CellFilter, Cutoffs, GeneFilter, HvgFlavor,
-    HvgOptions, PpError, Result, ValueKind,
+    normalize_total, normalize_total_in_place_excluding, scale, to_csr_f32, Batches, CellFilter,
+    Cutoffs, GeneFilter, HvgFlavor, HvgOptions, PpError, Result, ValueKind,
 };
 
 /// What `normalize_total` scales every cell to.
@@ -48,6 +48,9 @@ pub struct PreprocessJob {
     pub min_gene_counts: Option<f64>,
     /// `normalize_total` → layer `X_normed`.
     pub normalize_total: Option<TotalTarget>,
+    /// scanpy's `exclude_highly_expressed` at this `max_fraction`: genes holding more than it of
+    /// some cell's total are left out of every cell's total (needs `normalize_total`).
+    pub exclude_highly_expressed: Option<f64>,
     /// `log1p` of the normalized (or input) values → layer `X_log1p`.
     pub log1p: bool,
     /// Number of highly variable genes → `var['highly_variable']` and friends.
@@ -98,6 +101,7 @@ impl PreprocessJob {
             min_cells: None,
             min_gene_counts: None,
             normalize_total: None,
+            exclude_highly_expressed: None,
             log1p: false,
             hvg: None,
             hvg_flavor: HvgFlavor::SeuratV3,
@@ -330,6 +334,19 @@ fn preprocess_in_memory(
     let mut last: &str = "X";
     let mut steps: Vec<String> = Vec::new();
     let mut target_used = None;
+    if job.exclude_highly_expressed.is_some() && job.normalize_total.is_none() {
+        return Err(invalid(
+            "--exclude-highly-expressed changes normalize_total's totals: add --normalize-total",
+        ));
+    }
+    if job
+        .exclude_highly_expressed
+        .is_some_and(|f| !(f > 0.0 && f <= 1.0))
+    {
+        return Err(invalid(
+            "--exclude-highly-expressed: the fraction must be in (0, 1] (scanpy's default 0.05)",
+        ));
+    }
     if let Some(t) = job.normalize_total {
         if report.kind == ValueKind::Scaled {
             return Err(refuse::scaled(&src));
@@ -341,11 +358,25 @@ fn preprocess_in_memory(
             TotalTarget::Sum(s) => Some(s),
             TotalTarget::Median => None,
         };
-        let (n, _, used) = normalize_total(csr(&a, &counts_owned, "X"), target);
+        let (n, used) = match job.exclude_highly_expressed {
+            None => {
+                let (n, _, used) = normalize_total(csr(&a, &counts_owned, "X"), target);
+                (n, used)
+            }
+            Some(f) => {
+                let mut n = csr(&a, &counts_owned, "X").clone();
+                let (_, used) = normalize_total_in_place_excluding(&mut n, target, f)
+                    .map_err(|e| refuse::in_file(&src, e))?;
+                (n, used)
+            }
+        };
         target_used = Some(used);
         a.set_layer("X_normed", Matrix::Csr(n));
         last = "X_normed";
-        steps.push(format!("normalize_total({used})"));
+        steps.push(match job.exclude_highly_expressed {
+            None => format!("normalize_total({used})"),
+            Some(f) => format!("normalize_total({used}, excluding genes above {f} of a cell)"),
+        });
     }
     if job.log1p {
         check_nonnegative(csr(&a, &counts_owned, last), "log1p", "log1p")

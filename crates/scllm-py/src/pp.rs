@@ -48,19 +48,11 @@ fn normalize_total<'py>(
     let mut c = x.to_compressed("X")?;
     let (totals, target) = match max_fraction {
         None => py.detach(|| scllm_pp::normalize::normalize_total_in_place(&mut c, target_sum)),
-        Some(f) => {
-            let scllm_io::Values::F32(data) = &mut c.data else {
-                return Err(value_error("internal: X is not float32"));
-            };
-            let (t, target, _) = py
-                .detach(|| {
-                    scllm_pp::normalize::normalize_rows_excluding(
-                        data, &c.indptr, &c.indices, c.ncols, f, target_sum,
-                    )
-                })
-                .map_err(|e| to_py(e.into()))?;
-            (t, target)
-        }
+        Some(f) => py
+            .detach(|| {
+                scllm_pp::normalize::normalize_total_in_place_excluding(&mut c, target_sum, f)
+            })
+            .map_err(|e| to_py(e.into()))?,
     };
     Ok((vector(py, f32_values(c)), vector(py, totals), target))
 }

@@ -41,6 +41,10 @@ pub struct PreprocessArgs {
     /// the median cell total when given as `median`) -> layer X_normed
     #[arg(long, num_args = 0..=1, default_missing_value = "1e4", value_name = "TARGET")]
     pub normalize_total: Option<String>,
+    /// With --normalize-total: leave genes holding more than this fraction of some cell's total
+    /// out of every cell's total (scanpy's exclude_highly_expressed; 0.05 without a value)
+    #[arg(long, num_args = 0..=1, default_missing_value = "0.05", value_name = "MAX_FRACTION")]
+    pub exclude_highly_expressed: Option<f64>,
     /// Natural-log log1p of the normalized (or input) values -> layer X_log1p
     #[arg(long)]
     pub log1p: bool,
@@ -150,6 +154,7 @@ pub fn run(args: PreprocessArgs) -> anyhow::Result<()> {
         min_cells: args.min_cells,
         min_gene_counts: args.min_gene_counts,
         normalize_total,
+        exclude_highly_expressed: args.exclude_highly_expressed,
         log1p: args.log1p,
         hvg: args.hvg,
         hvg_flavor,
