@@ -368,12 +368,19 @@ fn to_bf16_parallel(qkv: &[f32]) -> Vec<bf16> {
 fn exp_shifted_to_bf16(s: &[f32], p: &mut [bf16]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if avx512_for_exp() {
             // SAFETY: the CPU has the features the function is compiled for
             return unsafe { exp_shifted_to_bf16_avx512(s, p) };
         }
     }
     exp_shifted_to_bf16_portable(s, p)
+}
+
+/// Whether the CPU has every feature the softmax passes' AVX-512 builds are compiled for.
+#[cfg(target_arch = "x86_64")]
+fn avx512_for_exp() -> bool {
+    use std::arch::is_x86_feature_detected as has;
+    has!("avx512f") && has!("avx512vl") && has!("avx512bw") && has!("fma")
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -410,7 +417,7 @@ fn exp_shifted_to_bf16_portable(s: &[f32], p: &mut [bf16]) -> f32 {
 fn exp_shifted_row(row: &mut [f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if avx512_for_exp() {
             // SAFETY: the CPU has the features the function is compiled for
             return unsafe { exp_shifted_row_avx512(row) };
         }
@@ -424,7 +431,7 @@ fn exp_shifted_row(row: &mut [f32]) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl,fma")]
+#[target_feature(enable = "avx512f,avx512vl,avx512bw,fma")]
 unsafe fn exp_shifted_row_avx512(row: &mut [f32]) -> f32 {
     exp_shifted_row_portable(row)
 }
