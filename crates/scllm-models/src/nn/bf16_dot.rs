@@ -84,6 +84,10 @@ impl PackedB {
         self.n = n;
         self.data.clear();
         self.data.resize(panels * pairs * PANEL * 2, bf16::ZERO);
+        if self.data.is_empty() {
+            // no depth (or no column): nothing to pack, and chunks of 0 would panic
+            return;
+        }
         for (p, panel) in self.data.chunks_exact_mut(pairs * PANEL * 2).enumerate() {
             let c0 = p * PANEL;
             let cols = (n - c0).min(PANEL);
