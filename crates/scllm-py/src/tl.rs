@@ -31,10 +31,8 @@ enum Source<'py> {
 /// `precision=` as given, else this CPU's default (bf16 on AVX-512 BF16, else f32, as the
 /// CLI); `true` when defaulted (the summary's `precision_default`).
 pub(crate) fn precision_arg(given: Option<&str>) -> PyResult<(Precision, bool)> {
-    match given {
-        Some(p) => Ok((p.parse().map_err(value_error)?, false)),
-        None => Ok((Precision::cpu_default(), true)),
-    }
+    let given = given.map(str::parse).transpose().map_err(value_error)?;
+    Ok(Precision::or_cpu_default(given))
 }
 
 /// Drop the model `embed` / `annotate` kept for the next call (`scllm_tasks::model_cache`).

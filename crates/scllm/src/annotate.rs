@@ -83,7 +83,7 @@ pub fn run(a: AnnotateArgs) -> anyhow::Result<()> {
     let adapter = a.adapter.clone().ok_or_else(|| {
         bad("--adapter ADAPTER_DIR is required: a base model has no trained classifier. Train one with `scllm finetune`, or transfer labels zero-shot with `scllm embed` then `scllm baseline knn --use-rep X_scGPT`")
     })?;
-    let (precision, defaulted) = crate::embed::resolve_precision(a.precision);
+    let (precision, defaulted) = scllm_models::Precision::or_cpu_default(a.precision);
     let mut s = annotate(&AnnotateJob {
         query: a.query.clone(),
         model: model_dir::resolve(a.model.as_deref())?,

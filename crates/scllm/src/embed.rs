@@ -177,7 +177,7 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         Some("cls") => Some(Pooling::Cls),
         Some(o) => return Err(bad(format!("--emb-mode must be cell or cls, got {o}"))),
     };
-    let (precision, defaulted) = resolve_precision(args.precision);
+    let (precision, defaulted) = Precision::or_cpu_default(args.precision);
     let job = EmbedJob {
         weights: args.weights.clone(),
         dictionaries: args.dictionaries.clone(),
@@ -243,15 +243,6 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// `--precision` as given, else this CPU's default ([`Precision::cpu_default`]); `true` when
-/// defaulted, so the output can say so.
-pub(crate) fn resolve_precision(given: Option<Precision>) -> (Precision, bool) {
-    match given {
-        Some(p) => (p, false),
-        None => (Precision::cpu_default(), true),
-    }
 }
 
 /// The line that tells a user which precision they got without asking for one.

@@ -313,10 +313,7 @@ fn attend_bf16_dot(
         .flat_map(|c| (0..heads).map(move |h| (c, h)))
         .collect();
     pairs.into_par_iter().for_each_init(
-        || {
-            let buffers: (PackedB, PackedB, Vec<f32>, Vec<bf16>, Vec<f32>) = Default::default();
-            buffers
-        },
+        <(PackedB, PackedB, Vec<f32>, Vec<bf16>, Vec<f32>)>::default,
         |(kt, vp, scores, p16, sums), (c, h)| {
             let n = lengths[c];
             let nq = if first_only { 1 } else { n };

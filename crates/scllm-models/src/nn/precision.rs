@@ -59,6 +59,15 @@ impl Precision {
             Precision::F32
         }
     }
+
+    /// The precision asked for, else [`Self::cpu_default`]; `true` when defaulted, so the
+    /// output can say so (the CLI's `--precision`, the binding's `precision=`).
+    pub fn or_cpu_default(given: Option<Precision>) -> (Precision, bool) {
+        match given {
+            Some(p) => (p, false),
+            None => (Precision::cpu_default(), true),
+        }
+    }
 }
 
 impl fmt::Display for Precision {
@@ -130,8 +139,7 @@ pub fn kernel(precision: Precision) -> Result<String, String> {
         return Ok("f32 (burn-flex gemm)".into());
     }
     let cpu = Cpu::detect();
-    let pin = std::env::var(KERNEL_ENV).unwrap_or_default();
-    let pin = pin.trim().to_ascii_lowercase();
+    let pin = pinned();
     let lacks = |isa: &str| {
         Err(format!(
             "{KERNEL_ENV}={pin}: this CPU does not report {isa}; unset it or name one of: {}",
@@ -194,13 +202,14 @@ fn available(cpu: Cpu) -> String {
 pub fn own_bf16_dot() -> bool {
     static OWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *OWN.get_or_init(|| {
-        let pin = std::env::var(KERNEL_ENV).unwrap_or_default();
-        bf16_dot::cpu_has()
-            && matches!(
-                pin.trim().to_ascii_lowercase().as_str(),
-                "" | "auto" | "avx512bf16" | "bf16"
-            )
+        bf16_dot::cpu_has() && matches!(pinned().as_str(), "" | "auto" | "avx512bf16" | "bf16")
     })
+}
+
+/// [`KERNEL_ENV`]'s value, trimmed and lower-case ("" when unset).
+fn pinned() -> String {
+    let pin = std::env::var(KERNEL_ENV).unwrap_or_default();
+    pin.trim().to_ascii_lowercase()
 }
 
 /// Layers with fewer inputs than this keep f32: nothing to gain, only rounding (scGPT's value
@@ -304,15 +313,17 @@ impl LowWeights {
         let bias = self.bias.as_deref();
         match &self.weights {
             // no packing per block here, so blocks only need to share the rows out evenly
-            Converted::Bf16Packed(w) => out
-                .par_chunks_mut(rows.min(128) * n)
-                .zip(x.par_chunks(rows.min(128) * k))
-                .for_each_init(Vec::new, |a: &mut Vec<bf16>, (o, x)| {
-                    let r = x.len() / k;
-                    a.resize(r * k, bf16::ZERO);
-                    round_bf16(x, a);
-                    bf16_dot::gemm(a, k, r, w, 1.0, bias, o, n);
-                }),
+            Converted::Bf16Packed(w) => {
+                let rows = rows.min(128);
+                out.par_chunks_mut(rows * n)
+                    .zip(x.par_chunks(rows * k))
+                    .for_each_init(Vec::new, |a: &mut Vec<bf16>, (o, x)| {
+                        let r = x.len() / k;
+                        a.resize(r * k, bf16::ZERO);
+                        round_bf16(x, a);
+                        bf16_dot::gemm(a, k, r, w, 1.0, bias, o, n);
+                    })
+            }
             Converted::Bf16(w) => out
                 .par_chunks_mut(rows * n)
                 .zip(x.par_chunks(rows * k))
